@@ -1,0 +1,113 @@
+"""Models of the experiments, each taking its normalization from one factory.
+
+The factory :func:`norm_layer` turns a name (``none``, ``bn``, ``fn``) into a constructor
+``num_features -> nn.Module``, the same signature torchvision's ``norm_layer`` arguments take, so
+a model is written once and run with every normalization.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .layers import FullNorm1d, FullNorm2d, PolynomialMomentum
+
+NORMS = ("none", "bn", "fn")
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power: float = 0.0) -> NormFactory:
+    r"""A constructor ``num_features -> nn.Module`` for the normalization named ``kind``.
+
+    Args:
+        kind: ``"none"`` (identity), ``"bn"`` (:class:`torch.nn.BatchNorm1d`/``2d``) or ``"fn"``
+            (:class:`~revisit_bn.layers.FullNorm1d`/``2d``).
+        dim: 1 for inputs ``(N, C)`` or ``(N, C, L)``, 2 for ``(N, C, H, W)``.
+        momentum: running-average rate of BN; FN's estimate rate :math:`\alpha` (constant when
+            ``fn_momentum_power`` is 0, else the floor of the schedule).
+        fn_momentum_power: if positive, FN uses the decaying rate
+            :math:`\alpha_k = \max(\text{momentum}, k^{-p})` (:class:`PolynomialMomentum`).
+
+    Returns:
+        A callable taking ``num_features`` and returning a fresh layer.
+
+    Raises:
+        ValueError: unknown ``kind`` or ``dim``.
+
+    Source: Lian & Liu (2019), Section 6 (BN vs FN in the same network).
+    """
+    if dim not in (1, 2):
+        raise ValueError(f"dim must be 1 or 2, got {dim}")
+    if kind == "none":
+        return lambda num_features: nn.Identity()
+    if kind == "bn":
+        cls = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
+        return lambda num_features: cls(num_features, momentum=momentum)
+    if kind == "fn":
+        cls = FullNorm1d if dim == 1 else FullNorm2d
+        rate = PolynomialMomentum(fn_momentum_power, momentum) if fn_momentum_power > 0 else momentum
+        return lambda num_features: cls(num_features, momentum=rate)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+
+
+class SimpleNet(nn.Module):
+    """The "simple network" of the FN-vs-BN experiments: two conv-norm-ReLU blocks and a linear head.
+
+    ``[conv3x3 - norm - ReLU - maxpool2] x 2 - flatten - linear(-> classes)``.
+
+    Our choice: the paper's Figure 6 (the architecture) is not in any text we could read. We keep
+    normalization in the convolutional blocks only, where a channel's statistics pool the batch
+    *and* the spatial positions: with a normalized fully connected layer before the classifier,
+    a batch whose samples share one label (the "unshuffled" setting of Figures 4-5) is
+    standardized across that label's samples, which erases the label from the features and stops
+    even BN from lowering its training loss -- contrary to the paper's report that BN's training
+    loss falls in that setting. The head reads the flattened feature maps (not a global average),
+so the spatial pattern of a digit, which per-channel normalization preserves, reaches it.
+Convolutions have no bias when a normalization follows (its shift
+    takes that role).
+
+    Args:
+        norm: ``"none"``, ``"bn"`` or ``"fn"`` (see :func:`norm_layer`).
+        in_channels: input channels (1 for MNIST).
+        num_classes: output logits.
+        widths: channels of the conv blocks.
+        image_size: input height = width, divisible by ``2 ** len(widths)``.
+        momentum, fn_momentum_power: passed to :func:`norm_layer`.
+
+    Shape:
+        Input ``(N, in_channels, image_size, image_size)``; output logits ``(N, num_classes)``.
+
+    Raises:
+        ValueError: unknown ``norm``, or ``image_size`` not divisible by ``2 ** len(widths)``.
+
+    Source: Lian & Liu (2019), Section 6 and Figure 6 (content lost; our choice).
+    """
+
+    def __init__(
+        self,
+        norm: str = "bn",
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: tuple[int, ...] = (16, 32),
+        image_size: int = 28,
+        momentum: float = 0.1,
+        fn_momentum_power: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if image_size % 2 ** len(widths):
+            raise ValueError(f"image_size must be divisible by {2 ** len(widths)} (one 2x2 pooling per block), got {image_size}")
+        norm2d = norm_layer(norm, 2, momentum, fn_momentum_power)
+        bias = norm == "none"
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=bias), norm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        side = image_size // 2 ** len(widths)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))

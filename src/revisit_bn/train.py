@@ -1,0 +1,324 @@
+"""One training loop for every experiment, with evaluation in training and inference mode.
+
+:class:`TrainConfig` holds every parameter of a run and validates it; :func:`run` trains (or reads
+the cached result of) one configuration; :func:`run_grid` runs the product of a few variations and
+returns one long :class:`pandas.DataFrame` for plots and verdicts.
+
+Per epoch a run records
+
+- ``train_loss``: mean cross-entropy over the epoch's batches, in training mode (what the optimizer
+  saw: BN normalizes with batch statistics, FN with its estimates);
+- ``train_eval_loss``, ``train_eval_acc``: the whole training set in evaluation mode;
+- ``test_loss``, ``test_acc``: the test set in evaluation mode.
+
+Losses are in nats (natural-log cross-entropy), accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import results as results_mod
+from .data import BATCH_ORDERS, TensorSplit, load_mnist, make_batch_order
+from .models import NORMS, SimpleNet
+
+DATASETS = ("mnist",)
+MODELS = ("simple",)
+
+_DATA_CACHE: dict[str, tuple[TensorSplit, TensorSplit]] = {}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        ValueError: an unknown device string, or ``"cuda"`` on a machine without CUDA.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's generators and ask for deterministic kernels (warn where none exists)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every parameter of one training run; validated on construction.
+
+    Attributes:
+        experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
+        dataset: ``"mnist"``.
+        model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`).
+        norm: ``"none"``, ``"bn"`` or ``"fn"``.
+        batch_order: ``"shuffled"`` or ``"label_sorted"``.
+        batch_size: samples per training batch.
+        epochs: passes over the training set.
+        lr: SGD step size.
+        momentum: SGD (heavy-ball) momentum in [0, 1).
+        weight_decay: L2 penalty of SGD, >= 0.
+        norm_momentum: BN's running-average rate; FN's estimate rate (or its floor).
+        fn_momentum_power: FN's rate decays as ``max(norm_momentum, k^-p)`` when ``p > 0``.
+        seed: seeds the weights and the batch order.
+        train_subset, test_subset: use a seeded random subset of this size (``None``: all).
+        eval_batch_size: batch size of the evaluation passes (does not change the numbers of
+            a BN/FN network in evaluation mode, only memory).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; not part of the results key.
+
+    Raises:
+        ValueError: any invalid field; the message names the field and the allowed values.
+    """
+
+    experiment: str
+    dataset: str = "mnist"
+    model: str = "simple"
+    norm: str = "bn"
+    batch_order: str = "shuffled"
+    batch_size: int = 64
+    epochs: int = 3
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    norm_momentum: float = 0.1
+    fn_momentum_power: float = 0.0
+    seed: int = 0
+    train_subset: int | None = None
+    test_subset: int | None = None
+    eval_batch_size: int = 2000
+    device: str = field(default="auto", compare=False)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("dataset", DATASETS), ("model", MODELS), ("norm", NORMS), ("batch_order", BATCH_ORDERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
+        for name in ("batch_size", "epochs", "eval_batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("train_subset", "test_subset"):
+            _positive_int(name, getattr(self, name), allow_none=True)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum (SGD) must lie in [0, 1), got {self.momentum!r}")
+        if not self.weight_decay >= 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 < self.norm_momentum <= 1.0:
+            raise ValueError(f"norm_momentum must lie in (0, 1], got {self.norm_momentum!r}")
+        if not 0.0 <= self.fn_momentum_power <= 1.0:
+            raise ValueError(f"fn_momentum_power must lie in [0, 1], got {self.fn_momentum_power!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not self.experiment or "/" in self.experiment:
+            raise ValueError(f"experiment must be a plain folder name, got {self.experiment!r}")
+        resolve_device(self.device)
+
+    def key_params(self) -> dict[str, Any]:
+        """The parameters that determine the numbers (all but ``device``), plus the code fingerprint."""
+        params = dataclasses.asdict(self)
+        params.pop("device")
+        params["code"] = results_mod.code_fingerprint()
+        return params
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
+    """Train and test splits of ``name``, loaded once per process and kept in memory."""
+    if name not in _DATA_CACHE:
+        if name == "mnist":
+            _DATA_CACHE[name] = load_mnist()
+        else:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    return _DATA_CACHE[name]
+
+
+def _subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
+    if size is None or size >= len(split):
+        return split
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size]
+    return TensorSplit(split.images[idx], split.labels[idx])
+
+
+def build_model(config: TrainConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """The model named by ``config.model`` with the normalization ``config.norm``."""
+    return SimpleNet(
+        norm=config.norm,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        image_size=image_size,
+        momentum=config.norm_momentum,
+        fn_momentum_power=config.fn_momentum_power,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and accuracy of ``model`` in evaluation mode over ``split``.
+
+    The model is put in ``eval()`` mode and left there.
+    """
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for images, labels in zip(split.images.split(batch_size), split.labels.split(batch_size)):
+        logits = model(images)
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+    return loss_sum / len(split), correct / len(split)
+
+
+@dataclass
+class RunResult:
+    """A finished (or cached) run: its parameters, per-epoch metrics and provenance."""
+
+    params: dict[str, Any]
+    metrics: dict[str, list[float]]
+    provenance: dict[str, Any]
+    cached: bool = False
+
+    def to_frame(self):
+        """One row per epoch with every metric and the varied parameters as columns."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.metrics)
+        for name in ("norm", "batch_order", "batch_size", "seed", "lr"):
+            frame[name] = self.params[name]
+        return frame
+
+
+def train_model(
+    config: TrainConfig,
+    train_split: TensorSplit,
+    test_split: TensorSplit,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Train a fresh model on in-memory splits; return the per-epoch metrics.
+
+    Args:
+        config: the run's parameters (subsets are not applied here; see :func:`run`).
+        train_split, test_split: tensors ``(N, C, H, W)`` and labels ``(N,)``, on any device.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        ``{"epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"}``,
+        lists of length ``epochs`` (shorter if the loss became non-finite: training stops there,
+        and the last entry records ``nan``).
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    train_split, test_split = train_split.to(device), test_split.to(device)
+    _, channels, image_size, _ = train_split.images.shape
+    num_classes = int(train_split.labels.max().item()) + 1
+    model = build_model(config, channels, image_size, num_classes).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
+    metrics: dict[str, list[float]] = {k: [] for k in
+                                       ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")}
+    label = f"{config.norm}/{config.batch_order}/bs{config.batch_size}/seed{config.seed}"
+    bar = tqdm(total=config.epochs, desc=label, disable=not progress, unit="epoch", leave=True)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        batches = order.batches(epoch)
+        running = torch.zeros((), device=device)
+        for idx in batches:
+            idx = idx.to(device)
+            loss = nn.functional.cross_entropy(model(train_split.images[idx]), train_split.labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach()
+        train_loss = (running / len(batches)).item()
+        tr_loss, tr_acc = evaluate(model, train_split, config.eval_batch_size)
+        te_loss, te_acc = evaluate(model, test_split, config.eval_batch_size)
+        for name, value in zip(metrics, (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)):
+            metrics[name].append(value)
+        bar.update(1)
+        bar.set_postfix(train=f"{train_loss:.3f}", test=f"{te_loss:.3f}")
+        if not math.isfinite(train_loss):
+            break
+    bar.close()
+    return metrics
+
+
+def run(
+    config: TrainConfig,
+    data: tuple[TensorSplit, TensorSplit] | None = None,
+    recompute: bool = False,
+    progress: bool = True,
+    root=None,
+) -> RunResult:
+    """Train ``config`` or, if a result with the same parameters is stored, read it.
+
+    Args:
+        config: the run.
+        data: ``(train, test)`` splits; default :func:`load_dataset` of ``config.dataset``. When
+            given, ``config.dataset`` must still name them (it is part of the results key).
+        recompute: train even if a stored result exists (and overwrite it).
+        progress: tqdm progress bar on stderr.
+        root: results root; default :func:`revisit_bn.results.results_root`.
+
+    Returns:
+        The :class:`RunResult`; ``cached`` tells whether it was read from disk.
+
+    Raises:
+        DatasetNotFoundError: the dataset is missing offline (see :mod:`revisit_bn.data`).
+    """
+    params = config.key_params()
+    path = results_mod.result_path(config.experiment, params, root)
+    if not recompute:
+        stored = results_mod.load(path, params)
+        if stored is not None:
+            return RunResult(stored["params"], stored["metrics"], stored["provenance"], cached=True)
+    train_split, test_split = data if data is not None else load_dataset(config.dataset)
+    train_split = _subset(train_split, config.train_subset, config.seed)
+    test_split = _subset(test_split, config.test_subset, config.seed)
+    start = time.perf_counter()
+    metrics = train_model(config, train_split, test_split, progress)
+    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start)
+    results_mod.write_json_atomic(path, {"key": path.stem, "params": params, "metrics": metrics, "provenance": prov})
+    return RunResult(params, metrics, prov)
+
+
+def run_grid(base: TrainConfig, progress: bool = True, recompute: bool = False, **variations: Iterable[Any]):
+    """Run every combination of ``variations`` on top of ``base``; one long DataFrame.
+
+    Example: ``run_grid(cfg, norm=["bn", "fn"], batch_order=["shuffled", "label_sorted"])``.
+
+    Returns:
+        :class:`pandas.DataFrame` with one row per (run, epoch); see :meth:`RunResult.to_frame`.
+    """
+    import pandas as pd
+
+    names = list(variations)
+    frames = []
+    for values in itertools.product(*(list(variations[n]) for n in names)):
+        result = run(base.replace(**dict(zip(names, values))), progress=progress, recompute=recompute)
+        frames.append(result.to_frame())
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,250 @@
+"""FullNorm1d / FullNorm2d: BN parity at momentum 1, the MCSGD backward, estimates, API."""
+
+import pytest
+import torch
+from torch import nn
+
+from revisit_bn.layers import FullNorm1d, FullNorm2d, PolynomialMomentum
+
+SHAPES = [(FullNorm1d, nn.BatchNorm1d, (8, 3)), (FullNorm1d, nn.BatchNorm1d, (6, 3, 5)), (FullNorm2d, nn.BatchNorm2d, (4, 3, 5, 6))]
+
+
+def _dims(x):
+    return (0,) + tuple(range(2, x.dim()))
+
+
+def _view(t, x):
+    return t.view((1, -1) + (1,) * (x.dim() - 2))
+
+
+def _randomize_affine(layer, gen):
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(layer.num_features, generator=gen, dtype=layer.weight.dtype) + 0.5)
+        layer.bias.copy_(torch.randn(layer.num_features, generator=gen, dtype=layer.bias.dtype))
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_training_forward_equals_batchnorm_when_momentum_is_one(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen) * 3 + 1
+    fn, bn = fn_cls(shape[1], momentum=1.0), bn_cls(shape[1])
+    _randomize_affine(fn, gen)
+    bn.load_state_dict({k: v for k, v in fn.state_dict().items() if k in ("weight", "bias")}, strict=False)
+    torch.testing.assert_close(fn(x), bn(x), rtol=1e-5, atol=1e-5)
+    # The estimates are the batch's own statistics (population variance).
+    var, mean = torch.var_mean(x, dim=_dims(x), unbiased=False)
+    torch.testing.assert_close(fn.running_mean, mean)
+    torch.testing.assert_close(fn.running_var, var, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_gradcheck_passes_in_float64_when_momentum_is_one(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(1)
+    layer = fn_cls(shape[1], momentum=1.0).double()
+    _randomize_affine(layer, gen)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp, w, b: torch.func.functional_call(layer, {"weight": w, "bias": b}, (inp,)),
+                                    (x, layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_backward_matches_bn_backward_when_momentum_is_one(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    upstream = torch.randn(shape, generator=gen, dtype=torch.float64)
+    fn, bn = fn_cls(shape[1], momentum=1.0).double(), bn_cls(shape[1]).double()
+    grads = []
+    for layer in (fn, bn):
+        xi = x.clone().requires_grad_()
+        (layer(xi) * upstream).sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def _mcsgd_reference(x, running_mean, running_var, rate, weight, bias, eps):
+    r"""MCSGD step for one FN layer written as a composition (Lian & Liu eq. 11-12).
+
+    Outer function f(x, m, q) = w (x - m) / sqrt(q - m^2 + eps) + b evaluated at the updated
+    estimates (m_hat, q_hat); inner function g(x) = (mean_B x, mean_B x^2) differentiated on the
+    current batch. ``value + (g - g.detach())`` has the value of the estimate and the gradient of
+    the batch moments: the SCGD gradient, computed by autograd.
+    """
+    dims = _dims(x)
+    batch_m, batch_q = x.mean(dims), (x * x).mean(dims)
+    m_hat = (1 - rate) * running_mean + rate * batch_m.detach()
+    q_hat = (1 - rate) * (running_var + running_mean**2) + rate * batch_q.detach()
+    m = m_hat + (batch_m - batch_m.detach())
+    q = q_hat + (batch_q - batch_q.detach())
+    return _view(weight, x) * (x - _view(m, x)) / torch.sqrt(_view(q - m * m, x) + eps) + _view(bias, x)
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_backward_is_the_mcsgd_gradient_when_momentum_below_one(fn_cls, bn_cls, shape, rate):
+    gen = torch.Generator().manual_seed(3)
+    layer = fn_cls(shape[1], momentum=rate).double()
+    _randomize_affine(layer, gen)
+    with torch.no_grad():  # estimates away from the batch statistics, so the test has teeth
+        layer.running_mean.copy_(torch.randn(shape[1], generator=gen, dtype=torch.float64))
+        layer.running_var.copy_(torch.rand(shape[1], generator=gen, dtype=torch.float64) * 3 + 0.5)
+    rm, rv = layer.running_mean.clone(), layer.running_var.clone()
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + 0.7).requires_grad_()
+    upstream = torch.randn(shape, generator=gen, dtype=torch.float64)
+
+    y = layer(x)
+    (y * upstream).sum().backward()
+    got_x, got_w, got_b = x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()
+
+    xr = x.detach().clone().requires_grad_()
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    ref = _mcsgd_reference(xr, rm, rv, rate, w, b, layer.eps)
+    torch.testing.assert_close(y.detach(), ref.detach())  # same forward value
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(got_x, xr.grad)
+    torch.testing.assert_close(got_w, w.grad)
+    torch.testing.assert_close(got_b, b.grad)
+
+    # By design this is not the derivative of the forward pass (whose statistics' path is
+    # scaled by the rate): the two must differ here.
+    xf = x.detach().clone().requires_grad_()
+    m_hat = (1 - rate) * rm + rate * xf.mean(_dims(xf))
+    q_hat = (1 - rate) * (rv + rm**2) + rate * (xf * xf).mean(_dims(xf))
+    forward = _view(w.detach(), xf) * (xf - _view(m_hat, xf)) / torch.sqrt(_view(q_hat - m_hat**2, xf) + layer.eps)
+    (forward * upstream).sum().backward()
+    assert not torch.allclose(got_x, xf.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_training_forward_normalizes_with_updated_estimates(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(4)
+    layer = fn_cls(shape[1], momentum=0.25, affine=False)
+    x = torch.randn(shape, generator=gen) * 2 + 3
+    y = layer(x)
+    expected = (x - _view(layer.running_mean, x)) / torch.sqrt(_view(layer.running_var, x) + layer.eps)
+    torch.testing.assert_close(y, expected)
+
+
+def test_running_statistics_follow_the_raw_moment_update():
+    # Two known batches, rate 0.5: m = 0.5*0.5*0 + ... computed by hand on raw moments.
+    layer = FullNorm1d(1, momentum=0.5, affine=False)
+    layer(torch.tensor([[1.0], [3.0]]))  # mean 2, E[x^2] 5
+    # m1 = 0.5*0 + 0.5*2 = 1; q1 = 0.5*(1 + 0) + 0.5*5 = 3; var1 = 3 - 1 = 2
+    assert layer.running_mean.item() == pytest.approx(1.0)
+    assert layer.running_var.item() == pytest.approx(2.0)
+    layer(torch.tensor([[-1.0], [-1.0]]))  # mean -1, E[x^2] 1
+    # m2 = 0.5*1 + 0.5*(-1) = 0; q2 = 0.5*3 + 0.5*1 = 2; var2 = 2
+    assert layer.running_mean.item() == pytest.approx(0.0)
+    assert layer.running_var.item() == pytest.approx(2.0)
+    assert layer.num_batches_tracked.item() == 2
+
+
+def test_cumulative_average_recovers_dataset_statistics_from_single_label_batches():
+    # momentum=None averages the raw moments of all batches: with equal batch sizes the
+    # estimates are the statistics of the whole dataset, although each batch is one "label"
+    # with its own mean (an average of batch variances would miss the between-batch spread).
+    gen = torch.Generator().manual_seed(5)
+    batches = [torch.randn(16, 2, 3, 3, generator=gen) + 4 * k for k in range(5)]
+    layer = FullNorm2d(2, momentum=None)
+    for batch in batches:
+        layer(batch)
+    data = torch.cat(batches)
+    var, mean = torch.var_mean(data, dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close(layer.running_mean, mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.running_var, var, rtol=1e-4, atol=1e-4)
+
+
+def test_polynomial_momentum_decays_to_its_floor():
+    schedule = PolynomialMomentum(power=0.5, minimum=0.05)
+    assert schedule(1) == 1.0
+    assert schedule(4) == pytest.approx(0.5)
+    assert schedule(10_000) == 0.05
+    layer = FullNorm1d(2, momentum=schedule)
+    for _ in range(4):
+        layer(torch.randn(3, 2))
+    assert layer.current_rate() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="power"):
+        PolynomialMomentum(power=0.0)
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_eval_output_is_the_affine_map_of_the_estimates(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(6)
+    layer = fn_cls(shape[1], momentum=0.3)
+    _randomize_affine(layer, gen)
+    for _ in range(3):
+        layer(torch.randn(shape, generator=gen) * 2 - 1)
+    layer.eval()
+    x = torch.randn(shape, generator=gen)
+    before = layer.state_dict()
+    y = layer(x)
+    expected = _view(layer.weight, x) * (x - _view(layer.running_mean, x)) / torch.sqrt(
+        _view(layer.running_var, x) + layer.eps) + _view(layer.bias, x)
+    torch.testing.assert_close(y, expected)
+    for name, value in layer.state_dict().items():  # evaluation changes no estimate
+        torch.testing.assert_close(value, before[name])
+
+
+def test_trains_at_batch_size_one_where_batchnorm_cannot():
+    layer = FullNorm1d(4, momentum=0.1)
+    x = torch.randn(1, 4, requires_grad=True)
+    y = layer(x)
+    y.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        nn.BatchNorm1d(4).train()(torch.randn(1, 4))
+    conv = FullNorm2d(3)
+    out = conv(torch.randn(1, 3, 4, 4))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("fn_cls,bn_cls,shape", SHAPES)
+def test_state_dict_round_trip_restores_estimates_and_outputs(fn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(7)
+    layer = fn_cls(shape[1], momentum=0.2)
+    for _ in range(3):
+        layer(torch.randn(shape, generator=gen) + 1)
+    assert set(layer.state_dict()) == set(bn_cls(shape[1]).state_dict())
+    clone = fn_cls(shape[1], momentum=0.2)
+    clone.load_state_dict(layer.state_dict())
+    x = torch.randn(shape, generator=gen)
+    torch.testing.assert_close(clone.eval()(x), layer.eval()(x))
+    assert clone.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize(
+    "layer,bad",
+    [
+        (FullNorm1d(3), torch.randn(2, 3, 4, 5)),
+        (FullNorm1d(3), torch.randn(3)),
+        (FullNorm1d(3), torch.randn(4, 2)),
+        (FullNorm2d(3), torch.randn(4, 3, 5)),
+        (FullNorm2d(3), torch.randn(4, 2, 5, 5)),
+    ],
+)
+def test_wrong_rank_or_channel_count_raises_value_error(layer, bad):
+    with pytest.raises(ValueError, match="FullNorm"):
+        layer(bad)
+
+
+@pytest.mark.parametrize("kwargs", [{"momentum": 0.0}, {"momentum": 1.5}, {"momentum": "fast"}, {"eps": 0.0}, {"num_features": 0}])
+def test_bad_constructor_arguments_raise_value_error(kwargs):
+    args = {"num_features": 3, **kwargs}
+    with pytest.raises(ValueError):
+        FullNorm2d(**args)
+
+
+def test_without_running_stats_the_layer_uses_batch_statistics_in_eval():
+    layer = FullNorm2d(2, track_running_stats=False, affine=False).eval()
+    x = torch.randn(5, 2, 3, 3) * 4 + 2
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close(layer(x), (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + 1e-5))
+    assert layer.running_mean is None
+
+
+def test_repr_and_reset_mirror_batchnorm():
+    layer = FullNorm2d(4, momentum=0.3)
+    assert "4, eps=1e-05, momentum=0.3, affine=True, track_running_stats=True" in repr(layer)
+    layer(torch.randn(2, 4, 3, 3) + 5)
+    layer.reset_running_stats()
+    assert layer.running_mean.abs().sum() == 0 and (layer.running_var == 1).all()
+    assert layer.num_batches_tracked.item() == 0
