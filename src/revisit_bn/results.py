@@ -73,6 +73,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             json.dump(payload, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

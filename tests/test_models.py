@@ -1,0 +1,56 @@
+"""SimpleNet and the norm factory."""
+
+import pytest
+import torch
+from torch import nn
+
+from revisit_bn.layers import FullNorm1d, FullNorm2d
+from revisit_bn.models import SimpleNet, norm_layer
+
+
+@pytest.mark.parametrize("norm", ["none", "bn", "fn"])
+@pytest.mark.parametrize("in_channels,size", [(1, 28), (3, 32)])
+def test_simple_net_maps_images_to_logits(norm, in_channels, size):
+    model = SimpleNet(norm, in_channels=in_channels, image_size=size)
+    assert model(torch.randn(5, in_channels, size, size)).shape == (5, 10)
+
+
+@pytest.mark.parametrize(
+    "kind,dim,cls", [("bn", 2, nn.BatchNorm2d), ("bn", 1, nn.BatchNorm1d), ("fn", 2, FullNorm2d), ("fn", 1, FullNorm1d), ("none", 2, nn.Identity)]
+)
+def test_norm_factory_builds_the_named_layer(kind, dim, cls):
+    layer = norm_layer(kind, dim, momentum=0.2)(8)
+    assert isinstance(layer, cls)
+    if kind != "none":
+        assert layer.num_features == 8 and layer.momentum == 0.2
+
+
+def test_fn_factory_with_a_power_uses_a_decaying_rate():
+    layer = norm_layer("fn", 2, momentum=0.01, fn_momentum_power=0.5)(4)
+    assert layer.momentum(4) == pytest.approx(0.5) and layer.momentum(10**6) == 0.01
+
+
+def test_norm_layers_sit_in_the_conv_blocks_only():
+    model = SimpleNet("fn")
+    assert sum(isinstance(m, FullNorm2d) for m in model.modules()) == 2
+    assert not any(isinstance(m, (FullNorm1d, nn.BatchNorm1d)) for m in model.modules())
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_fn_network_takes_an_sgd_step_at_batch_size_one():
+    torch.manual_seed(0)
+    model = SimpleNet("fn")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(1, 1, 28, 28), torch.tensor([3])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("kwargs,match", [({"norm": "ln"}, "unknown norm"), ({"image_size": 30}, "divisible")])
+def test_bad_model_arguments_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimpleNet(**kwargs)
