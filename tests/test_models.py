@@ -8,7 +8,7 @@ from revisit_bn.layers import FullNorm1d, FullNorm2d
 from revisit_bn.models import SimpleNet, norm_layer
 
 
-@pytest.mark.parametrize("norm", ["none", "bn", "fn"])
+@pytest.mark.parametrize("norm", ["none", "bn", "fn", "fn_const"])
 @pytest.mark.parametrize("in_channels,size", [(1, 28), (3, 32)])
 def test_simple_net_maps_images_to_logits(norm, in_channels, size):
     model = SimpleNet(norm, in_channels=in_channels, image_size=size)

@@ -97,3 +97,23 @@ def check_shuffled(frame, scale: str) -> Verdict:
         scale,
         ok,
     )
+
+
+def check_bn_mode_gap(frame, scale: str) -> Verdict:
+    """Lian & Liu Section 6.2 (mechanism of Figure 4): with single-label batches, BN's running
+    statistics differ from every batch's, so on the *same training images* its evaluation-mode
+    loss is far above its training-mode loss; with shuffled batches the two agree."""
+    train_mode = {o: final_by_norm(frame, o, "train_loss")["bn"] for o in ("label_sorted", "shuffled")}
+    eval_mode = {o: final_by_norm(frame, o, "train_eval_loss")["bn"] for o in ("label_sorted", "shuffled")}
+    ok = far_above(eval_mode["label_sorted"], train_mode["label_sorted"]) and comparable(
+        eval_mode["shuffled"], train_mode["shuffled"])
+    return Verdict(
+        "lian-fig4-mechanism",
+        "Lian & Liu 2019, Section 6.2 (why BN's test loss is high in Figure 4)",
+        "label-sorted batches: BN's loss on its training images in evaluation mode is far above its "
+        "training-mode loss (batch statistics differ from the running ones); shuffled: they agree",
+        f"BN training-set loss, eval vs train mode: label-sorted {eval_mode['label_sorted']:.3f} vs "
+        f"{train_mode['label_sorted']:.3f} nats; shuffled {eval_mode['shuffled']:.3f} vs {train_mode['shuffled']:.3f} nats",
+        scale,
+        ok,
+    )

@@ -133,6 +133,7 @@ class _FullNorm(nn.Module):
         momentum: Momentum = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        stats_gradient: bool = True,
         device=None,
         dtype=None,
     ) -> None:
@@ -152,6 +153,7 @@ class _FullNorm(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self.stats_gradient = bool(stats_gradient)
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features, **factory))
             self.bias = nn.Parameter(torch.empty(num_features, **factory))
@@ -189,6 +191,7 @@ class _FullNorm(nn.Module):
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            + ("" if self.stats_gradient else ", stats_gradient=False")
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -230,7 +233,10 @@ class _FullNorm(nn.Module):
                 # q - m^2 can round below zero when the variance is tiny.
                 self.running_var.copy_((second - self.running_mean.square()).clamp_(min=0.0))
             mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
-            x_hat = _NormalizeWithEstimates.apply(x, mean, torch.rsqrt(var + self.eps), dims)
+            if self.stats_gradient:
+                x_hat = _NormalizeWithEstimates.apply(x, mean, torch.rsqrt(var + self.eps), dims)
+            else:  # alternative (a): the estimates are constants for the gradient
+                x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         elif self.training or not self.track_running_stats:
             # No estimates kept: the batch's own statistics (BN's training step).
             var, mean = torch.var_mean(x, dim=dims, unbiased=False)
@@ -267,6 +273,9 @@ class FullNorm1d(_FullNorm):
         track_running_stats: keep the estimates (default True). If False there are no estimates
             and the layer normalizes with batch statistics in training and evaluation (BN's
             behaviour).
+        stats_gradient: pass the gradient through the batch statistics at the estimates (the
+            MCSGD backward, default). False treats the estimates as constants, the alternative
+            (a) of the module docstring, kept for ablations.
 
     Shape:
         Input ``(N, C)`` or ``(N, C, L)``; output the same shape. Buffers ``running_mean``,
@@ -294,6 +303,8 @@ class FullNorm2d(_FullNorm):
             default 0.1.
         affine: learn ``weight`` and ``bias`` (default True).
         track_running_stats: keep the estimates (default True).
+        stats_gradient: MCSGD backward through the batch statistics (default True); False treats
+            the estimates as constants (ablation).
 
     Shape:
         Input ``(N, C, H, W)``; output the same shape.

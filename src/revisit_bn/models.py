@@ -13,7 +13,7 @@ from torch import nn
 
 from .layers import FullNorm1d, FullNorm2d, PolynomialMomentum
 
-NORMS = ("none", "bn", "fn")
+NORMS = ("none", "bn", "fn", "fn_const")
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -22,8 +22,10 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     r"""A constructor ``num_features -> nn.Module`` for the normalization named ``kind``.
 
     Args:
-        kind: ``"none"`` (identity), ``"bn"`` (:class:`torch.nn.BatchNorm1d`/``2d``) or ``"fn"``
-            (:class:`~revisit_bn.layers.FullNorm1d`/``2d``).
+        kind: ``"none"`` (identity), ``"bn"`` (:class:`torch.nn.BatchNorm1d`/``2d``), ``"fn"``
+            (:class:`~revisit_bn.layers.FullNorm1d`/``2d``, MCSGD backward) or ``"fn_const"``
+            (the same forward, with the estimates treated as constants in the backward pass:
+            an ablation of the MCSGD gradient).
         dim: 1 for inputs ``(N, C)`` or ``(N, C, L)``, 2 for ``(N, C, H, W)``.
         momentum: running-average rate of BN; FN's estimate rate :math:`\alpha` (constant when
             ``fn_momentum_power`` is 0, else the floor of the schedule).
@@ -45,10 +47,11 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     if kind == "bn":
         cls = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
         return lambda num_features: cls(num_features, momentum=momentum)
-    if kind == "fn":
+    if kind in ("fn", "fn_const"):
         cls = FullNorm1d if dim == 1 else FullNorm2d
         rate = PolynomialMomentum(fn_momentum_power, momentum) if fn_momentum_power > 0 else momentum
-        return lambda num_features: cls(num_features, momentum=rate)
+        grad = kind == "fn"
+        return lambda num_features: cls(num_features, momentum=rate, stats_gradient=grad)
     raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
 
 
@@ -69,7 +72,7 @@ Convolutions have no bias when a normalization follows (its shift
     takes that role).
 
     Args:
-        norm: ``"none"``, ``"bn"`` or ``"fn"`` (see :func:`norm_layer`).
+        norm: a name of :data:`NORMS` (see :func:`norm_layer`).
         in_channels: input channels (1 for MNIST).
         num_classes: output logits.
         widths: channels of the conv blocks.

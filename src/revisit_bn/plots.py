@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)"}
-ORDER_LABELS = {"shuffled": "shuffled batches", "label_sorted": "label-sorted batches (one label per batch)"}
+NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_const": "FN, constant estimates"}
+ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches"}
 METRIC_LABELS = {
     "train_loss": "training loss, training mode (nats)",
     "train_eval_loss": "training-set loss, evaluation mode (nats)",
@@ -29,30 +31,32 @@ def loss_curves(frame, metrics=("train_loss", "test_loss"), caption: str = "", l
     Args:
         frame: long frame with columns ``epoch``, ``norm``, ``batch_order``, ``seed`` and ``metrics``.
         metrics: columns to plot, one panel column each.
-        caption: figure suptitle (say which notebook and profile made it).
+        caption: figure title (say which notebook and profile made it); wrapped to the width.
         log_y: logarithmic loss axis.
 
     Returns:
-        The :class:`seaborn.FacetGrid`.
+        The :class:`matplotlib.figure.Figure`.
     """
-    long = frame.melt(
-        id_vars=["epoch", "norm", "batch_order", "seed"], value_vars=list(metrics), var_name="metric", value_name="value"
-    )
-    long["norm"] = long["norm"].map(NORM_LABELS)
-    long["batch_order"] = long["batch_order"].map(ORDER_LABELS)
-    long["metric"] = long["metric"].map(METRIC_LABELS)
-    grid = sns.relplot(
-        data=long, x="epoch", y="value", hue="norm", style="norm", row="batch_order", col="metric",
-        kind="line", markers=True, dashes=False, errorbar=("pi", 100), height=3.0, aspect=1.35,
-        facet_kws={"sharey": False, "margin_titles": True},
-    )
-    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
-    grid.set_axis_labels("epoch", "loss (nats)")
-    if log_y:
-        grid.set(yscale="log")
-    if len(grid._legend.texts):
-        grid._legend.set_title("normalization")
+    orders = [o for o in ORDER_LABELS if o in set(frame.batch_order)]
+    norms = [n for n in NORM_LABELS if n in set(frame.norm)]
+    palette = dict(zip(norms, sns.color_palette("colorblind", len(norms))))
+    fig, axes = plt.subplots(len(orders), len(metrics), figsize=(5.2 * len(metrics), 3.6 * len(orders)),
+                             squeeze=False, constrained_layout=True)
+    for row, order in enumerate(orders):
+        for col, metric in enumerate(metrics):
+            ax = axes[row, col]
+            data = frame[frame.batch_order == order]
+            sns.lineplot(data=data, x="epoch", y=metric, hue="norm", hue_order=[n for n in norms if n in set(data.norm)],
+                         palette=palette, style="norm", markers=True, dashes=False, errorbar=("pi", 100), ax=ax)
+            ax.set_title(f"{ORDER_LABELS[order]}\n{METRIC_LABELS[metric]}", fontsize="medium")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("loss (nats)" if "loss" in metric else metric)
+            ax.set_xticks(sorted(set(data.epoch)))
+            if log_y and "loss" in metric:
+                ax.set_yscale("log")
+            handles, _ = ax.get_legend_handles_labels()
+            ax.legend(handles, [NORM_LABELS[n] for n in norms if n in set(data.norm)], title="normalization", fontsize="small")
     if caption:
-        grid.figure.suptitle(caption, y=1.03, fontsize="medium")
-    plt.close(grid.figure)  # shown by the notebook's display, not twice
-    return grid
+        fig.suptitle(textwrap.fill(caption, 110), fontsize="medium")
+    plt.close(fig)  # shown by the notebook's display, not twice
+    return fig

@@ -75,7 +75,7 @@ class TrainConfig:
         experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
         dataset: ``"mnist"``.
         model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`).
-        norm: ``"none"``, ``"bn"`` or ``"fn"``.
+        norm: a name of :data:`revisit_bn.models.NORMS`.
         batch_order: ``"shuffled"`` or ``"label_sorted"``.
         batch_size: samples per training batch.
         epochs: passes over the training set.
