@@ -14,5 +14,6 @@ def test_loss_curves_draw_a_labelled_panel_per_order_and_metric():
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss (nats)" for ax in axes)
     assert all(ax.get_yscale() == "log" for ax in axes)
     assert [t.get_text() for t in axes[0].get_legend().texts] == ["BN", "FN (MCSGD)"]
-    assert "shuffled" in axes[0].get_title() and "test loss" in axes[1].get_title()
+    assert "label-sorted" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
+    assert "shuffled" in axes[2].get_title()
     assert fig._suptitle.get_text() == "unit test"
