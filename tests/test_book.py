@@ -22,6 +22,9 @@ def test_book_builds_without_warnings_and_holds_every_chapter(tmp_path):
     images = list((html / "_images").glob("*.png"))
     assert images, "the chapter's figure was not rendered"
     assert "lian2019revisit" not in text  # citations resolved, not left as raw keys
+    theory = (html / "theory.html").read_text()
+    assert theory.count('class="proof') >= 6  # the sphinx-proof statements are rendered
+    assert "santurkar-thm41" in (html / "notebooks" / "12-bn-gradient-hessian.html").read_text()  # linked
 
 
 def test_every_notebook_is_in_the_table_of_contents():

@@ -299,28 +299,81 @@ def bn_layer_sides(bn: nn.BatchNorm2d, head: Callable[[torch.Tensor], torch.Tens
     (g_full,) = torch.autograd.grad(loss_z, z_leaf, create_graph=True)
     loss_y = head(z)
     (grad_y,) = torch.autograd.grad(loss_y, y, create_graph=True)
-    out = []
+    channels = list(channels)
     m = y.shape[0] * y.shape[2] * y.shape[3]
     var, _ = torch.var_mean(y.detach(), dim=(0, 2, 3), unbiased=False)
-    for j in channels:
-        mask = torch.zeros_like(y)
-        mask[:, j] = 1.0
-        v = (grad_y.detach() * mask)
+    # One direction per channel: the BN gradient restricted to that channel; all hvps in one call.
+    masks = torch.zeros((len(channels),) + tuple(y.shape), dtype=y.dtype)
+    for k, j in enumerate(channels):
+        masks[k, :, j] = 1.0
+    directions = grad_y.detach().unsqueeze(0) * masks
+    (hv_y,) = torch.autograd.grad(grad_y, y, grad_outputs=directions, retain_graph=True, is_grads_batched=True)
+    (hv_z,) = torch.autograd.grad(g_full, z_leaf, grad_outputs=directions, is_grads_batched=True)
+    out = []
+    for k, j in enumerate(channels):
+        v = directions[k]
         g = g_full.detach()[:, j].flatten()
         yj = y.detach()[:, j].flatten()
         gamma = bn.weight.detach()[j]
-        (hv_y,) = torch.autograd.grad(grad_y, y, grad_outputs=v, retain_graph=True)
-        (hv_z,) = torch.autograd.grad(g_full, z_leaf, grad_outputs=v, retain_graph=True)
-        y_hat = (yj - yj.mean()) / torch.sqrt(var[j] + bn.eps)
         sigma2 = var[j] + bn.eps
+        y_hat = (yj - yj.mean()) / torch.sqrt(sigma2)
         vj = v[:, j].flatten()
         lhs1 = vj.dot(vj)
         rhs1 = gamma**2 / sigma2 * (g.dot(g) - g.sum() ** 2 / m - g.dot(y_hat) ** 2 / m)
-        lhs2 = (hv_y * v).sum()
-        rhs2 = gamma**2 / sigma2 * (hv_z * v).sum() - gamma / (m * sigma2) * g.dot(y_hat) * vj.dot(vj)
+        lhs2 = (hv_y[k] * v).sum()
+        rhs2 = gamma**2 / sigma2 * (hv_z[k] * v).sum() - gamma / (m * sigma2) * g.dot(y_hat) * vj.dot(vj)
         out.append(dict(channel=int(j), m=m, thm41_lhs=lhs1.item(), thm41_rhs=rhs1.item(),
                         thm42_lhs=lhs2.item(), thm42_rhs=rhs2.item(), g_dot_yhat=g.dot(y_hat).item()))
     return out
+
+
+def trace_bn_theorems(config, log_every: int = 10, layer: int = 1, channels=(0, 1, 2, 3), progress: bool = True):
+    """Train ``config`` (a BN :class:`~revisit_bn.models.SimpleNet`) and evaluate both sides of
+    Theorems 4.1 and 4.2 at the ``layer``-th BN layer every ``log_every`` steps.
+
+    The probe runs before the step, on the step's batch, in training mode (batch statistics):
+    ``y`` is the BN layer's input and the "downstream loss" is the rest of the network with the
+    cross-entropy on the batch. It changes nothing in training.
+
+    Returns:
+        :class:`pandas.DataFrame`, one row per (logged step, channel), columns of :func:`bn_layer_sides`
+        plus ``step``.
+
+    Raises:
+        ValueError: ``config.norm`` is not ``"bn"``.
+
+    Source: Santurkar et al. (2018), Theorems 4.1-4.2, on the MNIST network of Lian & Liu's Figures 4 and 7.
+    """
+    import pandas as pd
+
+    from .train import load_dataset, _subset, train_model
+
+    if config.norm != "bn":
+        raise ValueError(f"the theorems concern BN layers; config.norm is {config.norm!r}, use 'bn'")
+    rows: list[dict] = []
+
+    def probe(model, images, labels, step):
+        if step % log_every:
+            return
+        features = model.features
+        bns = [i for i, mod in enumerate(features) if isinstance(mod, nn.BatchNorm2d)]
+        at = bns[layer]
+        with torch.no_grad():
+            y = features[:at](images)
+        rest = features[at + 1:]
+
+        def head(z):
+            # clone: the network's ReLUs are in-place, which autograd refuses on a leaf tensor
+            return nn.functional.cross_entropy(model.classifier(rest(z.clone())), labels)
+
+        for row in bn_layer_sides(features[at], head, y, channels):
+            rows.append({"step": step, **row})
+
+    train, test = load_dataset(config.dataset)
+    train = _subset(train, config.train_subset, config.seed)
+    test = _subset(test, config.test_subset, config.seed)
+    train_model(config, train, test, progress=progress, on_step=probe)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -216,6 +216,7 @@ def train_model(
     train_split: TensorSplit,
     test_split: TensorSplit,
     progress: bool = True,
+    on_step: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], None] | None = None,
 ) -> dict[str, list[float]]:
     """Train a fresh model on in-memory splits; return the per-epoch metrics.
 
@@ -223,6 +224,9 @@ def train_model(
         config: the run's parameters (subsets are not applied here; see :func:`run`).
         train_split, test_split: tensors ``(N, C, H, W)`` and labels ``(N,)``, on any device.
         progress: show a tqdm bar on stderr.
+        on_step: called as ``on_step(model, images, labels, step)`` before each SGD step (``step``
+            counts from 0), in training mode; probes (e.g. theorem checks) attach here. It must
+            not change the model.
 
     Returns:
         ``{"epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"}``,
@@ -243,12 +247,16 @@ def train_model(
                                        ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")}
     label = f"{config.norm}/{config.batch_order}/bs{config.batch_size}/seed{config.seed}"
     bar = tqdm(total=config.epochs, desc=label, disable=not progress, unit="epoch", leave=True)
+    step = 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         batches = order.batches(epoch)
         running = torch.zeros((), device=device)
         for idx in batches:
             idx = idx.to(device)
+            if on_step is not None:
+                on_step(model, train_split.images[idx], train_split.labels[idx], step)
+            step += 1
             loss = nn.functional.cross_entropy(model(train_split.images[idx]), train_split.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
