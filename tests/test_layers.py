@@ -260,3 +260,125 @@ def test_constant_estimates_ablation_passes_no_gradient_through_the_statistics()
     scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
     torch.testing.assert_close(x.grad, upstream * scale.view(1, -1, 1, 1).detach())
     assert "stats_gradient=False" in repr(layer)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch Renormalization, reference BN, microbatches
+# ----------------------------------------------------------------------------------------------
+
+from revisit_bn.layers import BatchRenorm1d, BatchRenorm2d, MicroBatch, ReferenceBatchNorm1d, ReferenceBatchNorm2d
+
+BRN_SHAPES = [(BatchRenorm1d, nn.BatchNorm1d, (8, 3)), (BatchRenorm2d, nn.BatchNorm2d, (4, 3, 5, 6))]
+
+
+def _bn_equivalent_brn(cls, c, **kw):
+    return cls(c, r_max=1.0, d_max=0.0, warmup_steps=0, r_ramp_end=0, d_ramp_end=0, **kw)
+
+
+@pytest.mark.parametrize("brn_cls,bn_cls,shape", BRN_SHAPES)
+def test_batch_renorm_with_unit_limits_is_batchnorm(brn_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + 1
+    upstream = torch.randn(shape, generator=gen, dtype=torch.float64)
+    brn, bn = _bn_equivalent_brn(brn_cls, shape[1], eps=1e-5).double(), bn_cls(shape[1]).double()
+    with torch.no_grad():  # estimates far from the batch: r and d would matter if not clipped
+        brn.running_mean.fill_(5.0)
+        brn.running_var.fill_(9.0)
+    outs, grads = [], []
+    for layer in (brn, bn):
+        xi = x.clone().requires_grad_()
+        out = layer(xi)
+        (out * upstream).sum().backward()
+        outs.append(out.detach())
+        grads.append(xi.grad)
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("brn_cls,bn_cls,shape", BRN_SHAPES)
+def test_batch_renorm_gradcheck_in_float64(brn_cls, bn_cls, shape):
+    layer = _bn_equivalent_brn(brn_cls, shape[1]).double()
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: layer(inp), (x,))
+
+
+def test_batch_renorm_backward_treats_r_and_d_as_constants():
+    # Interior r, d (no clipping): the gradient is (r gamma / sigma_B) times BN's projection (Chainer's form).
+    gen = torch.Generator().manual_seed(11)
+    layer = BatchRenorm1d(2, eps=1e-5, warmup_steps=0, r_ramp_end=0, d_ramp_end=0, r_max=100, d_max=100).double()
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor([0.5, -1.0], dtype=torch.float64))
+        layer.running_var.copy_(torch.tensor([4.0, 0.25], dtype=torch.float64))
+        layer.weight.copy_(torch.tensor([1.5, 0.7], dtype=torch.float64))
+    rm, rv = layer.running_mean.clone(), layer.running_var.clone()
+    x = (torch.randn(16, 2, generator=gen, dtype=torch.float64) * 1.5).requires_grad_()
+    g = torch.randn(16, 2, generator=gen, dtype=torch.float64)
+    y = layer(x)
+    (y * g).sum().backward()
+    var, mean = torch.var_mean(x.detach(), dim=0, unbiased=False)
+    std = torch.sqrt(var + 1e-5)
+    r = std / torch.sqrt(rv + 1e-5)
+    d = (mean - rm) / torch.sqrt(rv + 1e-5)
+    x_tilde = (x.detach() - mean) / std
+    torch.testing.assert_close(y.detach(), layer.weight.detach() * (x_tilde * r + d) + layer.bias.detach())
+    expected = (r * layer.weight.detach() / std) * (g - g.mean(0) - x_tilde * (g * x_tilde).mean(0))
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_batch_renorm_schedule_warms_up_then_ramps_linearly():
+    layer = BatchRenorm1d(1, warmup_steps=2, r_ramp_end=6, d_ramp_end=4, r_max=3.0, d_max=5.0)
+    limits = []
+    for _ in range(7):
+        layer(torch.randn(4, 1))
+        limits.append(layer.current_limits())
+    assert limits[1] == (1.0, 0.0)  # step 2: still warm-up
+    assert limits[3] == pytest.approx((2.0, 5.0))  # step 4: r half-way, d at its end
+    assert limits[6] == (3.0, 5.0)
+
+
+def test_batch_renorm_eval_uses_moving_mean_and_std():
+    layer = BatchRenorm2d(2, momentum=0.5, warmup_steps=0, r_ramp_end=0, d_ramp_end=0, affine=False)
+    x = torch.randn(6, 2, 3, 3) * 3 + 2
+    layer(x)
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+    std = torch.sqrt(var + layer.eps)
+    expected_std = 0.5 * torch.sqrt(torch.tensor(1.0 + layer.eps)) + 0.5 * std  # moving std from 1
+    torch.testing.assert_close(layer.running_mean, 0.5 * mean)
+    torch.testing.assert_close(torch.sqrt(layer.running_var + layer.eps), expected_std)
+    layer.eval()
+    torch.testing.assert_close(layer(x), (x - layer.running_mean.view(1, -1, 1, 1)) / expected_std.view(1, -1, 1, 1))
+
+
+@pytest.mark.parametrize("ref_cls,bn_cls,shape", [(ReferenceBatchNorm1d, nn.BatchNorm1d, (8, 3)), (ReferenceBatchNorm2d, nn.BatchNorm2d, (4, 3, 5, 6))])
+def test_reference_batchnorm_matches_torch_in_train_and_eval(ref_cls, bn_cls, shape):
+    gen = torch.Generator().manual_seed(12)
+    ref, bn = ref_cls(shape[1]).double(), bn_cls(shape[1]).double()
+    for _ in range(3):
+        x = torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + 1
+        torch.testing.assert_close(ref(x), bn(x))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ref, name), getattr(bn, name))
+    ref.eval(), bn.eval()
+    torch.testing.assert_close(ref(x), bn(x))
+
+
+def test_reference_batchnorm_outputs_beta_at_batch_size_one():
+    layer = ReferenceBatchNorm1d(3)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    x = torch.randn(1, 3, requires_grad=True)
+    y = layer(x)
+    torch.testing.assert_close(y.detach(), layer.bias.detach().view(1, 3))
+    y.sum().backward()
+    assert x.grad.abs().max() == 0  # the input has no effect: BN's objective at batch size 1
+
+
+def test_microbatch_normalizes_each_group_separately():
+    x = torch.cat([torch.randn(4, 2, 3, 3) + 10 * k for k in range(3)])
+    wrapped = MicroBatch(nn.BatchNorm2d(2, affine=False), 4)
+    y = wrapped(x)
+    for chunk in y.split(4):  # every group standardized on its own
+        torch.testing.assert_close(chunk.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
+    assert wrapped.module.num_batches_tracked.item() == 3
+    with pytest.raises(ValueError, match="group_size"):
+        MicroBatch(nn.BatchNorm2d(2), 0)

@@ -56,7 +56,10 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
-__all__ = ["FullNorm1d", "FullNorm2d", "PolynomialMomentum"]
+__all__ = [
+    "FullNorm1d", "FullNorm2d", "PolynomialMomentum",
+    "BatchRenorm1d", "BatchRenorm2d", "ReferenceBatchNorm1d", "ReferenceBatchNorm2d", "MicroBatch",
+]
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,13 @@ def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
 
 
-class _FullNorm(nn.Module):
-    """Shared implementation of :class:`FullNorm1d` and :class:`FullNorm2d`."""
+def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
+    return (0,) + tuple(range(2, x.dim()))
+
+
+class _NormBase(nn.Module):
+    """The API of :class:`torch.nn.BatchNorm2d` shared by every layer here: arguments, buffers,
+    ``reset_parameters``, ``reset_running_stats``, ``extra_repr``, input checks and the affine map."""
 
     _allowed_dims: tuple[int, ...] = ()
 
@@ -133,7 +141,6 @@ class _FullNorm(nn.Module):
         momentum: Momentum = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        stats_gradient: bool = True,
         device=None,
         dtype=None,
     ) -> None:
@@ -153,7 +160,6 @@ class _FullNorm(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        self.stats_gradient = bool(stats_gradient)
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features, **factory))
             self.bias = nn.Parameter(torch.empty(num_features, **factory))
@@ -191,7 +197,6 @@ class _FullNorm(nn.Module):
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
-            + ("" if self.stats_gradient else ", stats_gradient=False")
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -206,6 +211,33 @@ class _FullNorm(nn.Module):
                 f"shape {tuple(x.shape)}; the channel dimension is dim 1"
             )
 
+    def _affine(self, x_hat: torch.Tensor) -> torch.Tensor:
+        if not self.affine:
+            return x_hat
+        shape = _channel_shape(x_hat)
+        return x_hat * self.weight.view(shape) + self.bias.view(shape)
+
+    def _normalize_with_running_stats(self, x: torch.Tensor) -> torch.Tensor:
+        shape = _channel_shape(x)
+        return (x - self.running_mean.view(shape)) * torch.rsqrt(self.running_var.view(shape) + self.eps)
+
+    def _normalize_with_batch_stats(self, x: torch.Tensor) -> torch.Tensor:
+        dims, shape = _reduce_dims(x), _channel_shape(x)
+        var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+        return (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+
+
+class _FullNorm(_NormBase):
+    """Shared implementation of :class:`FullNorm1d` and :class:`FullNorm2d`."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Momentum = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, stats_gradient: bool = True, device=None, dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.stats_gradient = bool(stats_gradient)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.stats_gradient else ", stats_gradient=False")
+
     def current_rate(self) -> float:
         r"""The estimate rate :math:`\alpha_k` for the step ``k = num_batches_tracked`` (>= 1)."""
         step = max(int(self.num_batches_tracked.item()), 1)
@@ -219,34 +251,27 @@ class _FullNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x``; in training, first update the estimates (MCSGD Step 2)."""
         self._check_input(x)
-        dims = (0,) + tuple(range(2, x.dim()))
-        shape = _channel_shape(x)
-        if self.training and self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                rate = self.current_rate()
-                batch_mean = x.mean(dim=dims).to(self.running_mean.dtype)
-                batch_sq = (x * x).mean(dim=dims).to(self.running_mean.dtype)
-                second = self.running_var + self.running_mean.square()
-                self.running_mean.mul_(1.0 - rate).add_(batch_mean, alpha=rate)
-                second.mul_(1.0 - rate).add_(batch_sq, alpha=rate)
-                # q - m^2 can round below zero when the variance is tiny.
-                self.running_var.copy_((second - self.running_mean.square()).clamp_(min=0.0))
-            mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
-            if self.stats_gradient:
-                x_hat = _NormalizeWithEstimates.apply(x, mean, torch.rsqrt(var + self.eps), dims)
-            else:  # alternative (a): the estimates are constants for the gradient
-                x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        elif self.training or not self.track_running_stats:
-            # No estimates kept: the batch's own statistics (BN's training step).
-            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+        if not self.track_running_stats:  # no estimates kept: the batch's own statistics (BN)
+            return self._affine(self._normalize_with_batch_stats(x))
+        if not self.training:  # inference (Algorithm 2): the estimates, as constants
+            return self._affine(self._normalize_with_running_stats(x))
+        dims, shape = _reduce_dims(x), _channel_shape(x)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            rate = self.current_rate()
+            batch_mean = x.mean(dim=dims).to(self.running_mean.dtype)
+            batch_sq = (x * x).mean(dim=dims).to(self.running_mean.dtype)
+            second = self.running_var + self.running_mean.square()
+            self.running_mean.mul_(1.0 - rate).add_(batch_mean, alpha=rate)
+            second.mul_(1.0 - rate).add_(batch_sq, alpha=rate)
+            # q - m^2 can round below zero when the variance is tiny.
+            self.running_var.copy_((second - self.running_mean.square()).clamp_(min=0.0))
+        mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+        if self.stats_gradient:
+            x_hat = _NormalizeWithEstimates.apply(x, mean, torch.rsqrt(var + self.eps), dims)
+        else:  # alternative (a): the estimates are constants for the gradient
             x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        else:
-            # Inference (Algorithm 2): the estimates, as constants.
-            x_hat = (x - self.running_mean.view(shape)) * torch.rsqrt(self.running_var.view(shape) + self.eps)
-        if self.affine:
-            x_hat = x_hat * self.weight.view(shape) + self.bias.view(shape)
-        return x_hat
+        return self._affine(x_hat)
 
 
 class FullNorm1d(_FullNorm):
@@ -317,3 +342,188 @@ class FullNorm2d(_FullNorm):
 
     _allowed_dims = (4,)
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch Renormalization (Ioffe 2017) and a reference BN (Ioffe & Szegedy 2015, Algorithms 1-2)
+# ----------------------------------------------------------------------------------------------
+
+
+class _BatchRenorm(_NormBase):
+    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.01, affine: bool = True,
+                 r_max: float = 3.0, d_max: float = 5.0, warmup_steps: int = 5000, r_ramp_end: int = 40000,
+                 d_ramp_end: int = 25000, device=None, dtype=None) -> None:
+        if callable(momentum) or momentum is None:
+            raise ValueError("BatchRenorm's momentum must be a float in (0, 1]")
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        if r_max < 1 or d_max < 0:
+            raise ValueError(f"need r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
+        if not 0 <= warmup_steps <= min(r_ramp_end, d_ramp_end):
+            raise ValueError("need 0 <= warmup_steps <= r_ramp_end and <= d_ramp_end")
+        self.r_max, self.d_max = float(r_max), float(d_max)
+        self.warmup_steps, self.r_ramp_end, self.d_ramp_end = int(warmup_steps), int(r_ramp_end), int(d_ramp_end)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"r_max={self.r_max}, d_max={self.d_max}, warmup_steps={self.warmup_steps}")
+
+    def _ramp(self, final: float, start: float, end: int) -> float:
+        step = int(self.num_batches_tracked.item())
+        if step <= self.warmup_steps:
+            return start
+        if end <= self.warmup_steps:
+            return final
+        return start + (final - start) * min(1.0, (step - self.warmup_steps) / (end - self.warmup_steps))
+
+    def current_limits(self) -> tuple[float, float]:
+        """``(r_max, d_max)`` at the current step: 1 and 0 during warm-up, then linear ramps."""
+        return self._ramp(self.r_max, 1.0, self.r_ramp_end), self._ramp(self.d_max, 0.0, self.d_ramp_end)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training: batch-normalize, then correct by the stop-gradient ``r``, ``d``; eval: moving averages."""
+        self._check_input(x)
+        if not self.training:
+            return self._affine(self._normalize_with_running_stats(x))
+        dims, shape = _reduce_dims(x), _channel_shape(x)
+        var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+        std = torch.sqrt(var + self.eps)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            r_max, d_max = self.current_limits()
+            running_std = torch.sqrt(self.running_var + self.eps)
+            r = (std / running_std).clamp(1.0 / r_max, r_max)
+            d = ((mean - self.running_mean) / running_std).clamp(-d_max, d_max)
+            # moving mean and moving standard deviation (Ioffe 2017, Algorithm 1)
+            self.running_mean.add_(self.momentum * (mean.detach() - self.running_mean))
+            new_std = running_std + self.momentum * (std.detach() - running_std)
+            self.running_var.copy_((new_std.square() - self.eps).clamp_(min=0.0))
+        x_hat = (x - mean.view(shape)) / std.view(shape) * r.view(shape) + d.view(shape)
+        return self._affine(x_hat)
+
+
+class BatchRenorm1d(_BatchRenorm):
+    r"""Batch Renormalization over a 2D or 3D input (Ioffe 2017, Algorithm 1).
+
+    In training, with batch statistics :math:`\mu_B,\sigma_B=\sqrt{\operatorname{Var}_B+\epsilon}`
+    and moving averages :math:`\mu,\sigma`,
+
+    .. math::
+        r=\operatorname{sg}\,\operatorname{clip}_{[1/r_{\max},r_{\max}]}\frac{\sigma_B}{\sigma},\quad
+        d=\operatorname{sg}\,\operatorname{clip}_{[-d_{\max},d_{\max}]}\frac{\mu_B-\mu}{\sigma},\quad
+        y=\gamma\Big(\frac{x-\mu_B}{\sigma_B}r+d\Big)+\beta,
+
+    with ``sg`` stop-gradient, then :math:`\mu\leftarrow\mu+\alpha(\mu_B-\mu)` and
+    :math:`\sigma\leftarrow\sigma+\alpha(\sigma_B-\sigma)` (a moving *standard deviation*;
+    stored as ``running_var`` :math:`=\sigma^2-\epsilon` for the BatchNorm API). In evaluation,
+    :math:`y=\gamma(x-\mu)/\sigma+\beta`. ``r_max`` and ``d_max`` are 1 and 0 (plain BN) for
+    ``warmup_steps``, then rise linearly to their final values at ``r_ramp_end`` and
+    ``d_ramp_end`` steps.
+
+    Args:
+        num_features: C.
+        eps: added to the variance (default 1e-3, as Ioffe's Inception setup).
+        momentum: moving-average rate :math:`\alpha` (default 0.01, Ioffe's).
+        affine: learn ``weight`` and ``bias``.
+        r_max, d_max: final clipping limits (defaults 3 and 5, Ioffe's).
+        warmup_steps, r_ramp_end, d_ramp_end: the schedule in steps (defaults 5k, 40k, 25k,
+            Ioffe's). Our choice: linear ramps (the paper says only "gradually").
+
+    Shape:
+        Input ``(N, C)`` or ``(N, C, L)``; output the same.
+
+    Raises:
+        ValueError: bad arguments, wrong input rank or channel count.
+
+    Source: Ioffe (2017), Algorithm 1 and Section 4 (hyperparameters).
+    """
+
+    _allowed_dims = (2, 3)
+
+
+class BatchRenorm2d(_BatchRenorm):
+    """Batch Renormalization over ``(N, C, H, W)``; see :class:`BatchRenorm1d` (Ioffe 2017, Algorithm 1)."""
+
+    _allowed_dims = (4,)
+
+
+class _ReferenceBatchNorm(_NormBase):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Algorithm 1 in training (batch statistics; running averages updated), Algorithm 2 in eval."""
+        self._check_input(x)
+        if not self.training and self.track_running_stats:
+            return self._affine(self._normalize_with_running_stats(x))
+        if self.training and self.track_running_stats:
+            dims = _reduce_dims(x)
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                rate = 1.0 / int(self.num_batches_tracked.item()) if self.momentum is None else float(self.momentum)
+                count = x.numel() // x.shape[1]
+                var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+                if count > 1:  # unbiased, as torch.nn.BatchNorm*d; a single value has variance 0
+                    var = var * count / (count - 1)
+                self.running_mean.mul_(1 - rate).add_(mean, alpha=rate)
+                self.running_var.mul_(1 - rate).add_(var, alpha=rate)
+        return self._affine(self._normalize_with_batch_stats(x))
+
+
+class ReferenceBatchNorm1d(_ReferenceBatchNorm):
+    r"""BN as Algorithms 1-2 of Lian & Liu (Ioffe & Szegedy 2015), accepting a batch of one.
+
+    Identical to :class:`torch.nn.BatchNorm1d` (tested), except that a training batch with one
+    value per channel is allowed: its variance is 0, every normalized value is 0, and the output
+    is :math:`\beta`, whatever the input. That is the mechanism of Lian & Liu's Figure 1.
+
+    Args:
+        num_features, eps, momentum (float or ``None``), affine, track_running_stats: as torch.
+
+    Shape:
+        Input ``(N, C)`` or ``(N, C, L)``, ``N >= 1``.
+
+    Raises:
+        ValueError: wrong input rank or channel count, bad arguments.
+
+    Source: Lian & Liu (2019), Algorithms 1-2; Ioffe & Szegedy (2015), Algorithm 1.
+    """
+
+    _allowed_dims = (2, 3)
+
+
+class ReferenceBatchNorm2d(_ReferenceBatchNorm):
+    """:class:`ReferenceBatchNorm1d` over ``(N, C, H, W)`` (Lian & Liu 2019, Algorithms 1-2)."""
+
+    _allowed_dims = (4,)
+
+
+class MicroBatch(nn.Module):
+    """Apply a normalization layer separately to consecutive groups of ``group_size`` samples.
+
+    In training, a batch of 32 with ``group_size=4`` is normalized as 8 microbatches of 4
+    (each a separate forward call, so BN's running averages see 8 updates); in evaluation the
+    whole batch goes through at once (running statistics do not depend on grouping).
+
+    Args:
+        module: the normalization layer (any of this module's layers, ``BatchNorm*d``, ...).
+        group_size: samples per microbatch (the last group may be smaller).
+
+    Shape:
+        Any input ``(N, C, ...)`` the wrapped module accepts.
+
+    Raises:
+        ValueError: ``group_size < 1``.
+
+    Source: Ioffe (2017), Section 4.3 ("microbatches" of 4 inside a batch of 32).
+    """
+
+    def __init__(self, module: nn.Module, group_size: int) -> None:
+        super().__init__()
+        if not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+        self.module, self.group_size = module, group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.module(x)
+        return torch.cat([self.module(chunk) for chunk in x.split(self.group_size)])
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}"
