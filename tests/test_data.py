@@ -84,3 +84,57 @@ def test_label_sorted_needs_a_full_batch_of_every_label():
 def test_unknown_order_lists_the_known_ones():
     with pytest.raises(ValueError, match="label_sorted"):
         make_batch_order("sorted", torch.zeros(10, dtype=torch.long), 2)
+
+
+def test_cifar10_loads_real_splits_standardized():
+    from revisit_bn.data import load_cifar10
+
+    train, test = load_cifar10()
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    torch.testing.assert_close(train.images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3, rtol=0)
+    torch.testing.assert_close(train.images.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-2, rtol=0)
+
+
+def test_missing_cifar10_offline_names_the_variable(tmp_path):
+    from revisit_bn.data import load_cifar10
+
+    with pytest.raises(DatasetNotFoundError, match=DATA_ENV):
+        load_cifar10(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("batch_size,k", [(64, 3), (32, 1), (30, 3)])
+def test_label_limited_batches_hold_at_most_k_labels(batch_size, k):
+    from revisit_bn.data import LabelLimitedOrder
+
+    labels = torch.arange(2000) % 10
+    batches = LabelLimitedOrder(labels, batch_size, k, seed=1).batches(1)
+    assert all(len(b) == batch_size and labels[b].unique().numel() <= k for b in batches)
+    assert sum(labels[b].unique().numel() == k for b in batches) > len(batches) // 2  # mostly exactly k
+    flat = torch.cat(batches)
+    assert flat.unique().numel() == flat.numel()
+
+
+def test_label_pairs_batches_are_pairs_of_one_label():
+    from revisit_bn.data import LabelPairsOrder
+
+    labels = torch.arange(1000) % 10
+    batches = LabelPairsOrder(labels, 16, 2, seed=2).batches(1)
+    assert len(batches) == 1000 // 32 and all(len(b) == 32 for b in batches)
+    for b in batches:
+        pair_labels = labels[b].view(16, 2)
+        assert torch.equal(pair_labels[:, 0], pair_labels[:, 1])
+    with pytest.raises(ValueError, match="even"):
+        make_batch_order("label_pairs", labels, 31)
+
+
+def test_scaled_copy_multiplies_each_sample_by_its_own_factor(mnist):
+    from revisit_bn.data import TensorSplit, scaled_copy
+
+    split = TensorSplit(mnist[0].images[:500], mnist[0].labels[:500])
+    scaled = scaled_copy(split, 0.1, 10.0, seed=0)
+    ratio = scaled.images.flatten(1).norm(dim=1) / split.images.flatten(1).norm(dim=1)
+    assert ratio.min() >= 0.1 - 1e-5 and ratio.max() <= 10.0 + 1e-4 and ratio.std() > 1
+    assert torch.equal(scaled.images, scaled_copy(split, 0.1, 10.0, seed=0).images)
+    with pytest.raises(ValueError):
+        scaled_copy(split, 0.0, 1.0, seed=0)

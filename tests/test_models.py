@@ -54,3 +54,28 @@ def test_fn_network_takes_an_sgd_step_at_batch_size_one():
 def test_bad_model_arguments_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SimpleNet(**kwargs)
+
+
+@pytest.mark.parametrize("kind,cls", [("brn", "BatchRenorm2d"), ("gn", "GroupNorm"), ("bn_ref", "ReferenceBatchNorm2d")])
+def test_norm_factory_builds_the_alternatives(kind, cls):
+    layer = norm_layer(kind, 2)(48)
+    assert type(layer).__name__ == cls
+    if kind == "gn":
+        assert layer.num_groups == 24  # the largest divisor of 48 not above 32
+
+
+def test_group_size_wraps_layers_in_microbatches():
+    from revisit_bn.layers import MicroBatch
+
+    layer = norm_layer("bn", 2, group_size=4)(8)
+    assert isinstance(layer, MicroBatch) and layer.group_size == 4
+
+
+@pytest.mark.parametrize("norm", ["bn", "fn", "brn", "gn", "none"])
+def test_resnet18_takes_every_norm_and_maps_cifar_images_to_logits(norm):
+    from revisit_bn.models import resnet18
+
+    model = resnet18(norm_layer(norm, 2), num_classes=10)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "BatchNorm2d" not in kinds or norm == "bn"

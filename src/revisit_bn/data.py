@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+import numpy as np
 from pathlib import Path
 
 import torch
 
 DATA_ENV = "REVISIT_BN_DATA"
 
-# Per-channel pixel mean and std of the MNIST training set (pixels scaled to [0, 1]).
+# Per-channel pixel mean and std of the training sets (pixels scaled to [0, 1]).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 class DatasetNotFoundError(RuntimeError):
@@ -106,6 +109,78 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
         images = ds.data.unsqueeze(1).float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
         splits.append(TensorSplit(images, ds.targets.long()))
     return splits[0], splits[1]
+
+
+def _standardize_cifar(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, 32, 32, 3)`` -> float32 ``(N, 3, 32, 32)`` standardized per channel."""
+    images = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    return images.sub_(mean).div_(std)
+
+
+def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple[TensorSplit, TensorSplit]:
+    """CIFAR-10 train (50,000) and test (10,000) splits as standardized tensors.
+
+    Read through :class:`torchvision.datasets.CIFAR10` when its files are under ``root`` (or can
+    be downloaded); offline, from ``root/cifar10/cifar10.npz``, the verified arrays with the same
+    pixels, labels and order as torchvision's ``.data`` / ``.targets`` (see that folder's README).
+
+    Returns:
+        ``(train, test)``; images ``(N, 3, 32, 32)`` float32 standardized with the training-set
+        channel means and stds; labels ``(N,)`` int64.
+
+    Raises:
+        DatasetNotFoundError: neither form is present and downloading failed; names ``REVISIT_BN_DATA``.
+
+    Source: Lian & Liu (2019), Figures 2, 5 and 8; Santurkar et al. (2018), Section 3.
+    """
+    import numpy as np
+    from torchvision.datasets import CIFAR10
+
+    root = Path(root) if root is not None else data_root()
+    npz = root / "cifar10" / "cifar10.npz"
+    errors = []
+    for allow_download in ((False, True) if download else (False,)):
+        if allow_download and npz.is_file():
+            break
+        try:
+            train = CIFAR10(str(root), train=True, download=allow_download)
+            test = CIFAR10(str(root), train=False, download=allow_download)
+            return tuple(
+                TensorSplit(_standardize_cifar(torch.from_numpy(ds.data)), torch.tensor(ds.targets, dtype=torch.long))
+                for ds in (train, test)
+            )
+        except Exception as exc:  # missing files (RuntimeError) or no network (URLError)
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if npz.is_file():
+        arrays = np.load(npz)
+        return (
+            TensorSplit(_standardize_cifar(torch.from_numpy(arrays["x_train"])), torch.from_numpy(arrays["y_train"]).long()),
+            TensorSplit(_standardize_cifar(torch.from_numpy(arrays["x_test"])), torch.from_numpy(arrays["y_test"]).long()),
+        )
+    raise DatasetNotFoundError(
+        f"CIFAR-10 is neither under {root / 'cifar-10-batches-py'} nor at {npz}, and could not be downloaded "
+        f"({'; '.join(errors)}). Set {DATA_ENV} to a folder that holds either (for example ../shared/data)."
+    )
+
+
+def scaled_copy(split: TensorSplit, low: float, high: float, seed: int) -> TensorSplit:
+    """Every sample multiplied by its own scalar drawn log-uniformly from ``[low, high]`` (seeded, fixed).
+
+    Source: Lian & Liu (2019), Figure 9 ("multiplying a random number into each sample"). Our
+    choice: the range (the paper's is lost) and log-uniform sampling, so that scales below and
+    above 1 are equally likely.
+
+    Raises:
+        ValueError: ``0 < low <= high`` does not hold.
+    """
+    if not 0 < low <= high:
+        raise ValueError(f"need 0 < low <= high, got low={low}, high={high}")
+    gen = torch.Generator().manual_seed(seed)
+    logs = torch.empty(len(split)).uniform_(float(np.log(low)), float(np.log(high)), generator=gen)
+    factors = logs.exp().view(-1, *([1] * (split.images.dim() - 1)))
+    return TensorSplit(split.images * factors, split.labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +285,90 @@ class LabelSortedOrder(BatchOrder):
         return [chunks[i] for i in order.tolist()]
 
 
-BATCH_ORDERS = ("shuffled", "label_sorted")
+class LabelLimitedOrder(BatchOrder):
+    """Batches drawing on at most ``max_labels`` labels each.
+
+    Each epoch, every label's samples are shuffled and cut into pieces of
+    ``ceil(batch_size / max_labels)``; the pieces of all labels are shuffled and grouped
+    ``max_labels`` at a time, and each group is cut to ``batch_size`` samples. So a batch holds
+    pieces of at most ``max_labels`` labels (fewer when two pieces share a label).
+
+    Args:
+        labels: int64 ``(N,)``.
+        batch_size: samples per batch.
+        max_labels: the limit ``k`` (the paper's CIFAR-10 setting is 3).
+        seed: seed of the per-epoch permutations.
+
+    Raises:
+        ValueError: bad ``batch_size``, ``max_labels < 1``, or ``max_labels > batch_size``.
+
+    Source: Lian & Liu (2019), Section 6.2 and Figure 5 ("no more than 3 labels per batch").
+    Our choice: the construction (the paper gives only the limit).
+    """
+
+    name = "label_limited"
+
+    def __init__(self, labels: torch.Tensor, batch_size: int, max_labels: int = 3, seed: int = 0) -> None:
+        _check_batch_size(batch_size)
+        if not 1 <= max_labels <= batch_size:
+            raise ValueError(f"max_labels must lie in 1..batch_size, got {max_labels}")
+        self.batch_size, self.max_labels, self.seed = batch_size, max_labels, int(seed)
+        self.piece = -(-batch_size // max_labels)
+        self.groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        gen = _epoch_generator(self.seed, epoch)
+        pieces: list[torch.Tensor] = []
+        for group in self.groups:
+            shuffled = group[torch.randperm(len(group), generator=gen)]
+            full = len(group) // self.piece * self.piece
+            pieces.extend(shuffled[:full].split(self.piece))
+        order = torch.randperm(len(pieces), generator=gen).tolist()
+        k = self.max_labels
+        return [torch.cat([pieces[i] for i in order[s:s + k]])[: self.batch_size]
+                for s in range(0, len(order) - k + 1, k)]
+
+
+class LabelPairsOrder(BatchOrder):
+    """Ioffe's non-i.i.d. batches: ``num_labels`` labels drawn with replacement, ``per_label`` images each.
+
+    Each batch draws its labels uniformly with replacement, then for each drawn label
+    ``per_label`` of its images uniformly (with replacement across the epoch); an epoch has
+    ``N // (num_labels * per_label)`` batches.
+
+    Args:
+        labels: int64 ``(N,)``.
+        num_labels, per_label: 16 and 2 in Ioffe (2017), a batch of 32.
+        seed: seed of the draws.
+
+    Raises:
+        ValueError: ``num_labels`` or ``per_label`` below 1.
+
+    Source: Ioffe (2017), Section 4.4 ("16 labels sampled with replacement x 2 images each").
+    """
+
+    name = "label_pairs"
+
+    def __init__(self, labels: torch.Tensor, num_labels: int = 16, per_label: int = 2, seed: int = 0) -> None:
+        if num_labels < 1 or per_label < 1:
+            raise ValueError(f"num_labels and per_label must be positive, got {num_labels}, {per_label}")
+        self.num_labels, self.per_label, self.seed = num_labels, per_label, int(seed)
+        groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+        self.counts = torch.tensor([len(g) for g in groups])
+        width = int(self.counts.max())
+        # Padded (labels x max count) table, so a draw is two tensor indexings.
+        self.table = torch.stack([torch.cat([g, g.new_zeros(width - len(g))]) for g in groups])
+        self.per_epoch = max(1, len(labels) // (num_labels * per_label))
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        gen = _epoch_generator(self.seed, epoch)
+        drawn = torch.randint(len(self.counts), (self.per_epoch, self.num_labels), generator=gen)
+        drawn = drawn.repeat_interleave(self.per_label, dim=1)
+        position = (torch.rand(drawn.shape, generator=gen) * self.counts[drawn]).long()
+        return list(self.table[drawn, position].unbind(0))
+
+
+BATCH_ORDERS = ("shuffled", "label_sorted", "label_limited", "label_pairs")
 
 
 def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int = 0) -> BatchOrder:
@@ -229,4 +387,10 @@ def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int
         return ShuffledOrder(len(labels), batch_size, seed)
     if name == "label_sorted":
         return LabelSortedOrder(labels, batch_size, seed)
+    if name == "label_limited":
+        return LabelLimitedOrder(labels, batch_size, max_labels=3, seed=seed)
+    if name == "label_pairs":
+        if batch_size % 2:
+            raise ValueError(f"label_pairs takes 2 images per label, so batch_size must be even, got {batch_size}")
+        return LabelPairsOrder(labels, num_labels=batch_size // 2, per_label=2, seed=seed)
     raise ValueError(f"unknown batch order {name!r}; choose one of {BATCH_ORDERS}")

@@ -11,14 +11,30 @@ from typing import Callable
 
 from torch import nn
 
-from .layers import FullNorm1d, FullNorm2d, PolynomialMomentum
+from .layers import (
+    BatchRenorm1d,
+    BatchRenorm2d,
+    FullNorm1d,
+    FullNorm2d,
+    MicroBatch,
+    PolynomialMomentum,
+    ReferenceBatchNorm1d,
+    ReferenceBatchNorm2d,
+)
 
-NORMS = ("none", "bn", "fn", "fn_const")
+NORMS = ("none", "bn", "fn", "fn_const", "brn", "gn", "bn_ref")
+MODELS = ("simple", "simple_wide", "resnet18")
+
+
+def group_count(num_channels: int, preferred: int = 32) -> int:
+    """GroupNorm's group count: the largest divisor of ``num_channels`` not above ``preferred`` (32, Wu & He)."""
+    return max(g for g in range(1, min(preferred, num_channels) + 1) if num_channels % g == 0)
 
 NormFactory = Callable[[int], nn.Module]
 
 
-def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power: float = 0.0) -> NormFactory:
+def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power: float = 0.0,
+               group_size: int | None = None, brn_warmup_steps: int = 5000, brn_ramp_steps: int = 35000) -> NormFactory:
     r"""A constructor ``num_features -> nn.Module`` for the normalization named ``kind``.
 
     Args:
@@ -31,6 +47,16 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
             ``fn_momentum_power`` is 0, else the floor of the schedule).
         fn_momentum_power: if positive, FN uses the decaying rate
             :math:`\alpha_k = \max(\text{momentum}, k^{-p})` (:class:`PolynomialMomentum`).
+        group_size: if set, each layer normalizes microbatches of this many samples
+            (:class:`~revisit_bn.layers.MicroBatch`).
+        brn_warmup_steps, brn_ramp_steps: Batch Renorm's schedule: plain BN for the warm-up, then
+            ``r_max`` 1 -> 3 and ``d_max`` 0 -> 5 linearly over the ramp. Our choice: both limits
+            reach their final values together (Ioffe's defaults: 5k warm-up, then 35k and 20k).
+            BRN's moving-average rate is Ioffe's 0.01, not ``momentum``.
+
+    Other kinds: ``"brn"`` (:class:`~revisit_bn.layers.BatchRenorm2d`), ``"gn"``
+    (:class:`torch.nn.GroupNorm`, :func:`group_count` groups), ``"bn_ref"``
+    (:class:`~revisit_bn.layers.ReferenceBatchNorm2d`, which accepts batch size 1).
 
     Returns:
         A callable taking ``num_features`` and returning a fresh layer.
@@ -46,13 +72,40 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
         return lambda num_features: nn.Identity()
     if kind == "bn":
         cls = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
-        return lambda num_features: cls(num_features, momentum=momentum)
-    if kind in ("fn", "fn_const"):
+        make = lambda c: cls(c, momentum=momentum)
+    elif kind in ("fn", "fn_const"):
         cls = FullNorm1d if dim == 1 else FullNorm2d
         rate = PolynomialMomentum(fn_momentum_power, momentum) if fn_momentum_power > 0 else momentum
         grad = kind == "fn"
-        return lambda num_features: cls(num_features, momentum=rate, stats_gradient=grad)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+        make = lambda c: cls(c, momentum=rate, stats_gradient=grad)
+    elif kind == "brn":
+        cls = BatchRenorm1d if dim == 1 else BatchRenorm2d
+        end = brn_warmup_steps + brn_ramp_steps
+        make = lambda c: cls(c, warmup_steps=brn_warmup_steps, r_ramp_end=end, d_ramp_end=end)
+    elif kind == "gn":
+        make = lambda c: nn.GroupNorm(group_count(c), c)
+    elif kind == "bn_ref":
+        cls = ReferenceBatchNorm1d if dim == 1 else ReferenceBatchNorm2d
+        make = lambda c: cls(c, momentum=momentum)
+    else:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+    if group_size is not None:
+        return lambda c: MicroBatch(make(c), group_size)
+    return make
+
+
+def resnet18(norm_layer_factory: NormFactory, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """torchvision's ResNet18 with every BatchNorm replaced by ``norm_layer_factory`` (random init).
+
+    Source: Lian & Liu (2019), Figure 2 (ResNet18 on CIFAR-10). torchvision's ImageNet stem is
+    kept as it is (our choice: the paper does not say whether it adapted the stem to 32x32).
+    """
+    from torchvision.models import resnet18 as tv_resnet18
+
+    model = tv_resnet18(weights=None, num_classes=num_classes, norm_layer=norm_layer_factory)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
 
 
 class SimpleNet(nn.Module):
@@ -78,6 +131,7 @@ Convolutions have no bias when a normalization follows (its shift
         widths: channels of the conv blocks.
         image_size: input height = width, divisible by ``2 ** len(widths)``.
         momentum, fn_momentum_power: passed to :func:`norm_layer`.
+        norm_factory: a ready factory (overrides ``norm``'s default options, e.g. microbatches).
 
     Shape:
         Input ``(N, in_channels, image_size, image_size)``; output logits ``(N, num_classes)``.
@@ -97,11 +151,12 @@ Convolutions have no bias when a normalization follows (its shift
         image_size: int = 28,
         momentum: float = 0.1,
         fn_momentum_power: float = 0.0,
+        norm_factory: NormFactory | None = None,
     ) -> None:
         super().__init__()
         if image_size % 2 ** len(widths):
             raise ValueError(f"image_size must be divisible by {2 ** len(widths)} (one 2x2 pooling per block), got {image_size}")
-        norm2d = norm_layer(norm, 2, momentum, fn_momentum_power)
+        norm2d = norm_factory or norm_layer(norm, 2, momentum, fn_momentum_power)
         bias = norm == "none"
         layers: list[nn.Module] = []
         channels = in_channels

@@ -28,11 +28,12 @@ from torch import nn
 from tqdm import tqdm
 
 from . import results as results_mod
-from .data import BATCH_ORDERS, TensorSplit, load_mnist, make_batch_order
-from .models import NORMS, SimpleNet
+from .data import BATCH_ORDERS, TensorSplit, load_cifar10, load_mnist, make_batch_order, scaled_copy
+from .models import MODELS, NORMS, SimpleNet, norm_layer, resnet18
 
-DATASETS = ("mnist",)
-MODELS = ("simple",)
+DATASETS = ("mnist", "cifar10", "mnist_scaled")
+# Figure 9's random multiplier (our choice; the paper's range is lost): log-uniform in [0.1, 10].
+MNIST_SCALE_RANGE = (0.1, 10.0)
 
 _DATA_CACHE: dict[str, tuple[TensorSplit, TensorSplit]] = {}
 
@@ -73,8 +74,10 @@ class TrainConfig:
 
     Attributes:
         experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
-        dataset: ``"mnist"``.
-        model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`).
+        dataset: ``"mnist"``, ``"cifar10"``, or ``"mnist_scaled"`` (every MNIST image times its
+            own log-uniform factor in :data:`MNIST_SCALE_RANGE`, Figure 9).
+        model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`), ``"simple_wide"`` (the same
+            with widths 32, 64, for colour input) or ``"resnet18"`` (torchvision's).
         norm: a name of :data:`revisit_bn.models.NORMS`.
         batch_order: ``"shuffled"`` or ``"label_sorted"``.
         batch_size: samples per training batch.
@@ -88,6 +91,9 @@ class TrainConfig:
         train_subset, test_subset: use a seeded random subset of this size (``None``: all).
         eval_batch_size: batch size of the evaluation passes (does not change the numbers of
             a BN/FN network in evaluation mode, only memory).
+        norm_group_size: normalize microbatches of this many samples (``None``: the whole batch).
+        brn_warmup_steps, brn_ramp_steps: Batch Renorm's schedule (see
+            :func:`revisit_bn.models.norm_layer`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; not part of the results key.
 
     Raises:
@@ -110,6 +116,9 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     eval_batch_size: int = 2000
+    norm_group_size: int | None = None
+    brn_warmup_steps: int = 5000
+    brn_ramp_steps: int = 35000
     device: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
@@ -118,8 +127,11 @@ class TrainConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("train_subset", "test_subset"):
+        for name in ("train_subset", "test_subset", "norm_group_size"):
             _positive_int(name, getattr(self, name), allow_none=True)
+        for name in ("brn_warmup_steps", "brn_ramp_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not 0.0 <= self.momentum < 1.0:
@@ -153,6 +165,11 @@ def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
     if name not in _DATA_CACHE:
         if name == "mnist":
             _DATA_CACHE[name] = load_mnist()
+        elif name == "cifar10":
+            _DATA_CACHE[name] = load_cifar10()
+        elif name == "mnist_scaled":
+            train, test = load_dataset("mnist")
+            _DATA_CACHE[name] = (scaled_copy(train, *MNIST_SCALE_RANGE, seed=0), scaled_copy(test, *MNIST_SCALE_RANGE, seed=1))
         else:
             raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     return _DATA_CACHE[name]
@@ -166,15 +183,14 @@ def _subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
 
 
 def build_model(config: TrainConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
-    """The model named by ``config.model`` with the normalization ``config.norm``."""
-    return SimpleNet(
-        norm=config.norm,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        image_size=image_size,
-        momentum=config.norm_momentum,
-        fn_momentum_power=config.fn_momentum_power,
-    )
+    """The model named by ``config.model`` with the normalization ``config.norm`` (and its options)."""
+    factory = norm_layer(config.norm, 2, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
+                         config.brn_warmup_steps, config.brn_ramp_steps)
+    if config.model == "resnet18":
+        return resnet18(factory, num_classes, in_channels)
+    widths = (32, 64) if config.model == "simple_wide" else (16, 32)
+    return SimpleNet(config.norm, in_channels=in_channels, num_classes=num_classes, widths=widths,
+                     image_size=image_size, norm_factory=factory)
 
 
 @torch.no_grad()
