@@ -60,3 +60,47 @@ def test_bn_mode_gap_needs_a_gap_only_under_label_sorted_batches(sorted_eval, sh
     frame.loc[(frame.norm == "bn") & (frame.batch_order == "label_sorted") & (frame.epoch == 2), "train_eval_loss"] = sorted_eval
     frame.loc[(frame.norm == "bn") & (frame.batch_order == "shuffled") & (frame.epoch == 2), "train_eval_loss"] = shuffled_eval
     assert claims.check_bn_mode_gap(frame, "unit").reproduced is expected
+
+
+def _curves(norm_values):
+    """{norm: [(train_loss, test_loss, train_eval_loss) per epoch]} -> frame."""
+    rows = [dict(epoch=e + 1, norm=n, seed=0, batch_order="shuffled", train_loss=tr, test_loss=te, train_eval_loss=ev)
+            for n, values in norm_values.items() for e, (tr, te, ev) in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("bn_curve,expected", [([(1.1, 1.0, 1.0), (0.5, 5.0, 5.0)], True),   # falls and rises
+                                               ([(1.1, 1.0, 1.0), (1.1, 5.0, 5.0)], False),  # flat training loss
+                                               ([(1.1, 1.0, 1.0), (0.5, 1.0, 1.0)], False)])  # test loss does not rise
+def test_batch_size_one_claim_needs_both_halves(bn_curve, expected):
+    frame = _curves({"bn_ref": bn_curve, "fn": [(1.1, 1.0, 1.0), (0.1, 0.1, 0.1)]})
+    assert claims.check_batch_size_one(frame, "unit").reproduced is expected
+
+
+@pytest.mark.parametrize("bn_final,expected", [(0.6, True), (0.52, False)])
+def test_large_variance_claim_compares_bn_with_plain_regression(bn_final, expected):
+    frame = _curves({"bn": [(0, 0, 0.7), (0, 0, bn_final)], "fn": [(0, 0, 0.7), (0, 0, 0.55)], "none": [(0, 0, 0.7), (0, 0, 0.5)]})
+    assert claims.check_large_variance(frame, "unit").reproduced is expected
+
+
+def test_recorded_verdicts_are_collected_for_the_ledger(results_root):
+    verdict = claims.Verdict("x-1", "paper", "claim", "measured", "scale", True)
+    claims.record(verdict, "99-chapter")
+    ledger = claims.collect()
+    assert ledger.claim_id.tolist() == ["x-1"] and ledger.verdict.tolist() == ["reproduced"]
+    assert ledger.chapter.tolist() == ["99-chapter"]
+
+
+def test_ledger_knows_which_chapters_lack_verdicts(results_root):
+    missing = claims.ensure_recorded(run=False)
+    assert missing == list(claims.CHAPTER_CLAIMS)
+    for claim_id in claims.CHAPTER_CLAIMS["32-batch-size-one"]:
+        claims.record(claims.Verdict(claim_id, "p", "c", "m", "s", False), "32-batch-size-one")
+    assert "32-batch-size-one" not in claims.ensure_recorded(run=False)
+
+
+def test_every_chapter_in_the_ledger_registry_exists():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    assert all((root / f"{chapter}.ipynb").is_file() for chapter in claims.CHAPTER_CLAIMS)

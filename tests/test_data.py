@@ -138,3 +138,16 @@ def test_scaled_copy_multiplies_each_sample_by_its_own_factor(mnist):
     assert torch.equal(scaled.images, scaled_copy(split, 0.1, 10.0, seed=0).images)
     with pytest.raises(ValueError):
         scaled_copy(split, 0.0, 1.0, seed=0)
+
+
+def test_figure_datasets_are_fixed_and_shaped():
+    from revisit_bn.data import large_variance_classification, three_points
+
+    train, test = three_points()
+    assert train.images.shape == (3, 2) and torch.equal(train.labels, test.labels)
+    a, _ = large_variance_classification(n=500, seed=0)
+    b, _ = large_variance_classification(n=500, seed=0)
+    assert torch.equal(a.images, b.images) and a.images.shape == (500, 10)
+    norms = a.images.norm(dim=1)
+    assert norms.max() / norms.min() > 100  # samples differ in scale by orders of magnitude
+    assert 0.3 < a.labels.float().mean() < 0.7

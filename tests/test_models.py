@@ -79,3 +79,12 @@ def test_resnet18_takes_every_norm_and_maps_cifar_images_to_logits(norm):
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     kinds = {type(m).__name__ for m in model.modules()}
     assert "BatchNorm2d" not in kinds or norm == "bn"
+
+
+@pytest.mark.parametrize("norm", ["bn_ref", "fn", "none", "brn", "gn"])
+def test_figure_models_take_one_dimensional_norms(norm):
+    from revisit_bn.models import MLP3, LogisticRegression
+
+    mlp = MLP3(norm_layer(norm, 1), in_features=2, num_classes=3)
+    assert mlp(torch.randn(1 if norm in ("bn_ref", "fn", "none") else 4, 2)).shape[1] == 3
+    assert LogisticRegression(norm_layer(norm, 1), in_features=10)(torch.randn(5, 10)).shape == (5, 2)

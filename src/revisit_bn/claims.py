@@ -9,7 +9,10 @@ the book next to every verdict that uses them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 # "Comparable" losses: within a factor of 2, or within 0.05 nats of each other.
 COMPARABLE_RATIO, COMPARABLE_NATS = 2.0, 0.05
@@ -38,6 +41,9 @@ class Verdict:
     measured: str
     scale: str
     reproduced: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reproduced", bool(self.reproduced))  # numpy bools are not JSON
 
     @property
     def verdict(self) -> str:
@@ -117,3 +123,191 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
         scale,
         ok,
     )
+
+
+def final_metric(frame, metric: str, **where) -> dict[str, float]:
+    """Last-epoch ``metric`` per norm among rows matching ``where`` (column == value), mean over seeds."""
+    rows = frame
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    last = rows[rows.epoch == rows.epoch.max()]
+    return last.groupby("norm")[metric].mean().to_dict()
+
+
+def check_batch_size_one(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 1: at batch size 1, BN's training loss falls while its test loss rises
+    (the test set is the training set); FN beside it."""
+    bn = frame[frame.norm == "bn_ref"].groupby("epoch")[["train_loss", "test_loss"]].mean()
+    fn = final_metric(frame, "test_loss")["fn"]
+    train_falls = bn.train_loss.iloc[-1] < bn.train_loss.iloc[0] - COMPARABLE_NATS
+    test_rises = bn.test_loss.iloc[-1] > bn.test_loss.iloc[0] + FAR_NATS
+    return Verdict(
+        "lian-fig1",
+        "Lian & Liu 2019, Figure 1 (3 samples, 3-layer network, batch size 1)",
+        "batch size 1: BN's training loss falls while its test loss (on the same 3 samples) rises",
+        f"BN training loss {bn.train_loss.iloc[0]:.3f} -> {bn.train_loss.iloc[-1]:.3f} nats, test loss "
+        f"{bn.test_loss.iloc[0]:.3f} -> {bn.test_loss.iloc[-1]:.3f} nats (falls: {train_falls}, rises: {test_rises}); "
+        f"FN's final test loss {fn:.3f} nats",
+        scale,
+        bool(train_falls and test_rises),
+    )
+
+
+def check_large_variance(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 3: on data of large variance, BN's logistic regression does not converge
+    (to the optimum of the common objective); FN and plain logistic regression beside it."""
+    final = final_metric(frame, "train_eval_loss")
+    ok = final["bn"] - final["none"] > COMPARABLE_NATS
+    return Verdict(
+        "lian-fig3",
+        "Lian & Liu 2019, Figure 3 (convex logistic regression, synthetic data of large variance)",
+        "large-variance data: logistic regression with BN fails to converge where plain logistic regression does",
+        f"final loss on the whole training set (evaluation mode): BN {final['bn']:.3f}, FN {final['fn']:.3f}, "
+        f"plain {final['none']:.3f} nats",
+        scale,
+        bool(ok),
+    )
+
+
+# "Far behind" in accuracy: at least 5 percentage points lower; "improves": at least 1 point higher.
+FAR_ACC, BETTER_ACC = 0.05, 0.01
+
+
+def check_batch_size_robustness(frame, scale: str, small: int, large: int) -> Verdict:
+    """Lian & Liu Figure 9: on MNIST with random per-sample scales, BN's runs at batch sizes 1 and
+    16 end apart while FN's end together."""
+    final = frame[frame.epoch == frame.epoch.max()].groupby(["norm", "batch_size"]).test_loss.mean()
+    gap = {n: abs(final[(n, small)] - final[(n, large)]) for n in ("bn", "fn")}
+    return Verdict(
+        "lian-fig9",
+        "Lian & Liu 2019, Figure 9 (MNIST x random scale, batch sizes 1 and 16)",
+        f"BN's runs at batch sizes {small} and {large} converge to different points; FN's nearly agree",
+        f"final test loss, batch size {small} vs {large}: BN {final[('bn', small)]:.3f} vs {final[('bn', large)]:.3f} "
+        f"(gap {gap['bn']:.3f}); FN {final[('fn', small)]:.3f} vs {final[('fn', large)]:.3f} (gap {gap['fn']:.3f}) nats",
+        scale,
+        far_above(gap["bn"], gap["fn"]),
+    )
+
+
+def check_label_limited(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: training losses comparable,
+    BN's test error far behind FN's."""
+    train = final_by_norm(frame, "label_limited", "train_loss")
+    acc = final_by_norm(frame, "label_limited", "test_acc")
+    ok = comparable(train["bn"], train["fn"]) and acc["fn"] - acc["bn"] >= FAR_ACC
+    return Verdict(
+        "lian-fig5",
+        "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)",
+        "label-restricted batches: comparable training loss, but BN's test error far behind FN's",
+        f"final training loss BN {train['bn']:.3f} vs FN {train['fn']:.3f} nats; test error "
+        f"BN {1 - acc['bn']:.3f} vs FN {1 - acc['fn']:.3f}",
+        scale,
+        ok,
+    )
+
+
+def check_shuffled_cifar(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 8: CIFAR-10 with shuffled batches: BN's and FN's curves match."""
+    verdict = check_shuffled(frame, scale)
+    return dataclasses.replace(verdict, claim_id="lian-fig8",
+                               source="Lian & Liu 2019, Figure 8 (CIFAR-10, shuffled batches)")
+
+
+def check_batch_size_dependence(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 2: ResNet18 on CIFAR-10: BN converges to different solutions at different
+    batch sizes, and smaller batches give worse solutions."""
+    final = frame[(frame.epoch == frame.epoch.max()) & (frame.norm == "bn")].groupby("batch_size").test_loss.mean()
+    sizes = sorted(final.index)
+    worse = final[sizes[0]] - final[sizes[-1]]
+    fn = frame[(frame.epoch == frame.epoch.max()) & (frame.norm == "fn")].groupby("batch_size").test_loss.mean()
+    return Verdict(
+        "lian-fig2",
+        "Lian & Liu 2019, Figure 2 (ResNet18, CIFAR-10, several batch sizes)",
+        "BN's solution moves with the batch size; the smaller the batch, the worse the solution",
+        "BN final test loss by batch size: " + ", ".join(f"{b}: {final[b]:.3f}" for b in sizes)
+        + "; FN: " + ", ".join(f"{b}: {fn[b]:.3f}" for b in sizes if b in fn.index) + " nats",
+        scale,
+        bool(worse >= COMPARABLE_NATS),
+    )
+
+
+def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source: str, claim: str) -> Verdict:
+    """Ioffe 2017: in ``setting`` (a value of the frame's ``setting`` column), Batch Renorm's test
+    accuracy is above BN's by at least one percentage point."""
+    rows = frame[(frame.setting == setting) & (frame.epoch == frame.epoch.max())]
+    acc = rows.groupby("norm").test_acc.mean()
+    others = ", ".join(f"{n.upper()} {acc[n]:.3f}" for n in acc.index if n not in ("bn", "brn"))
+    return Verdict(
+        claim_id, source, claim,
+        f"final test accuracy BN {acc['bn']:.3f} vs BRN {acc['brn']:.3f}" + (f"; {others}" if others else ""),
+        scale,
+        bool(acc["brn"] - acc["bn"] >= BETTER_ACC),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The claims ledger: chapters record their verdicts; the ledger page reads them
+# ----------------------------------------------------------------------------------------------
+
+
+def claims_dir() -> Path:
+    """``<results root>/claims``: one JSON file per claim, written by the chapter that tests it."""
+    from .results import results_root
+
+    return results_root() / "claims"
+
+
+def record(verdict: Verdict, chapter: str) -> Path:
+    """Store ``verdict`` (atomically) for the ledger, tagged with the notebook ``chapter`` that made it."""
+    from .results import write_json_atomic
+
+    path = claims_dir() / f"{verdict.claim_id}.json"
+    write_json_atomic(path, {**dataclasses.asdict(verdict), "chapter": chapter, "verdict": verdict.verdict})
+    return path
+
+
+def collect(directory: Path | None = None):
+    """Every recorded verdict as a :class:`pandas.DataFrame`, sorted by claim id (empty if none)."""
+    import pandas as pd
+
+    directory = directory or claims_dir()
+    rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
+    columns = ["claim_id", "source", "claim", "measured", "scale", "verdict", "chapter"]
+    return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
+
+
+# Which chapter tests which claims: the ledger runs a chapter whose verdicts are missing.
+CHAPTER_CLAIMS = {
+    "13-bound-checks": ("santurkar-thm4.1", "santurkar-thm4.2"),
+    "14-mcsgd-convergence": ("lian-lemma1", "lian-cor3"),
+    "31-mnist-batch-construction": ("lian-fig4", "lian-fig4-mechanism", "lian-fig7"),
+    "32-batch-size-one": ("lian-fig1",),
+    "33-large-variance": ("lian-fig3",),
+    "34-scaled-mnist-batch-sizes": ("lian-fig9",),
+    "35-cifar-batch-construction": ("lian-fig5", "lian-fig8"),
+    "36-resnet18-batch-sizes": ("lian-fig2",),
+    "37-renorm-non-iid": ("ioffe-noniid", "ioffe-microbatch"),
+}
+
+
+def ensure_recorded(notebooks: Path | None = None, run: bool = True) -> list[str]:
+    """Execute (papermill, stored parameters) every chapter of :data:`CHAPTER_CLAIMS` with a verdict missing.
+
+    Returns:
+        The chapters executed (or, with ``run=False``, those that would be).
+    """
+    import tempfile
+
+    from .data import project_root
+
+    notebooks = notebooks or project_root() / "notebooks"
+    missing = [chapter for chapter, ids in CHAPTER_CLAIMS.items()
+               if not all((claims_dir() / f"{claim_id}.json").is_file() for claim_id in ids)]
+    if run and missing:
+        import papermill
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for chapter in missing:
+                papermill.execute_notebook(str(notebooks / f"{chapter}.ipynb"), str(Path(tmp) / f"{chapter}.ipynb"),
+                                           cwd=str(notebooks), progress_bar=False, kernel_name="python3")
+    return missing

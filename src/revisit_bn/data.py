@@ -183,6 +183,44 @@ def scaled_copy(split: TensorSplit, low: float, high: float, seed: int) -> Tenso
     return TensorSplit(split.images * factors, split.labels)
 
 
+def three_points() -> tuple[TensorSplit, TensorSplit]:
+    """Figure 1's dataset: three 2-D points of three classes; the test set is the same three points.
+
+    Our choice: the points (0, 0), (1, 1), (2, 0) with labels 0, 1, 2 (the paper gives only "a
+    classification dataset with only 3 samples").
+
+    Returns: ``(train, test)`` with images ``(3, 2)`` float32 and labels ``(3,)``.
+    """
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    y = torch.tensor([0, 1, 2])
+    return TensorSplit(x, y), TensorSplit(x.clone(), y.clone())
+
+
+def large_variance_classification(n: int = 2000, d: int = 10, seed: int = 0) -> tuple[TensorSplit, TensorSplit]:
+    """Figure 3's data: a linearly separable-ish binary task whose samples differ in scale by 10^4.
+
+    ``z ~ N(0, I_d)``, label ``1[w^T z + 0.5 * noise > 0]`` for a fixed random ``w``; the sample is
+    ``x = s * (z + 3)`` with ``s`` log-uniform in [0.01, 100] per sample. The shift makes every
+    feature's mean non-zero, and the factor ``s`` gives the dataset a large variance that one
+    small batch estimates badly. Train and test are independent draws (``n`` each).
+
+    Our choice: the generator (the paper's is lost; it says only "a synthesized dataset" with
+    "large variance").
+
+    Returns: ``(train, test)``, images ``(n, d)`` float32, labels ``(n,)``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=gen)
+
+    def draw():
+        z = torch.randn(n, d, generator=gen)
+        labels = ((z @ w + 0.5 * torch.randn(n, generator=gen)) > 0).long()
+        scale = torch.exp(torch.empty(n, 1).uniform_(float(np.log(0.01)), float(np.log(100.0)), generator=gen))
+        return TensorSplit(scale * (z + 3.0), labels)
+
+    return draw(), draw()
+
+
 # ----------------------------------------------------------------------------------------------
 # Batch orders
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .layers import (
 )
 
 NORMS = ("none", "bn", "fn", "fn_const", "brn", "gn", "bn_ref")
-MODELS = ("simple", "simple_wide", "resnet18")
+MODELS = ("simple", "simple_wide", "resnet18", "mlp3", "logreg")
 
 
 def group_count(num_channels: int, preferred: int = 32) -> int:
@@ -169,3 +169,43 @@ Convolutions have no bias when a normalization follows (its shift
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+
+class MLP3(nn.Module):
+    """The 3-layer network of Lian & Liu's Figure 1: ``linear - norm - ReLU - linear - norm - ReLU - linear``.
+
+    Our choice: widths and activation (the paper gives only "3 layers").
+
+    Shape: input ``(N, in_features)`` (any trailing dims are flattened); output ``(N, num_classes)``.
+
+    Source: Lian & Liu (2019), Figure 1.
+    """
+
+    def __init__(self, norm_factory: NormFactory, in_features: int, num_classes: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, hidden), norm_factory(hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), norm_factory(hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class LogisticRegression(nn.Module):
+    """Logistic regression on normalized inputs: ``norm(x) -> linear`` (Lian & Liu's Figure 3).
+
+    With ``norm="none"`` this is plain (convex) logistic regression; with BN the objective is
+    BN's batch-dependent one (eq. 9), convex in the linear layer for each fixed batch.
+
+    Shape: input ``(N, in_features)``; output logits ``(N, num_classes)``.
+
+    Source: Lian & Liu (2019), Figure 3.
+    """
+
+    def __init__(self, norm_factory: NormFactory, in_features: int, num_classes: int = 2) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), norm_factory(in_features), nn.Linear(in_features, num_classes))
+
+    def forward(self, x):
+        return self.net(x)

@@ -10,6 +10,7 @@ device, git commit, time of creation and wall time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,8 +35,12 @@ def results_root() -> Path:
     return Path(env).expanduser().resolve() if env else project_root() / "results"
 
 
+@functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """A short hash of the modules that determine a run's numbers (so edits invalidate the cache)."""
+    """A short hash of the modules that determine a run's numbers (so edits invalidate the cache).
+
+    Computed once per process: a run's key does not change if the files are edited meanwhile.
+    """
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in _NUMERIC_MODULES:

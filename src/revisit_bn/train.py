@@ -28,10 +28,19 @@ from torch import nn
 from tqdm import tqdm
 
 from . import results as results_mod
-from .data import BATCH_ORDERS, TensorSplit, load_cifar10, load_mnist, make_batch_order, scaled_copy
-from .models import MODELS, NORMS, SimpleNet, norm_layer, resnet18
+from .data import (
+    BATCH_ORDERS,
+    TensorSplit,
+    large_variance_classification,
+    load_cifar10,
+    load_mnist,
+    make_batch_order,
+    scaled_copy,
+    three_points,
+)
+from .models import MLP3, MODELS, NORMS, LogisticRegression, SimpleNet, norm_layer, resnet18
 
-DATASETS = ("mnist", "cifar10", "mnist_scaled")
+DATASETS = ("mnist", "cifar10", "mnist_scaled", "three_points", "large_variance")
 # Figure 9's random multiplier (our choice; the paper's range is lost): log-uniform in [0.1, 10].
 MNIST_SCALE_RANGE = (0.1, 10.0)
 
@@ -74,10 +83,12 @@ class TrainConfig:
 
     Attributes:
         experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
-        dataset: ``"mnist"``, ``"cifar10"``, or ``"mnist_scaled"`` (every MNIST image times its
-            own log-uniform factor in :data:`MNIST_SCALE_RANGE`, Figure 9).
+        dataset: ``"mnist"``, ``"cifar10"``, ``"mnist_scaled"`` (every MNIST image times its
+            own log-uniform factor in :data:`MNIST_SCALE_RANGE`, Figure 9), ``"three_points"``
+            (Figure 1) or ``"large_variance"`` (Figure 3).
         model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`), ``"simple_wide"`` (the same
-            with widths 32, 64, for colour input) or ``"resnet18"`` (torchvision's).
+            with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's), ``"mlp3"``
+            (Figure 1) or ``"logreg"`` (Figure 3); the last two use 1-D normalization layers.
         norm: a name of :data:`revisit_bn.models.NORMS`.
         batch_order: ``"shuffled"`` or ``"label_sorted"``.
         batch_size: samples per training batch.
@@ -170,6 +181,10 @@ def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
         elif name == "mnist_scaled":
             train, test = load_dataset("mnist")
             _DATA_CACHE[name] = (scaled_copy(train, *MNIST_SCALE_RANGE, seed=0), scaled_copy(test, *MNIST_SCALE_RANGE, seed=1))
+        elif name == "three_points":
+            _DATA_CACHE[name] = three_points()
+        elif name == "large_variance":
+            _DATA_CACHE[name] = large_variance_classification()
         else:
             raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     return _DATA_CACHE[name]
@@ -184,8 +199,13 @@ def _subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
 
 def build_model(config: TrainConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """The model named by ``config.model`` with the normalization ``config.norm`` (and its options)."""
-    factory = norm_layer(config.norm, 2, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
+    dim = 1 if config.model in ("mlp3", "logreg") else 2
+    factory = norm_layer(config.norm, dim, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
                          config.brn_warmup_steps, config.brn_ramp_steps)
+    if config.model == "mlp3":
+        return MLP3(factory, in_channels, num_classes)
+    if config.model == "logreg":
+        return LogisticRegression(factory, in_channels, num_classes)
     if config.model == "resnet18":
         return resnet18(factory, num_classes, in_channels)
     widths = (32, 64) if config.model == "simple_wide" else (16, 32)
@@ -252,7 +272,8 @@ def train_model(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     train_split, test_split = train_split.to(device), test_split.to(device)
-    _, channels, image_size, _ = train_split.images.shape
+    channels = train_split.images.shape[1]
+    image_size = train_split.images.shape[2] if train_split.images.dim() == 4 else 1
     num_classes = int(train_split.labels.max().item()) + 1
     model = build_model(config, channels, image_size, num_classes).to(device)
     optimizer = torch.optim.SGD(
@@ -346,3 +367,27 @@ def run_grid(base: TrainConfig, progress: bool = True, recompute: bool = False, 
         result = run(base.replace(**dict(zip(names, values))), progress=progress, recompute=recompute)
         frames.append(result.to_frame())
     return pd.concat(frames, ignore_index=True)
+
+
+def smoke_step(config: TrainConfig) -> float:
+    """Build ``config``'s model on the CPU and take one SGD step on its first real batch.
+
+    Used to check that a profile's configurations (e.g. the papers' scale, meant for a GPU) are
+    well formed without training them. Returns the step's loss.
+    """
+    config = config.replace(device="cpu")
+    seed_everything(config.seed)
+    train_split, _ = load_dataset(config.dataset)
+    train_split = _subset(train_split, config.train_subset, config.seed)
+    order = make_batch_order(config.batch_order, train_split.labels, config.batch_size, config.seed)
+    idx = order.batches(1)[0]
+    images = train_split.images[idx]
+    channels = images.shape[1]
+    image_size = images.shape[2] if images.dim() == 4 else 1
+    model = build_model(config, channels, image_size, int(train_split.labels.max()) + 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    model.train()
+    loss = nn.functional.cross_entropy(model(images), train_split.labels[idx])
+    loss.backward()
+    optimizer.step()
+    return loss.item()
