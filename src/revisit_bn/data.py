@@ -273,6 +273,15 @@ class ShuffledOrder(BatchOrder):
         return list(perm.split(self.batch_size))
 
 
+def _label_pieces(groups: list[torch.Tensor], piece: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Each label's indices shuffled and cut into full pieces of ``piece``; all pieces in random order."""
+    pieces: list[torch.Tensor] = []
+    for group in groups:
+        shuffled = group[torch.randperm(len(group), generator=gen)]
+        pieces.extend(shuffled[: len(group) // piece * piece].split(piece))
+    return [pieces[i] for i in torch.randperm(len(pieces), generator=gen).tolist()]
+
+
 class LabelSortedOrder(BatchOrder):
     """Single-label batches: every batch holds ``batch_size`` samples of one label.
 
@@ -313,14 +322,7 @@ class LabelSortedOrder(BatchOrder):
             )
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        gen = _epoch_generator(self.seed, epoch)
-        chunks: list[torch.Tensor] = []
-        for group in self.groups:
-            shuffled = group[torch.randperm(len(group), generator=gen)]
-            full = len(group) // self.batch_size * self.batch_size
-            chunks.extend(shuffled[:full].split(self.batch_size))
-        order = torch.randperm(len(chunks), generator=gen)
-        return [chunks[i] for i in order.tolist()]
+        return _label_pieces(self.groups, self.batch_size, _epoch_generator(self.seed, epoch))
 
 
 class LabelLimitedOrder(BatchOrder):
@@ -355,16 +357,8 @@ class LabelLimitedOrder(BatchOrder):
         self.groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        gen = _epoch_generator(self.seed, epoch)
-        pieces: list[torch.Tensor] = []
-        for group in self.groups:
-            shuffled = group[torch.randperm(len(group), generator=gen)]
-            full = len(group) // self.piece * self.piece
-            pieces.extend(shuffled[:full].split(self.piece))
-        order = torch.randperm(len(pieces), generator=gen).tolist()
-        k = self.max_labels
-        return [torch.cat([pieces[i] for i in order[s:s + k]])[: self.batch_size]
-                for s in range(0, len(order) - k + 1, k)]
+        pieces, k = _label_pieces(self.groups, self.piece, _epoch_generator(self.seed, epoch)), self.max_labels
+        return [torch.cat(pieces[s:s + k])[: self.batch_size] for s in range(0, len(pieces) - k + 1, k)]
 
 
 class LabelPairsOrder(BatchOrder):
