@@ -151,3 +151,18 @@ def test_figure_datasets_are_fixed_and_shaped():
     norms = a.images.norm(dim=1)
     assert norms.max() / norms.min() > 100  # samples differ in scale by orders of magnitude
     assert 0.3 < a.labels.float().mean() < 0.7
+
+
+def test_linear_teacher_is_fixed_shaped_and_linearly_labelled():
+    from revisit_bn.data import linear_teacher
+
+    (train, test), (train2, _) = linear_teacher(), linear_teacher()
+    assert train.images.shape == (1000, 32) and test.images.shape == (1000, 32)
+    assert torch.equal(train.images, train2.images) and torch.equal(train.labels, train2.labels)
+    assert set(train.labels.tolist()) == set(range(10))
+    # One linear map labels both splits: least squares on one-hot targets separates them well.
+    onehot = torch.nn.functional.one_hot(train.labels, 10).float()
+    w = torch.linalg.lstsq(train.images, onehot).solution
+    assert ((test.images @ w).argmax(1) == test.labels).float().mean() > 0.6
+    with pytest.raises(ValueError, match="positive"):
+        linear_teacher(n=0)

@@ -382,3 +382,58 @@ def test_microbatch_normalizes_each_group_separately():
     assert wrapped.module.num_batches_tracked.item() == 3
     with pytest.raises(ValueError, match="group_size"):
         MicroBatch(nn.BatchNorm2d(2), 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# NoisyBatchNorm (Santurkar et al. 2018, Section 2.1)
+# ----------------------------------------------------------------------------------------------
+from revisit_bn.layers import NoisyBatchNorm1d, NoisyBatchNorm2d  # noqa: E402
+
+NOISY = [(NoisyBatchNorm1d, nn.BatchNorm1d, (64, 3)), (NoisyBatchNorm2d, nn.BatchNorm2d, (16, 3, 4, 4))]
+
+
+@pytest.mark.parametrize("noisy_cls,bn_cls,shape", NOISY)
+def test_noisy_batchnorm_without_noise_is_batchnorm(noisy_cls, bn_cls, shape):
+    x = torch.randn(shape) * 2 + 1
+    noisy, bn = noisy_cls(3, noise_mean_max=0.0, noise_scale_max=1.0, noise_std=0.0), bn_cls(3)
+    torch.testing.assert_close(noisy(x), bn(x))
+    torch.testing.assert_close(noisy.running_mean, bn.running_mean)
+    noisy.eval(), bn.eval()
+    torch.testing.assert_close(noisy(x), bn(x))
+
+
+@pytest.mark.parametrize("noisy_cls,bn_cls,shape", NOISY)
+def test_noisy_batchnorm_shifts_and_scales_each_channel_within_its_ranges(noisy_cls, bn_cls, shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 2 + 1
+    noisy = noisy_cls(3, noise_mean_max=0.7, noise_scale_max=3.0, noise_std=0.0)
+    dims = _dims(x)
+    means, stds = [], []
+    for _ in range(20):  # a new draw every step
+        y = noisy(x)
+        means.append(y.mean(dim=dims)), stds.append(y.std(dim=dims, unbiased=False))
+    means, stds = torch.stack(means), torch.stack(stds)
+    # y = a (BN(x)) + b: channel mean b in [-0.7, 0.7], channel std a in [1, 3] (BN's output has std ~1)
+    assert means.abs().max() <= 0.7 + 1e-5 and stds.min() >= 1 - 1e-3 and stds.max() <= 3 + 1e-3
+    assert means.std(dim=0).min() > 0.1 and stds.std(dim=0).min() > 0.1  # the parameters move over steps
+    noisy.eval()
+    torch.testing.assert_close(noisy(x), noisy(x))  # evaluation: plain BN, no noise
+
+
+def test_noisy_batchnorm_noise_is_per_element_and_seeded():
+    x = torch.randn(32, 2, 3, 3)
+    layer = NoisyBatchNorm2d(2, noise_mean_max=0.0, noise_scale_max=1.0, noise_std=0.5)
+    torch.manual_seed(1)
+    y1 = layer(x)
+    torch.manual_seed(1)
+    y2 = layer(x)
+    torch.testing.assert_close(y1, y2)
+    residual = y1 - nn.functional.batch_norm(x, None, None, layer.weight, layer.bias, training=True)
+    assert residual.std().item() == pytest.approx(0.5, rel=0.15)  # i.i.d. N(0, 0.5^2) per element
+    assert "noise_std=0.5" in repr(layer)
+
+
+@pytest.mark.parametrize("kwargs", [{"noise_mean_max": -1.0}, {"noise_scale_max": 0.5}, {"noise_std": float("nan")}])
+def test_noisy_batchnorm_bad_noise_parameters_raise_value_error(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        NoisyBatchNorm2d(3, **kwargs)

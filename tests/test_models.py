@@ -88,3 +88,38 @@ def test_figure_models_take_one_dimensional_norms(norm):
     mlp = MLP3(norm_layer(norm, 1), in_features=2, num_classes=3)
     assert mlp(torch.randn(1 if norm in ("bn_ref", "fn", "none") else 4, 2)).shape[1] == 3
     assert LogisticRegression(norm_layer(norm, 1), in_features=10)(torch.randn(5, 10)).shape == (5, 2)
+
+
+@pytest.mark.parametrize("norm", ["none", "bn", "fn", "noisy_bn"])
+def test_vgg11_takes_every_norm_and_maps_cifar_images_to_logits(norm):
+    from revisit_bn.models import vgg
+
+    torch.manual_seed(0)
+    model = vgg("vgg11", norm_layer(norm), width=0.125)
+    assert model(torch.randn(4, 3, 32, 32)).shape == (4, 10)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 32, 32, 64, 64, 64, 64]  # configuration A at 1/8 width
+    assert all((c.bias is None) == (norm != "none") for c in convs)  # the norm's shift replaces the bias
+    if norm != "none":
+        assert sum(1 for m in model.modules() if m.__class__.__name__.startswith(("BatchNorm", "FullNorm", "NoisyBatchNorm"))) == 8
+
+
+@pytest.mark.parametrize("kwargs,match", [({"name": "vgg19"}, "unknown VGG"), ({"width": 0}, "width"), ({"image_size": 28}, "divisible")])
+def test_bad_vgg_arguments_raise_value_error(kwargs, match):
+    from revisit_bn.models import vgg
+
+    with pytest.raises(ValueError, match=match):
+        vgg(**{"name": "vgg11", "norm_layer_factory": norm_layer("bn"), **kwargs})
+
+
+def test_deep_linear_network_without_norm_is_one_linear_map_of_preserved_scale():
+    from revisit_bn.models import DeepLinearNet
+
+    torch.manual_seed(0)
+    model = DeepLinearNet(norm_layer("none", 1), 32, 32, depth=25, width=32)
+    x = torch.randn(8, 32)
+    # Orthogonal square layers and zero biases: the product is orthogonal, norms are preserved.
+    torch.testing.assert_close(model(x).norm(dim=1), x.norm(dim=1), rtol=1e-4, atol=1e-4)
+    assert model(2 * x).allclose(2 * model(x), atol=1e-5)  # linear
+    with pytest.raises(ValueError, match="depth"):
+        DeepLinearNet(norm_layer("none", 1), 32, 10, depth=1)

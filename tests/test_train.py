@@ -71,3 +71,41 @@ def test_run_grid_returns_one_row_per_run_and_epoch(mnist, results_root, monkeyp
     frame = run_grid(TrainConfig(**{**SMALL, "epochs": 1}), progress=False, norm=["bn", "fn"], batch_order=["shuffled", "label_sorted"])
     assert len(frame) == 4
     assert set(zip(frame.norm, frame.batch_order)) == {("bn", "shuffled"), ("fn", "shuffled"), ("bn", "label_sorted"), ("fn", "label_sorted")}
+
+
+def test_probes_do_not_change_training_and_are_recorded(mnist, results_root):
+    from revisit_bn.train import _subset, train_model
+
+    train, test = _subset(mnist[0], 300, 0), _subset(mnist[1], 100, 0)
+    config = TrainConfig(**{**SMALL, "epochs": 1}, norm="noisy_bn")
+    plain, probed = {}, {}
+    m_plain = train_model(config, train, test, progress=False, record=plain)
+    m_probed = train_model(config.replace(probe_every=4), train, test, progress=False, record=probed)
+    # Same losses at every step: the probes restore weights, buffers and the noise generator.
+    assert probed["steps"] == plain["steps"] and m_probed == m_plain
+    assert plain["steps"]["step"] == list(range(10)) and plain["probes"] == {}
+    rows = probed["probes"]
+    assert sorted(set(rows["step"])) == [0, 4, 8]
+    assert {"loss_min", "loss_max", "grad_change_max", "effective_beta_smoothness", "ics_l2", "ics_cos", "act_q50"} <= set(rows["quantity"])
+    ics_layers = {layer for q, layer in zip(rows["quantity"], rows["layer"]) if q == "ics_l2"}
+    assert ics_layers == {"features.0.weight", "features.4.weight", "classifier.1.weight"}
+
+
+def test_run_stores_steps_and_probes_and_grid_returns_each_table(mnist, results_root):
+    config = TrainConfig(**{**SMALL, "epochs": 1, "train_subset": 320}, norm="bn", probe_every=5)
+    first = run(config, data=mnist, progress=False)
+    second = run(config, data=mnist, progress=False)
+    assert second.cached and second.steps == first.steps and second.probes == first.probes
+    steps = run_grid(config, progress=False, table="steps", norm=["bn"])
+    assert list(steps["step"]) == list(range(10)) and set(steps["norm"]) == {"bn"}
+    probes = run_grid(config, progress=False, table="probes", norm=["bn"])
+    assert set(probes.columns) >= {"step", "quantity", "layer", "value", "norm", "lr"}
+    with pytest.raises(ValueError, match="table"):
+        run_grid(config, progress=False, table="epoch", norm=["bn"])
+
+
+@pytest.mark.parametrize("changes,match", [({"probe_every": 0}, "probe_every"), ({"width": 0}, "width"),
+                                           ({"noise_scale_max": 0.5}, "noise_scale_max"), ({"model": "vgg19"}, "unknown model")])
+def test_bad_probe_and_model_parameters_raise_a_clear_value_error(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**SMALL, **changes})

@@ -221,6 +221,33 @@ def large_variance_classification(n: int = 2000, d: int = 10, seed: int = 0) -> 
     return draw(), draw()
 
 
+def linear_teacher(n: int = 1000, d: int = 32, num_classes: int = 10, seed: int = 0) -> tuple[TensorSplit, TensorSplit]:
+    """Data for the deep linear network: Gaussian inputs labelled by a random linear teacher.
+
+    ``x ~ N(0, I_d)``, label ``argmax_k (A^T x)_k`` for a fixed Gaussian ``A`` of shape
+    ``(d, num_classes)``; train and test are independent draws of ``n`` samples each.
+
+    Our choice: Santurkar et al. (2018, Section 2.2) train a 25-layer deep linear network with
+    full-batch gradient descent but do not give its data or loss; we use this classification task
+    with cross-entropy, so the same training loop and probes serve VGG and the linear network.
+
+    Returns: ``(train, test)``, inputs ``(n, d)`` float32, labels ``(n,)`` int64 in ``[0, num_classes)``.
+
+    Raises:
+        ValueError: a non-positive size.
+    """
+    if min(n, d, num_classes) < 1:
+        raise ValueError(f"n, d and num_classes must be positive, got n={n}, d={d}, num_classes={num_classes}")
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(d, num_classes, generator=gen)
+
+    def draw():
+        x = torch.randn(n, d, generator=gen)
+        return TensorSplit(x, (x @ teacher).argmax(1))
+
+    return draw(), draw()
+
+
 # ----------------------------------------------------------------------------------------------
 # Batch orders
 # ----------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from torch import nn
 __all__ = [
     "FullNorm1d", "FullNorm2d", "PolynomialMomentum",
     "BatchRenorm1d", "BatchRenorm2d", "ReferenceBatchNorm1d", "ReferenceBatchNorm2d", "MicroBatch",
+    "NoisyBatchNorm1d", "NoisyBatchNorm2d",
 ]
 
 
@@ -527,3 +528,97 @@ class MicroBatch(nn.Module):
 
     def extra_repr(self) -> str:
         return f"group_size={self.group_size}"
+
+
+class _NoisyBatchNorm:
+    """Noise injection shared by :class:`NoisyBatchNorm1d` and :class:`NoisyBatchNorm2d` (a mixin)."""
+
+    def _init_noise(self, noise_mean_max: float, noise_scale_max: float, noise_std: float) -> None:
+        for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
+                                 ("noise_std", noise_std, 0.0)):
+            if not (isinstance(value, (int, float)) and value >= low and value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+        self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
+
+    def _noise_repr(self) -> str:
+        return f", noise_mean_max={self.noise_mean_max}, noise_scale_max={self.noise_scale_max}, noise_std={self.noise_std}"
+
+    def _add_noise(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return z
+        shape = (1, z.shape[1]) + (1,) * (z.dim() - 2)
+        # One draw per channel and step: the distribution's parameters move every step.
+        shift = torch.empty(shape, device=z.device, dtype=z.dtype).uniform_(-self.noise_mean_max, self.noise_mean_max)
+        scale = torch.empty(shape, device=z.device, dtype=z.dtype).uniform_(1.0, self.noise_scale_max)
+        # One draw per activation and example: i.i.d. noise on top.
+        noise = torch.randn_like(z) * self.noise_std if self.noise_std > 0 else 0.0
+        return scale * (z + noise) + shift
+
+
+class NoisyBatchNorm1d(_NoisyBatchNorm, nn.BatchNorm1d):
+    r"""BN followed by noise whose mean and variance change every training step (Santurkar et al. 2018, Sec. 2.1).
+
+    Santurkar et al. add "time-varying, non-zero mean, non-unit variance" noise after each BN
+    layer to show that a network trains well even when its layer inputs keep shifting. Their
+    Appendix A with the exact distribution was not available to us. **Our choice:** at every
+    training forward pass, draw per channel :math:`c` a shift and a scale,
+
+    .. math::
+        b_c \sim U(-n_\mu, n_\mu), \qquad a_c \sim U(1, n_\sigma),
+
+    and per activation and example an i.i.d. :math:`\xi \sim \mathcal N(0, s^2)`; the output is
+
+    .. math::
+        y = a_c\,(\mathrm{BN}(x) + \xi) + b_c ,
+
+    so each activation's distribution has mean :math:`b_c` and standard deviation
+    :math:`a_c\sqrt{1+s^2}` that are redrawn every step. Evaluation mode is plain BN (no noise).
+    The noise uses torch's global generator, so :func:`torch.manual_seed` makes it reproducible.
+
+    Args:
+        num_features, eps, momentum, affine, track_running_stats: as :class:`torch.nn.BatchNorm1d`.
+        noise_mean_max: :math:`n_\mu \ge 0`, half-width of the shift's range (default 1.0).
+        noise_scale_max: :math:`n_\sigma \ge 1`, upper end of the scale's range (default 2.0).
+        noise_std: :math:`s \ge 0`, standard deviation of the per-activation noise (default 0.5).
+
+    Shape:
+        Input ``(N, C)`` or ``(N, C, L)``; output the same shape.
+
+    Raises:
+        ValueError: a noise parameter out of range; torch's errors for wrong input shapes.
+
+    Source: Santurkar et al. (2018), Section 2.1 and Figure 2 ("noisy BatchNorm"); Appendix A
+    (distribution not available; our choice above).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
+                 noise_std: float = 0.5, device=None, dtype=None) -> None:
+        nn.BatchNorm1d.__init__(self, num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self._init_noise(noise_mean_max, noise_scale_max, noise_std)
+
+    def extra_repr(self) -> str:
+        return nn.BatchNorm1d.extra_repr(self) + self._noise_repr()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_noise(nn.BatchNorm1d.forward(self, x))
+
+
+class NoisyBatchNorm2d(_NoisyBatchNorm, nn.BatchNorm2d):
+    """:class:`NoisyBatchNorm1d` over ``(N, C, H, W)``: the shift and scale are per channel, the noise per element.
+
+    Source: Santurkar et al. (2018), Section 2.1 and Figure 2 (our choice of distribution, see
+    :class:`NoisyBatchNorm1d`).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
+                 noise_std: float = 0.5, device=None, dtype=None) -> None:
+        nn.BatchNorm2d.__init__(self, num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self._init_noise(noise_mean_max, noise_scale_max, noise_std)
+
+    def extra_repr(self) -> str:
+        return nn.BatchNorm2d.extra_repr(self) + self._noise_repr()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_noise(nn.BatchNorm2d.forward(self, x))

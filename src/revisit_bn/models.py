@@ -17,13 +17,17 @@ from .layers import (
     FullNorm1d,
     FullNorm2d,
     MicroBatch,
+    NoisyBatchNorm1d,
+    NoisyBatchNorm2d,
     PolynomialMomentum,
     ReferenceBatchNorm1d,
     ReferenceBatchNorm2d,
 )
 
-NORMS = ("none", "bn", "fn", "fn_const", "brn", "gn", "bn_ref")
-MODELS = ("simple", "simple_wide", "resnet18", "mlp3", "logreg")
+NORMS = ("none", "bn", "fn", "fn_const", "brn", "gn", "bn_ref", "noisy_bn")
+MODELS = ("simple", "simple_wide", "resnet18", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
+# Santurkar et al.'s noisy BN: our default noise (see NoisyBatchNorm1d): shift in [-1, 1], scale in [1, 2], s = 0.5.
+NOISE_DEFAULTS = (1.0, 2.0, 0.5)
 
 
 def group_count(num_channels: int, preferred: int = 32) -> int:
@@ -34,7 +38,8 @@ NormFactory = Callable[[int], nn.Module]
 
 
 def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power: float = 0.0,
-               group_size: int | None = None, brn_warmup_steps: int = 5000, brn_ramp_steps: int = 35000) -> NormFactory:
+               group_size: int | None = None, brn_warmup_steps: int = 5000, brn_ramp_steps: int = 35000,
+               noise: tuple[float, float, float] = NOISE_DEFAULTS) -> NormFactory:
     r"""A constructor ``num_features -> nn.Module`` for the normalization named ``kind``.
 
     Args:
@@ -56,7 +61,9 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
 
     Other kinds: ``"brn"`` (:class:`~revisit_bn.layers.BatchRenorm2d`), ``"gn"``
     (:class:`torch.nn.GroupNorm`, :func:`group_count` groups), ``"bn_ref"``
-    (:class:`~revisit_bn.layers.ReferenceBatchNorm2d`, which accepts batch size 1).
+    (:class:`~revisit_bn.layers.ReferenceBatchNorm2d`, which accepts batch size 1), ``"noisy_bn"``
+    (:class:`~revisit_bn.layers.NoisyBatchNorm2d` with ``noise = (noise_mean_max,
+    noise_scale_max, noise_std)``, Santurkar et al. 2018).
 
     Returns:
         A callable taking ``num_features`` and returning a fresh layer.
@@ -84,6 +91,10 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
         make = lambda c: cls(c, warmup_steps=brn_warmup_steps, r_ramp_end=end, d_ramp_end=end)
     elif kind == "gn":
         make = lambda c: nn.GroupNorm(group_count(c), c)
+    elif kind == "noisy_bn":
+        cls = NoisyBatchNorm1d if dim == 1 else NoisyBatchNorm2d
+        mean_max, scale_max, std = noise
+        make = lambda c: cls(c, momentum=momentum, noise_mean_max=mean_max, noise_scale_max=scale_max, noise_std=std)
     elif kind == "bn_ref":
         cls = ReferenceBatchNorm1d if dim == 1 else ReferenceBatchNorm2d
         make = lambda c: cls(c, momentum=momentum)
@@ -106,6 +117,109 @@ def resnet18(norm_layer_factory: NormFactory, num_classes: int = 10, in_channels
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
+
+
+VGG_CONFIGS = {"vgg11": "A", "vgg16": "D"}
+
+
+def vgg(name: str, norm_layer_factory: NormFactory, num_classes: int = 10, in_channels: int = 3,
+        width: float = 1.0, image_size: int = 32) -> nn.Module:
+    """torchvision's VGG (configuration A or D) for 32x32 images, with ``norm_layer_factory`` after every conv.
+
+    The features are torchvision's ``cfgs`` layer list (``conv3x3 - norm - ReLU`` blocks and five
+    2x2 max-pools), built with our factory where torchvision's ``make_layers`` puts
+    ``BatchNorm2d``; the model is torchvision's :class:`~torchvision.models.VGG` with its
+    initialization. For 32x32 inputs the five pools leave ``1 x 1`` maps, so, as is usual for
+    CIFAR-10, the ImageNet head (7x7 pooling, two 4096-wide layers, dropout) is replaced by one
+    linear layer ``channels -> num_classes`` (our choice: Santurkar et al. do not give their head).
+
+    Args:
+        name: ``"vgg11"`` (configuration A, 8 conv layers) or ``"vgg16"`` (D, 13 conv layers).
+        norm_layer_factory: ``num_features -> module`` (see :func:`norm_layer`); ``"none"`` gives
+            the standard network, whose convolutions then have a bias.
+        num_classes, in_channels: output logits and input channels.
+        width: multiplier of every conv width (1.0 = 64...512 channels); ``0.25`` gives
+            16...128, the book's CPU scale (our choice).
+        image_size: input height = width (must be divisible by 32).
+
+    Shape:
+        Input ``(N, in_channels, image_size, image_size)``; output ``(N, num_classes)``.
+
+    Raises:
+        ValueError: unknown ``name``, ``width <= 0`` or ``image_size`` not divisible by 32.
+
+    Source: Santurkar et al. (2018), Section 2 and Figure 1 (VGG on CIFAR-10, with and without
+    BN); Simonyan & Zisserman (2015), configurations A and D.
+    """
+    from torchvision.models.vgg import VGG, cfgs
+
+    if name not in VGG_CONFIGS:
+        raise ValueError(f"unknown VGG {name!r}; choose one of {tuple(VGG_CONFIGS)}")
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width!r}")
+    if image_size % 32:
+        raise ValueError(f"image_size must be divisible by 32 (five 2x2 pools), got {image_size}")
+    probe = norm_layer_factory(1)
+    has_norm = not isinstance(probe, nn.Identity)
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in cfgs[VGG_CONFIGS[name]]:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        out = max(1, round(int(item) * width))
+        layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=not has_norm),
+                   norm_layer_factory(out), nn.ReLU(inplace=True)]
+        channels = out
+    model = VGG(nn.Sequential(*layers), num_classes=num_classes, init_weights=True, dropout=0.0)
+    side = image_size // 32
+    model.avgpool = nn.Identity()
+    model.classifier = nn.Linear(channels * side * side, num_classes)
+    nn.init.normal_(model.classifier.weight, 0, 0.01)  # torchvision's initialization of its linear layers
+    nn.init.zeros_(model.classifier.bias)
+    return model
+
+
+class DeepLinearNet(nn.Module):
+    """A deep linear network: ``depth`` linear layers with a normalization (or nothing) between them.
+
+    ``[linear - norm] x (depth - 1) - linear``, no activation, so the standard network is a
+    product of matrices. Our choice (Santurkar et al. give only "25 layers", trained with
+    full-batch gradient descent): constant width, orthogonal initialization (which keeps the
+    product well conditioned at any depth, Saxe et al. 2014) and zero biases.
+
+    Args:
+        norm_factory: ``num_features -> module`` (see :func:`norm_layer` with ``dim=1``).
+        in_features, num_classes: input and output sizes.
+        depth: number of linear layers (default 25).
+        width: hidden width (default 32).
+
+    Shape:
+        Input ``(N, in_features)`` (trailing dims are flattened); output ``(N, num_classes)``.
+
+    Raises:
+        ValueError: ``depth < 2`` or ``width < 1``.
+
+    Source: Santurkar et al. (2018), Section 2.2 and Figure 3 (25-layer deep linear network).
+    """
+
+    def __init__(self, norm_factory: NormFactory, in_features: int, num_classes: int, depth: int = 25, width: int = 32) -> None:
+        super().__init__()
+        if depth < 2 or width < 1:
+            raise ValueError(f"depth must be >= 2 and width >= 1, got depth={depth}, width={width}")
+        sizes = [in_features] + [width] * (depth - 1) + [num_classes]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            linear = nn.Linear(a, b)
+            nn.init.orthogonal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+            layers.append(linear)
+            if i < depth - 1:
+                layers.append(norm_factory(b))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
 
 
 class SimpleNet(nn.Module):

@@ -24,7 +24,7 @@ from typing import Any
 RESULTS_ENV = "REVISIT_BN_RESULTS"
 
 # Modules whose code changes the numbers a run produces; their source is part of every key.
-_NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py")
+_NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py")
 
 
 def results_root() -> Path:

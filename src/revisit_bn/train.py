@@ -32,15 +32,29 @@ from .data import (
     BATCH_ORDERS,
     TensorSplit,
     large_variance_classification,
+    linear_teacher,
     load_cifar10,
     load_mnist,
     make_batch_order,
     scaled_copy,
     three_points,
 )
-from .models import MLP3, MODELS, NORMS, LogisticRegression, SimpleNet, norm_layer, resnet18
+from .landscape import TrainingProbe, norm_positions
+from .models import (
+    MLP3,
+    MODELS,
+    NOISE_DEFAULTS,
+    NORMS,
+    VGG_CONFIGS,
+    DeepLinearNet,
+    LogisticRegression,
+    SimpleNet,
+    norm_layer,
+    resnet18,
+    vgg,
+)
 
-DATASETS = ("mnist", "cifar10", "mnist_scaled", "three_points", "large_variance")
+DATASETS = ("mnist", "cifar10", "mnist_scaled", "three_points", "large_variance", "linear_teacher")
 # Figure 9's random multiplier (our choice; the paper's range is lost): log-uniform in [0.1, 10].
 MNIST_SCALE_RANGE = (0.1, 10.0)
 
@@ -85,10 +99,13 @@ class TrainConfig:
         experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
         dataset: ``"mnist"``, ``"cifar10"``, ``"mnist_scaled"`` (every MNIST image times its
             own log-uniform factor in :data:`MNIST_SCALE_RANGE`, Figure 9), ``"three_points"``
-            (Figure 1) or ``"large_variance"`` (Figure 3).
+            (Figure 1), ``"large_variance"`` (Figure 3) or ``"linear_teacher"`` (Santurkar et al.'s
+            deep linear network, :func:`revisit_bn.data.linear_teacher`).
         model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`), ``"simple_wide"`` (the same
-            with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's), ``"mlp3"``
-            (Figure 1) or ``"logreg"`` (Figure 3); the last two use 1-D normalization layers.
+            with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's), ``"vgg11"`` /
+            ``"vgg16"`` (torchvision's VGG for 32x32, :func:`revisit_bn.models.vgg`), ``"mlp3"``
+            (Figure 1), ``"logreg"`` (Figure 3) or ``"deep_linear"`` (25 linear layers,
+            :class:`~revisit_bn.models.DeepLinearNet`); the last three use 1-D normalization layers.
         norm: a name of :data:`revisit_bn.models.NORMS`.
         batch_order: ``"shuffled"`` or ``"label_sorted"``.
         batch_size: samples per training batch.
@@ -105,6 +122,12 @@ class TrainConfig:
         norm_group_size: normalize microbatches of this many samples (``None``: the whole batch).
         brn_warmup_steps, brn_ramp_steps: Batch Renorm's schedule (see
             :func:`revisit_bn.models.norm_layer`).
+        width: VGG's channel multiplier (1.0 = torchvision's 64...512 channels).
+        noise_mean_max, noise_scale_max, noise_std: noisy BN's noise (see
+            :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"``.
+        probe_every: run the landscape, internal-covariate-shift and activation probes of
+            :class:`revisit_bn.landscape.TrainingProbe` every this many steps (``None``: never).
+            They cost about ``len(etas) + 2 + layers`` extra forward-backward passes each time.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; not part of the results key.
 
     Raises:
@@ -130,6 +153,11 @@ class TrainConfig:
     norm_group_size: int | None = None
     brn_warmup_steps: int = 5000
     brn_ramp_steps: int = 35000
+    width: float = 1.0
+    noise_mean_max: float = NOISE_DEFAULTS[0]
+    noise_scale_max: float = NOISE_DEFAULTS[1]
+    noise_std: float = NOISE_DEFAULTS[2]
+    probe_every: int | None = None
     device: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
@@ -138,7 +166,7 @@ class TrainConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("train_subset", "test_subset", "norm_group_size"):
+        for name in ("train_subset", "test_subset", "norm_group_size", "probe_every"):
             _positive_int(name, getattr(self, name), allow_none=True)
         for name in ("brn_warmup_steps", "brn_ramp_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
@@ -155,6 +183,12 @@ class TrainConfig:
             raise ValueError(f"fn_momentum_power must lie in [0, 1], got {self.fn_momentum_power!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not (isinstance(self.width, (int, float)) and 0 < self.width < math.inf):
+            raise ValueError(f"width (VGG's channel multiplier) must be a positive number, got {self.width!r}")
+        for name, low in (("noise_mean_max", 0.0), ("noise_scale_max", 1.0), ("noise_std", 0.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
         if not self.experiment or "/" in self.experiment:
             raise ValueError(f"experiment must be a plain folder name, got {self.experiment!r}")
         resolve_device(self.device)
@@ -185,6 +219,8 @@ def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
             _DATA_CACHE[name] = three_points()
         elif name == "large_variance":
             _DATA_CACHE[name] = large_variance_classification()
+        elif name == "linear_teacher":
+            _DATA_CACHE[name] = linear_teacher()
         else:
             raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     return _DATA_CACHE[name]
@@ -199,9 +235,14 @@ def _subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
 
 def build_model(config: TrainConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """The model named by ``config.model`` with the normalization ``config.norm`` (and its options)."""
-    dim = 1 if config.model in ("mlp3", "logreg") else 2
+    dim = 1 if config.model in ("mlp3", "logreg", "deep_linear") else 2
     factory = norm_layer(config.norm, dim, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
-                         config.brn_warmup_steps, config.brn_ramp_steps)
+                         config.brn_warmup_steps, config.brn_ramp_steps,
+                         (config.noise_mean_max, config.noise_scale_max, config.noise_std))
+    if config.model == "deep_linear":
+        return DeepLinearNet(factory, in_channels, num_classes)
+    if config.model in VGG_CONFIGS:
+        return vgg(config.model, factory, num_classes, in_channels, config.width, image_size)
     if config.model == "mlp3":
         return MLP3(factory, in_channels, num_classes)
     if config.model == "logreg":
@@ -236,15 +277,31 @@ class RunResult:
     metrics: dict[str, list[float]]
     provenance: dict[str, Any]
     cached: bool = False
+    steps: dict[str, list[float]] = field(default_factory=dict)
+    probes: dict[str, list] = field(default_factory=dict)
+
+    def _with_params(self, frame):
+        for name in ("model", "norm", "batch_order", "batch_size", "seed", "lr"):
+            frame[name] = self.params[name]
+        return frame
 
     def to_frame(self):
         """One row per epoch with every metric and the varied parameters as columns."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.metrics)
-        for name in ("norm", "batch_order", "batch_size", "seed", "lr"):
-            frame[name] = self.params[name]
-        return frame
+        return self._with_params(pd.DataFrame(self.metrics))
+
+    def steps_frame(self):
+        """One row per SGD step: ``step`` (from 0) and ``train_loss`` (the batch's loss before the step), with parameters."""
+        import pandas as pd
+
+        return self._with_params(pd.DataFrame(self.steps))
+
+    def probes_frame(self):
+        """The probes' long table (``step, quantity, layer, value``; see :class:`~revisit_bn.landscape.TrainingProbe`)."""
+        import pandas as pd
+
+        return self._with_params(pd.DataFrame(self.probes, columns=["step", "quantity", "layer", "value"]))
 
 
 def train_model(
@@ -253,6 +310,7 @@ def train_model(
     test_split: TensorSplit,
     progress: bool = True,
     on_step: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], None] | None = None,
+    record: dict[str, dict] | None = None,
 ) -> dict[str, list[float]]:
     """Train a fresh model on in-memory splits; return the per-epoch metrics.
 
@@ -263,6 +321,9 @@ def train_model(
         on_step: called as ``on_step(model, images, labels, step)`` before each SGD step (``step``
             counts from 0), in training mode; probes (e.g. theorem checks) attach here. It must
             not change the model.
+        record: if given, filled with ``record["steps"]`` (``step``, ``train_loss`` of every step) and
+            ``record["probes"]`` (the long table of :class:`~revisit_bn.landscape.TrainingProbe`, when
+            ``config.probe_every`` is set).
 
     Returns:
         ``{"epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"}``,
@@ -282,6 +343,10 @@ def train_model(
     order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
     metrics: dict[str, list[float]] = {k: [] for k in
                                        ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")}
+    probe = None
+    if config.probe_every is not None:
+        probe = TrainingProbe(config.probe_every, activations=norm_positions(model))
+    step_losses: list[torch.Tensor] = []
     label = f"{config.norm}/{config.batch_order}/bs{config.batch_size}/seed{config.seed}"
     bar = tqdm(total=config.epochs, desc=label, disable=not progress, unit="epoch", leave=True)
     step = 0
@@ -293,12 +358,17 @@ def train_model(
             idx = idx.to(device)
             if on_step is not None:
                 on_step(model, train_split.images[idx], train_split.labels[idx], step)
-            step += 1
+            if probe is not None:
+                probe.before_step(model, train_split.images[idx], train_split.labels[idx], step)
             loss = nn.functional.cross_entropy(model(train_split.images[idx]), train_split.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if probe is not None:
+                probe.after_step(model)
+            step += 1
             running += loss.detach()
+            step_losses.append(loss.detach())
         train_loss = (running / len(batches)).item()
         tr_loss, tr_acc = evaluate(model, train_split, config.eval_batch_size)
         te_loss, te_acc = evaluate(model, test_split, config.eval_batch_size)
@@ -309,6 +379,10 @@ def train_model(
         if not math.isfinite(train_loss):
             break
     bar.close()
+    if record is not None:
+        losses = torch.stack(step_losses).tolist() if step_losses else []
+        record["steps"] = {"step": list(range(len(losses))), "train_loss": losses}
+        record["probes"] = probe.rows if probe is not None else {}
     return metrics
 
 
@@ -340,32 +414,47 @@ def run(
     if not recompute:
         stored = results_mod.load(path, params)
         if stored is not None:
-            return RunResult(stored["params"], stored["metrics"], stored["provenance"], cached=True)
+            return RunResult(stored["params"], stored["metrics"], stored["provenance"], cached=True,
+                             steps=stored.get("steps", {}), probes=stored.get("probes", {}))
     train_split, test_split = data if data is not None else load_dataset(config.dataset)
     train_split = _subset(train_split, config.train_subset, config.seed)
     test_split = _subset(test_split, config.test_subset, config.seed)
     start = time.perf_counter()
-    metrics = train_model(config, train_split, test_split, progress)
+    record: dict[str, dict] = {}
+    metrics = train_model(config, train_split, test_split, progress, record=record)
     prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start)
-    results_mod.write_json_atomic(path, {"key": path.stem, "params": params, "metrics": metrics, "provenance": prov})
-    return RunResult(params, metrics, prov)
+    results_mod.write_json_atomic(path, {"key": path.stem, "params": params, "metrics": metrics, "provenance": prov,
+                                         "steps": record["steps"], "probes": record["probes"]})
+    return RunResult(params, metrics, prov, steps=record["steps"], probes=record["probes"])
 
 
-def run_grid(base: TrainConfig, progress: bool = True, recompute: bool = False, **variations: Iterable[Any]):
+def run_grid(base: TrainConfig, progress: bool = True, recompute: bool = False, table: str = "epochs",
+             **variations: Iterable[Any]):
     """Run every combination of ``variations`` on top of ``base``; one long DataFrame.
 
     Example: ``run_grid(cfg, norm=["bn", "fn"], batch_order=["shuffled", "label_sorted"])``.
 
+    Args:
+        table: ``"epochs"`` (:meth:`RunResult.to_frame`), ``"steps"`` (:meth:`RunResult.steps_frame`)
+            or ``"probes"`` (:meth:`RunResult.probes_frame`).
+
     Returns:
-        :class:`pandas.DataFrame` with one row per (run, epoch); see :meth:`RunResult.to_frame`.
+        :class:`pandas.DataFrame`, the chosen table of every run stacked.
+
+    Raises:
+        ValueError: unknown ``table``.
     """
     import pandas as pd
+
+    tables = {"epochs": RunResult.to_frame, "steps": RunResult.steps_frame, "probes": RunResult.probes_frame}
+    if table not in tables:
+        raise ValueError(f"unknown table {table!r}; choose one of {tuple(tables)}")
 
     names = list(variations)
     frames = []
     for values in itertools.product(*(list(variations[n]) for n in names)):
         result = run(base.replace(**dict(zip(names, values))), progress=progress, recompute=recompute)
-        frames.append(result.to_frame())
+        frames.append(tables[table](result))
     return pd.concat(frames, ignore_index=True)
 
 
