@@ -104,3 +104,68 @@ def test_every_chapter_in_the_ledger_registry_exists():
 
     root = Path(__file__).resolve().parents[1] / "notebooks"
     assert all((root / f"{chapter}.ipynb").is_file() for chapter in claims.CHAPTER_CLAIMS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Santurkar et al. (2018)
+# ----------------------------------------------------------------------------------------------
+
+
+def _probes(values):
+    """values: {norm: {quantity: [value per probe step]}} (layer-free quantities and one layer for ics/act)."""
+    rows = []
+    for norm, quantities in values.items():
+        for quantity, series in quantities.items():
+            layer = "" if quantity in ("loss_min", "loss_max", "grad_change_max", "effective_beta_smoothness") else "l1"
+            for step, value in enumerate(series):
+                rows.append(dict(norm=norm, lr=0.1, step=10 * step, quantity=quantity, layer=layer, value=value))
+    return pd.DataFrame(rows)
+
+
+def _landscape(loss_range, grad, beta):
+    return {"loss_min": [1.0, 1.0], "loss_max": [1.0 + loss_range] * 2, "grad_change_max": [grad] * 2,
+            "effective_beta_smoothness": [beta] * 2}
+
+
+@pytest.mark.parametrize("bn,expected", [((0.2, 1.0, 5.0), True), ((0.2, 1.0, 50.0), False), ((2.0, 1.0, 5.0), False)])
+def test_landscape_claim_needs_all_three_quantities_lower_with_bn(bn, expected):
+    probes = _probes({"none": _landscape(1.0, 3.0, 20.0), "bn": _landscape(*bn), "fn": _landscape(0.5, 2.0, 10.0)})
+    summary = claims.landscape_summary(probes)
+    assert summary.loc["none", "loss_range"] == pytest.approx(1.0)
+    verdict = claims.check_landscape(probes, "unit")
+    assert verdict.reproduced is expected and "FN" in verdict.measured
+
+
+@pytest.mark.parametrize("bn_cos,expected", [(0.5, True), (0.74, True), (0.9, False)])
+def test_ics_claim_holds_unless_bn_raises_the_cosine(bn_cos, expected):
+    probes = _probes({"none": {"ics_cos": [0.7, 0.7], "ics_l2": [0.1, 0.1]}, "bn": {"ics_cos": [bn_cos] * 2, "ics_l2": [0.3, 0.3]}})
+    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim").reproduced is expected
+    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim", by="lr").reproduced is expected
+
+
+def test_activation_drift_is_the_mean_change_in_units_of_the_spread():
+    probes = _probes({"bn": {"act_mean": [0.0, 0.0, 0.0], "act_std": [1.0, 1.0, 1.0]},
+                      "noisy_bn": {"act_mean": [0.0, 1.0, -1.0], "act_std": [2.0, 2.0, 2.0]}})
+    drift = claims.activation_drift(probes)
+    assert drift["bn"] == 0.0 and drift["noisy_bn"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+@pytest.mark.parametrize("noisy_loss,noisy_mean,expected", [(0.5, [0.0, 1.0, -1.0], True),  # trains, shifts
+                                                            (2.0, [0.0, 1.0, -1.0], False),  # does not train as well
+                                                            (0.5, [0.0, 0.01, 0.0], False)])  # no larger shift
+def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_loss, noisy_mean, expected):
+    probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0], "act_std": [1.0] * 3},
+                      "bn": {"act_mean": [0.0, 0.05, 0.0], "act_std": [1.0] * 3},
+                      "noisy_bn": {"act_mean": noisy_mean, "act_std": [1.0] * 3}})
+    frame = pd.DataFrame([dict(epoch=1, norm=n, train_loss=loss, test_acc=0.5)
+                          for n, loss in (("none", 1.5), ("bn", 0.5), ("noisy_bn", noisy_loss))])
+    assert claims.check_noisy_bn(frame, probes, "unit").reproduced is expected
+
+
+@pytest.mark.parametrize("bn_at_05,expected", [(1.0, True), (2.5, False)])
+def test_learning_rate_claim_needs_bn_ahead_at_both_rates(bn_at_05, expected):
+    frame = pd.DataFrame([dict(epoch=2, norm=n, lr=lr, train_loss=loss, test_acc=0.5)
+                          for (n, lr), loss in {("none", 0.1): 1.5, ("bn", 0.1): 0.9, ("fn", 0.1): 1.0,
+                                                ("none", 0.5): 2.3, ("bn", 0.5): bn_at_05, ("fn", 0.5): 1.2}.items()])
+    verdict = claims.check_learning_rates(frame, "unit")
+    assert verdict.reproduced is expected and "lr 0.5" in verdict.measured

@@ -17,3 +17,34 @@ def test_loss_curves_draw_a_labelled_panel_per_order_and_metric():
     assert "label-sorted" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
     assert "shuffled" in axes[2].get_title()
     assert fig._suptitle.get_text() == "unit test"
+
+
+def _probe_rows():
+    rows = []
+    for norm in ("none", "bn"):
+        for step in (0, 10, 20):
+            for q, v in (("loss_min", 1.0), ("loss_max", 1.5), ("grad_change_min", 0.1), ("grad_change_max", 0.4),
+                         ("effective_beta_smoothness", 3.0)):
+                rows.append(dict(norm=norm, lr=0.1, step=step, quantity=q, layer="", value=v))
+            for layer in ("a.weight", "b.weight"):
+                rows += [dict(norm=norm, lr=0.1, step=step, quantity="ics_l2", layer=layer, value=0.2),
+                         dict(norm=norm, lr=0.1, step=step, quantity="ics_cos", layer=layer, value=0.8)]
+            for q, v in (("act_q05", -2.0), ("act_q25", -1.0), ("act_q50", 0.0), ("act_q75", 1.0), ("act_q95", 2.0)):
+                rows.append(dict(norm=norm, lr=0.1, step=step, quantity=q, layer="f.1", value=v))
+    return pd.DataFrame(rows)
+
+
+def test_santurkar_figures_have_labelled_panels():
+    probes = _probe_rows()
+    fig = plots.landscape_bands(probes, caption="unit")
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() == "SGD step" for ax in fig.axes)
+    assert "beta-smoothness" in fig.axes[2].get_title() and "nats" in fig.axes[0].get_ylabel()
+    assert [t.get_text() for t in fig.axes[0].get_legend().texts] == ["no normalization", "BN"]
+    fig = plots.ics_curves(probes, ["a.weight", "b.weight"], layer_labels=["conv 1", "conv 2"])
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "conv 1" and "cos" in fig.axes[2].get_ylabel()
+    fig = plots.activation_bands(probes, ["f.1"], position_labels=["after conv 2"])
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "BN, after conv 2"
+    steps = pd.DataFrame([dict(norm=n, lr=lr, step=s, train_loss=2.0 - s / 100) for n in ("none", "bn")
+                          for lr in (0.1, 0.5) for s in range(50)])
+    fig = plots.step_loss_curves(steps, caption="unit")
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "lr = 0.5" and "nats" in fig.axes[0].get_ylabel()

@@ -246,6 +246,126 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
 
 
 # ----------------------------------------------------------------------------------------------
+# Santurkar et al. (2018)
+# ----------------------------------------------------------------------------------------------
+
+# "BN does not reduce internal covariate shift": BN's median cosine is at most 0.05 above the standard network's.
+ICS_COS_TOL = 0.05
+# "A larger distributional shift": the drift of the activations is at least 1.5 times as large.
+SHIFT_RATIO = 1.5
+
+
+def probe_medians(probes, quantity: str, by: str = "norm") -> dict:
+    """Median of a probe ``quantity`` over all probed steps (and layers) per value of ``by``."""
+    rows = probes[probes.quantity == quantity]
+    return rows.groupby(by).value.median().to_dict()
+
+
+def landscape_summary(probes, by: str = "norm"):
+    """Per network, medians over training of the loss range, the largest gradient change and beta_eff.
+
+    Returns a :class:`pandas.DataFrame` indexed by ``by`` with columns ``loss_range`` (nats),
+    ``grad_change_max`` and ``effective_beta_smoothness``.
+    """
+    wide = probes.pivot_table(index=[by, "step"], columns="quantity", values="value")
+    wide["loss_range"] = wide.loss_max - wide.loss_min
+    return wide.groupby(by)[["loss_range", "grad_change_max", "effective_beta_smoothness"]].median()
+
+
+def activation_drift(probes, by: str = "norm"):
+    r"""How far a channel's distribution moves between probes: the mean over recorded layers and
+    consecutive probes of :math:`|\Delta\,\text{mean}| / \text{std}` (the change of the channel's mean in
+    units of its spread). Returns ``{by value: drift}``."""
+    rows = probes[probes.quantity.isin(["act_mean", "act_std"])]
+    wide = rows.pivot_table(index=[by, "layer", "step"], columns="quantity", values="value").sort_index()
+    out = {}
+    for name, part in wide.groupby(level=0):
+        drifts = []
+        for _, layer in part.groupby(level=1):
+            mean, std = layer.act_mean.to_numpy(), layer.act_std.to_numpy()
+            if len(mean) > 1:
+                drifts.extend(abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12))
+        out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
+    return out
+
+
+def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
+    """Santurkar et al. Figure 1: VGG with BN trains faster than without at lr 0.1, and at the larger
+    lr 0.5 too (where the standard network does worse)."""
+    last = frame[frame.epoch == frame.epoch.max()].groupby(["norm", "lr"])[["train_loss", "test_acc"]].mean()
+    better = all(last.train_loss[("bn", lr)] < last.train_loss[("none", lr)] - COMPARABLE_NATS for lr in lrs)
+    measured = "; ".join(
+        f"lr {lr}: training loss BN {last.train_loss[('bn', lr)]:.3f} vs standard {last.train_loss[('none', lr)]:.3f}"
+        + (f" vs FN {last.train_loss[('fn', lr)]:.3f}" if ("fn", lr) in last.index else "")
+        + f" nats, test accuracy BN {last.test_acc[('bn', lr)]:.3f} vs standard {last.test_acc[('none', lr)]:.3f}"
+        + (f" vs FN {last.test_acc[('fn', lr)]:.3f}" if ("fn", lr) in last.index else "")
+        for lr in lrs)
+    return Verdict(
+        "santurkar-fig1",
+        "Santurkar et al. 2018, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
+        "VGG with BN trains faster than the standard VGG at lr 0.1 and at lr 0.5 (BN allows the larger step)",
+        measured, scale, better)
+
+
+def check_noisy_bn(frame, probes, scale: str) -> Verdict:
+    """Santurkar et al. Figure 2: noisy BN's activations shift far more than the standard network's
+    and BN's, yet it trains about as well as BN."""
+    last = frame[frame.epoch == frame.epoch.max()].groupby("norm")[["train_loss", "test_acc"]].mean()
+    drift = activation_drift(probes)
+    trains = comparable(last.train_loss["noisy_bn"], last.train_loss["bn"]) and \
+        last.test_acc["bn"] - last.test_acc["noisy_bn"] < FAR_ACC
+    shifts = drift["noisy_bn"] >= SHIFT_RATIO * max(drift["bn"], drift["none"])
+    return Verdict(
+        "santurkar-fig2",
+        "Santurkar et al. 2018, Figure 2 (VGG on CIFAR-10, noise injected after BN)",
+        "with time-varying noise after every BN layer, the activations shift far more than in the standard "
+        "network, yet the network trains about as well as with BN",
+        f"activation drift (|change of a channel's mean| / std between probes): noisy BN {drift['noisy_bn']:.3f}, "
+        f"BN {drift['bn']:.3f}, standard {drift['none']:.3f}; final training loss noisy BN "
+        f"{last.train_loss['noisy_bn']:.3f} vs BN {last.train_loss['bn']:.3f} vs standard {last.train_loss['none']:.3f} nats; "
+        f"test accuracy noisy BN {last.test_acc['noisy_bn']:.3f} vs BN {last.test_acc['bn']:.3f}",
+        scale, bool(trains and shifts))
+
+
+def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
+    """Santurkar et al. Figure 3: BN does not reduce internal covariate shift: BN's median cosine
+    between G and G' is not above the standard network's (by more than :data:`ICS_COS_TOL`).
+
+    With ``by`` (e.g. ``"lr"``), the check must hold for every value of that column.
+    """
+    groups = [(None, probes)] if by is None else list(probes.groupby(by))
+    ok, parts = True, []
+    for value, part in groups:
+        cos, l2 = probe_medians(part, "ics_cos"), probe_medians(part, "ics_l2")
+        ok = ok and cos["bn"] <= cos["none"] + ICS_COS_TOL
+        where = "" if by is None else f"{by} {value}: "
+        parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {cos[n]:.3f}" for n in cos)
+                     + "; median l2 " + ", ".join(f"{_name(n)} {l2[n]:.3g}" for n in l2))
+    return Verdict(claim_id, source, claim, " | ".join(parts), scale, bool(ok))
+
+
+def check_landscape(probes, scale: str) -> Verdict:
+    """Santurkar et al. Figure 4: along the gradient, BN's loss varies less, its gradient changes
+    less, and its effective beta-smoothness is lower than the standard network's."""
+    summary = landscape_summary(probes)
+    ok = all(summary.loc["bn", c] < summary.loc["none", c] for c in summary.columns)
+    measured = "; ".join(
+        f"median {label}: " + ", ".join(f"{_name(n)} {summary.loc[n, c]:.3g}" for n in summary.index)
+        for c, label in (("loss_range", "loss range (nats)"), ("grad_change_max", "largest gradient change"),
+                         ("effective_beta_smoothness", "effective beta-smoothness")))
+    return Verdict(
+        "santurkar-fig4",
+        "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
+        "with BN the loss changes less along the gradient, the gradient is more predictive, and the effective "
+        "beta-smoothness is lower than without BN",
+        measured, scale, bool(ok))
+
+
+def _name(norm: str) -> str:
+    return {"none": "standard", "bn": "BN", "fn": "FN", "noisy_bn": "noisy BN"}.get(norm, norm)
+
+
+# ----------------------------------------------------------------------------------------------
 # The claims ledger: chapters record their verdicts; the ledger page reads them
 # ----------------------------------------------------------------------------------------------
 
@@ -279,6 +399,10 @@ def collect(directory: Path | None = None):
 # Which chapter tests which claims: the ledger runs a chapter whose verdicts are missing.
 CHAPTER_CLAIMS = {
     "13-bound-checks": ("santurkar-thm4.1", "santurkar-thm4.2"),
+    "21-vgg-learning-rates": ("santurkar-fig1",),
+    "22-noisy-batchnorm": ("santurkar-fig2",),
+    "23-internal-covariate-shift": ("santurkar-fig3-vgg", "santurkar-fig3-dln"),
+    "24-loss-landscape": ("santurkar-fig4",),
     "14-mcsgd-convergence": ("lian-lemma1", "lian-cor3"),
     "31-mnist-batch-construction": ("lian-fig4", "lian-fig4-mechanism", "lian-fig7"),
     "32-batch-size-one": ("lian-fig1",),

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_const": "FN, constant estimates",
-               "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)"}
+               "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
                 "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
 METRIC_LABELS = {
@@ -80,3 +80,163 @@ def loss_curves(frame, metrics=("train_loss", "test_loss"), caption: str = "", l
     rank = {name: i for i, name in enumerate([*ORDER_LABELS, *NORM_LABELS])}  # Figure 4 first; norms in order
     frame = frame.sort_values(["batch_order", "norm"], key=lambda col: col.map(rank), kind="stable")
     return curves(frame, metrics, hue="norm", row="batch_order", caption=caption, log_y=log_y)
+
+
+def _palette(values):
+    values = list(dict.fromkeys(values))
+    return dict(zip(values, sns.color_palette("colorblind", len(values))))
+
+
+def _finish(fig, caption: str):
+    if caption:
+        fig.suptitle(textwrap.fill(caption, 110), fontsize="medium")
+    plt.close(fig)
+    return fig
+
+
+def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20, caption: str = "", log_y: bool = True):
+    """Training loss per SGD step (moving average over ``window`` steps), a panel per ``row`` value.
+
+    Santurkar et al. (2018), Figure 1 plots training curves of VGG with and without BN at two
+    learning rates; this is its loss version.
+
+    Args:
+        steps: the ``"steps"`` table of :func:`revisit_bn.train.run_grid` (``step``, ``train_loss``, ...).
+        row, hue: columns giving panels and lines.
+        window: moving-average width in steps (the raw per-batch losses are noisy).
+        caption: figure title (notebook and profile).
+        log_y: logarithmic loss axis.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    rows = list(dict.fromkeys(steps[row]))
+    palette = _palette(steps[hue])
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 3.6), squeeze=False, constrained_layout=True)
+    for ax, value in zip(axes[0], rows):
+        data = steps[steps[row] == value].sort_values("step").copy()
+        data["smoothed"] = data.groupby(hue, sort=False).train_loss.transform(lambda v: v.rolling(window, min_periods=1).mean())
+        sns.lineplot(data=data, x="step", y="smoothed", hue=hue, palette=palette, ax=ax)
+        ax.set_title(f"{row.replace('_', ' ')} = {value}", fontsize="medium")
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel(f"training loss (nats, {window}-step mean)")
+        if log_y:
+            ax.set_yscale("log")
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles, [NORM_LABELS.get(n, n) for n in names], fontsize="small")
+    return _finish(fig, caption)
+
+
+LANDSCAPE_PANELS = (
+    ("loss_min", "loss_max", "loss along the gradient (nats)", "loss landscape: range over step sizes"),
+    ("grad_change_min", "grad_change_max", "gradient change, l2 norm", "gradient predictiveness: range over step sizes"),
+    ("effective_beta_smoothness", None, "max gradient change / distance", "effective beta-smoothness"),
+)
+
+
+def landscape_bands(probes, hue: str = "norm", caption: str = "", log_y: bool = True):
+    r"""Santurkar et al. (2018) Figure 4: three panels over training steps, a band or a line per ``hue``.
+
+    (a) the range of :math:`\mathcal L(w-\eta g)` over the step sizes, (b) the range of
+    :math:`\|g-\nabla\mathcal L(w-\eta g)\|`, (c) the effective :math:`\beta`-smoothness.
+
+    Args:
+        probes: the ``"probes"`` table of :func:`revisit_bn.train.run_grid` for one learning rate.
+        hue: the column that separates networks.
+        caption: figure title.
+        log_y: logarithmic y axes.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    wide = probes.pivot_table(index=[hue, "step"], columns="quantity", values="value").reset_index()
+    palette = _palette(probes[hue])
+    fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.8), constrained_layout=True)
+    for ax, (low, high, ylabel, title) in zip(axes, LANDSCAPE_PANELS):
+        for name in palette:  # in the frame's order
+            data = wide[wide[hue] == name]
+            color = palette[name]
+            if high is None:
+                ax.plot(data.step, data[low], color=color, marker="o", markersize=3, label=NORM_LABELS.get(name, name))
+            else:
+                ax.fill_between(data.step, data[low], data[high], color=color, alpha=0.35, label=NORM_LABELS.get(name, name))
+                ax.plot(data.step, data[high], color=color, linewidth=0.8)
+                ax.plot(data.step, data[low], color=color, linewidth=0.8)
+        ax.set(title=title, xlabel="SGD step", ylabel=ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    return _finish(fig, caption)
+
+
+def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, caption: str = "", layer_labels=None):
+    """Santurkar et al. (2018) Figure 3: internal covariate shift (l2 and cosine) per layer over training.
+
+    Args:
+        probes: a ``"probes"`` table (``ics_l2`` and ``ics_cos`` rows).
+        layers: the layer parameter names to show, one panel column each.
+        hue: the column that separates networks (a line each).
+        row: an extra column whose values give extra rows of panels (e.g. ``"lr"``), or ``None``.
+        caption: figure title.
+        layer_labels: display names of ``layers`` (default the names).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`: rows (per ``row`` value) of l2 then cosine panels.
+    """
+    labels = dict(zip(layers, layer_labels or layers))
+    row_values = [None] if row is None else list(dict.fromkeys(probes[row]))
+    palette = _palette(probes[hue])
+    fig, axes = plt.subplots(2 * len(row_values), len(layers), figsize=(4.2 * len(layers), 3.0 * 2 * len(row_values)),
+                             squeeze=False, constrained_layout=True)
+    for r, value in enumerate(row_values):
+        data = probes if row is None else probes[probes[row] == value]
+        for q, (quantity, ylabel) in enumerate((("ics_l2", "||G - G'|| (l2)"), ("ics_cos", "cos(G, G')"))):
+            for c, layer in enumerate(layers):
+                ax = axes[2 * r + q, c]
+                part = data[(data.quantity == quantity) & (data.layer == layer)]
+                sns.lineplot(data=part, x="step", y="value", hue=hue, palette=palette, marker="o", markersize=4, ax=ax)
+                where = "" if row is None else f"{row} = {value}, "
+                ax.set(title=f"{where}{labels[layer]}", xlabel="SGD step", ylabel=ylabel)
+                if quantity == "ics_l2":
+                    ax.set_yscale("symlog", linthresh=1e-4)  # log above 1e-4, linear through 0 (a zero shift stays visible)
+                    ax.set_ylim(bottom=0)
+                else:
+                    ax.set_ylim(-1.05, 1.05)
+                handles, names = ax.get_legend_handles_labels()
+                ax.legend(handles, [NORM_LABELS.get(n, n) for n in names], fontsize="x-small")
+    return _finish(fig, caption)
+
+
+def activation_bands(probes, positions, hue: str = "norm", caption: str = "", position_labels=None):
+    """Santurkar et al. (2018) Figure 2: one channel's activation distribution at a few layers over training.
+
+    Each panel shows the 5-95% band (light), the 25-75% band (dark) and the median of the
+    channel's values over the batch (and positions), per network (rows) and layer (columns).
+
+    Args:
+        probes: a ``"probes"`` table with the ``act_q*`` rows.
+        positions: module names (see :func:`revisit_bn.landscape.norm_positions`), one column each.
+        hue: the column whose values give the rows of panels.
+        caption: figure title.
+        position_labels: display names of ``positions``.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    labels = dict(zip(positions, position_labels or positions))
+    names = list(dict.fromkeys(probes[hue]))
+    palette = _palette(names)
+    fig, axes = plt.subplots(len(names), len(positions), figsize=(4.2 * len(positions), 2.8 * len(names)),
+                             squeeze=False, constrained_layout=True, sharey="col")
+    for r, name in enumerate(names):
+        for c, position in enumerate(positions):
+            part = probes[(probes[hue] == name) & (probes.layer == position)]
+            wide = part.pivot_table(index="step", columns="quantity", values="value")
+            ax, color = axes[r, c], palette[name]
+            ax.fill_between(wide.index, wide.act_q05, wide.act_q95, color=color, alpha=0.25, label="5-95%")
+            ax.fill_between(wide.index, wide.act_q25, wide.act_q75, color=color, alpha=0.55, label="25-75%")
+            ax.plot(wide.index, wide.act_q50, color=color, linewidth=1.2, label="median")
+            ax.set(title=f"{NORM_LABELS.get(name, name)}, {labels[position]}", xlabel="SGD step", ylabel="activation value")
+            if r == 0 and c == 0:
+                ax.legend(fontsize="x-small")
+    return _finish(fig, caption)
