@@ -531,17 +531,25 @@ class MicroBatch(nn.Module):
 
 
 class _NoisyBatchNorm:
-    """Noise injection shared by :class:`NoisyBatchNorm1d` and :class:`NoisyBatchNorm2d` (a mixin)."""
+    """Noise injection shared by :class:`NoisyBatchNorm1d` and :class:`NoisyBatchNorm2d` (a mixin before torch's BN)."""
 
-    def _init_noise(self, noise_mean_max: float, noise_scale_max: float, noise_std: float) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
+                 noise_std: float = 0.5, device=None, dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
                                  ("noise_std", noise_std, 0.0)):
             if not (isinstance(value, (int, float)) and value >= low and value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
         self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
 
-    def _noise_repr(self) -> str:
-        return f", noise_mean_max={self.noise_mean_max}, noise_scale_max={self.noise_scale_max}, noise_std={self.noise_std}"
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", noise_mean_max={self.noise_mean_max}, noise_scale_max={self.noise_scale_max}, "
+                f"noise_std={self.noise_std}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BN (torch's), then the noise in training or its expectation in evaluation."""
+        return self._add_noise(super().forward(x))
 
     def _add_noise(self, z: torch.Tensor) -> torch.Tensor:
         if not self.training:  # the noise's expectation: E[a] = (1 + n_sigma) / 2, E[b] = E[xi] = 0
@@ -595,17 +603,6 @@ class NoisyBatchNorm1d(_NoisyBatchNorm, nn.BatchNorm1d):
     (distribution not available; our choice above).
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
-                 noise_std: float = 0.5, device=None, dtype=None) -> None:
-        nn.BatchNorm1d.__init__(self, num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
-        self._init_noise(noise_mean_max, noise_scale_max, noise_std)
-
-    def extra_repr(self) -> str:
-        return nn.BatchNorm1d.extra_repr(self) + self._noise_repr()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._add_noise(nn.BatchNorm1d.forward(self, x))
 
 
 class NoisyBatchNorm2d(_NoisyBatchNorm, nn.BatchNorm2d):
@@ -614,15 +611,3 @@ class NoisyBatchNorm2d(_NoisyBatchNorm, nn.BatchNorm2d):
     Source: Santurkar et al. (2018), Section 2.1 and Figure 2 (our choice of distribution, see
     :class:`NoisyBatchNorm1d`).
     """
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
-                 noise_std: float = 0.5, device=None, dtype=None) -> None:
-        nn.BatchNorm2d.__init__(self, num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
-        self._init_noise(noise_mean_max, noise_scale_max, noise_std)
-
-    def extra_repr(self) -> str:
-        return nn.BatchNorm2d.extra_repr(self) + self._noise_repr()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._add_noise(nn.BatchNorm2d.forward(self, x))
