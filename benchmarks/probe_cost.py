@@ -14,24 +14,13 @@ to the training time. Not a test: the numbers depend on the machine.
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
 
+from fn_vs_bn_step import median_seconds  # the benchmarks' shared timer (this script's folder is on sys.path)
 from revisit_bn.landscape import internal_covariate_shift, landscape_probe
 from revisit_bn.models import norm_layer, vgg
-
-
-def median_seconds(step, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
