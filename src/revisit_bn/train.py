@@ -127,7 +127,8 @@ class TrainConfig:
             :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"``.
         probe_every: run the landscape, internal-covariate-shift and activation probes of
             :class:`revisit_bn.landscape.TrainingProbe` every this many steps (``None``: never).
-            They cost about ``len(etas) + 2 + layers`` extra forward-backward passes each time.
+            Each probe costs about ``len(etas) + layers + 3`` extra forward(-backward) passes
+            (``benchmarks/probe_cost.py`` measures it in SGD steps).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; not part of the results key.
 
     Raises:
