@@ -54,3 +54,16 @@ def test_ci_profile_runs_end_to_end(nb, tmp_path, results_root):
     if nb.stem == "31-mnist-batch-construction":
         assert "[lian-fig4]" in text and "[lian-fig7]" in text
         assert len(list((results_root / "mnist_batch_construction").glob("*.json"))) == 4
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_numbers_quoted_in_a_summary_are_printed_by_the_notebook(nb):
+    # The prose is typed; its numbers must be the stored outputs' (nbval keeps those current).
+    import re
+
+    cells = nbformat.read(nb, as_version=4).cells
+    printed = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                      for c in cells if c.cell_type == "code" for o in c.outputs)
+    summary = "".join(c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("## Summary"))
+    quoted = re.findall(r"(?<![\d.])-?\d+\.\d{2,}(?!\d)", summary)
+    assert not [n for n in quoted if n not in printed], f"numbers in the summary of {nb.stem} not in its outputs"

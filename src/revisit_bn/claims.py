@@ -255,10 +255,14 @@ ICS_COS_TOL = 0.05
 SHIFT_RATIO = 1.5
 
 
-def probe_medians(probes, quantity: str, by: str = "norm") -> dict:
-    """Median of a probe ``quantity`` over all probed steps (and layers) per value of ``by``."""
-    rows = probes[probes.quantity == quantity]
-    return rows.groupby(by).value.median().to_dict()
+def ics_summary(probes, by="norm"):
+    """Medians over probed steps and layers of ``ics_cos`` and ``ics_l2``, one row per value of ``by``.
+
+    ``by`` is a column name or a list of them (e.g. ``["lr", "norm"]``); returns a
+    :class:`pandas.DataFrame` with columns ``ics_cos`` and ``ics_l2``.
+    """
+    rows = probes[probes.quantity.isin(["ics_cos", "ics_l2"])]
+    return rows.pivot_table(index=by, columns="quantity", values="value", aggfunc="median")[["ics_cos", "ics_l2"]]
 
 
 def landscape_summary(probes, by: str = "norm"):
@@ -336,7 +340,8 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
     groups = [(None, probes)] if by is None else list(probes.groupby(by))
     ok, parts = True, []
     for value, part in groups:
-        cos, l2 = probe_medians(part, "ics_cos"), probe_medians(part, "ics_l2")
+        medians = ics_summary(part)
+        cos, l2 = medians.ics_cos.to_dict(), medians.ics_l2.to_dict()
         ok = ok and cos["bn"] <= cos["none"] + ICS_COS_TOL
         where = "" if by is None else f"{by} {value}: "
         parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {cos[n]:.3f}" for n in cos)

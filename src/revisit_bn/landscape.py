@@ -160,7 +160,6 @@ def landscape_probe(model: nn.Module, closure: Closure, etas: Sequence[float] = 
     etas = _check_etas(etas)
     named = _params(model)
     with preserved_state(model) as (state, rng):
-        _load_point(model, state, rng)
         loss, grads = _loss_and_grads(closure, [p for _, p in named])
         w0 = {n: state[n] for n, _ in named}
         g_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item()
@@ -248,7 +247,7 @@ def internal_covariate_shift(
             index = names.index(layer)
             # Layers before this one at W^{t+1}, this one and the rest at W^{t}.
             _load_point(model, before, rng, {n: after[n] for n in names[:index]})
-            _, (g_shift,) = _loss_and_grads(closure, [dict(named)[layer]])
+            _, (g_shift,) = _loss_and_grads(closure, [named[index][1]])
             g = g_before[layer]
             l2 = torch.linalg.vector_norm((g - g_shift).double()).item()
             denom = (torch.linalg.vector_norm(g.double()) * torch.linalg.vector_norm(g_shift.double())).item()
@@ -337,8 +336,7 @@ class TrainingProbe:
         hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.detach()[:, 0].clone().flatten()))
                  for n in self.activations]
         try:
-            with preserved_state(model) as (state, rng), torch.no_grad():
-                _load_point(model, state, rng)
+            with preserved_state(model), torch.no_grad():
                 closure()
         finally:
             for h in hooks:

@@ -530,6 +530,18 @@ class MicroBatch(nn.Module):
         return f"group_size={self.group_size}"
 
 
+def check_noise(noise_mean_max: float, noise_scale_max: float, noise_std: float) -> None:
+    """Validate noisy BN's parameters: ``noise_mean_max >= 0``, ``noise_scale_max >= 1``, ``noise_std >= 0``, all finite.
+
+    Raises:
+        ValueError: naming the first parameter out of range.
+    """
+    for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
+                             ("noise_std", noise_std, 0.0)):
+        if not (isinstance(value, (int, float)) and low <= value < float("inf")):
+            raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+
+
 class _NoisyBatchNorm:
     """Noise injection shared by :class:`NoisyBatchNorm1d` and :class:`NoisyBatchNorm2d` (a mixin before torch's BN)."""
 
@@ -537,10 +549,7 @@ class _NoisyBatchNorm:
                  track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
                  noise_std: float = 0.5, device=None, dtype=None) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
-        for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
-                                 ("noise_std", noise_std, 0.0)):
-            if not (isinstance(value, (int, float)) and value >= low and value < float("inf")):
-                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+        check_noise(noise_mean_max, noise_scale_max, noise_std)
         self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
 
     def extra_repr(self) -> str:

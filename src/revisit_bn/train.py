@@ -40,6 +40,7 @@ from .data import (
     three_points,
 )
 from .landscape import TrainingProbe, norm_positions
+from .layers import check_noise
 from .models import (
     MLP3,
     MODELS,
@@ -186,10 +187,7 @@ class TrainConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not (isinstance(self.width, (int, float)) and 0 < self.width < math.inf):
             raise ValueError(f"width (VGG's channel multiplier) must be a positive number, got {self.width!r}")
-        for name, low in (("noise_mean_max", 0.0), ("noise_scale_max", 1.0), ("noise_std", 0.0)):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and low <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+        check_noise(self.noise_mean_max, self.noise_scale_max, self.noise_std)
         if not self.experiment or "/" in self.experiment:
             raise ValueError(f"experiment must be a plain folder name, got {self.experiment!r}")
         resolve_device(self.device)
