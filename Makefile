@@ -6,7 +6,9 @@ RUN := $(UV) run --frozen
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup book test notebooks clean
+PROFILE ?= book
+
+.PHONY: setup book test results verify status notebooks clean
 
 $(UV):
 	python3 -m venv .tools
@@ -19,10 +21,19 @@ book: setup  ## render the stored, executed notebooks to _build/html (no re-exec
 	$(RUN) jupyter-book build book --path-output .
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
-# Unit tests, the -W book build, and nbval over every notebook. Results go to a fresh folder so
-# that nbval re-trains and compares, instead of reading runs cached by an earlier execution.
+# Unit tests, the -W book build, the replay of a sample of stored runs, and nbval over every
+# notebook against the committed results store (no training: a missing run stops its notebook).
 test: setup  ## every test
-	REVISIT_BN_RESULTS=$$(mktemp -d) $(RUN) pytest $(PYTEST_NBVAL) tests notebooks
+	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
+
+results: setup  ## compute every run of PROFILE (book, paper or ci) missing from the store; resumable
+	$(RUN) python -m revisit_bn.experiments results --profile $(PROFILE)
+
+verify: setup  ## replay the first SGD steps of every stored run of PROFILE and compare
+	$(RUN) python -m revisit_bn.experiments verify --profile $(PROFILE)
+
+status: setup  ## how many runs of PROFILE are stored, missing or stale
+	$(RUN) python -m revisit_bn.experiments status --profile $(PROFILE)
 
 notebooks: setup  ## re-execute every notebook in place with its stored parameters (reuses cached runs)
 	@for nb in $(NOTEBOOKS); do echo "papermill $$nb"; $(RUN) papermill --cwd notebooks "$$nb" "$$nb" || exit 1; done

@@ -375,52 +375,46 @@ def _name(norm: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def claims_dir() -> Path:
-    """``<results root>/claims``: one JSON file per claim, written by the chapter that tests it."""
+def claims_dir(profile: str = "book") -> Path:
+    """``<results root>/<profile>/claims``: one JSON file per claim, written by the chapter that tests it."""
     from .results import results_root
 
-    return results_root() / "claims"
+    return results_root(profile) / "claims"
 
 
-def record(verdict: Verdict, chapter: str) -> Path:
-    """Store ``verdict`` (atomically) for the ledger, tagged with the notebook ``chapter`` that made it."""
-    from .results import write_json_atomic
+def record(verdict: Verdict, chapter: str, profile: str = "book", params: dict | None = None,
+           runs: list[str] | None = None, diverged: list[str] | None = None) -> Path:
+    """Store ``verdict`` (atomically) for the ledger, with what made it.
 
-    path = claims_dir() / f"{verdict.claim_id}.json"
-    write_json_atomic(path, {**dataclasses.asdict(verdict), "chapter": chapter, "verdict": verdict.verdict})
+    The record holds the notebook ``chapter``, the ``profile``, its parameters ``params``, the keys
+    of the stored ``runs`` it read and the code fingerprint. When some of those runs ``diverged``,
+    the verdict is recorded as ``"inconclusive: runs diverged"`` and the runs are named in ``measured``
+    (a NaN never passes or fails a threshold silently).
+    """
+    from .results import code_fingerprint, write_json_atomic
+
+    payload = {**dataclasses.asdict(verdict), "chapter": chapter, "verdict": verdict.verdict, "profile": profile,
+               "params": params or {}, "runs": sorted(runs or []), "code": code_fingerprint()}
+    if diverged:
+        payload.update(reproduced=False, verdict="inconclusive: runs diverged",
+                       measured=f"{verdict.measured}; diverged runs: {'; '.join(diverged)}")
+    path = claims_dir(profile) / f"{verdict.claim_id}.json"
+    write_json_atomic(path, payload)
     return path
 
 
-def collect(directory: Path | None = None):
-    """Every recorded verdict as a :class:`pandas.DataFrame`, sorted by claim id (empty if none)."""
+def collect(profile: str = "book", directory: Path | None = None):
+    """Every recorded verdict of ``profile`` as a :class:`pandas.DataFrame`, sorted by claim id (empty if none)."""
     import pandas as pd
 
-    directory = directory or claims_dir()
+    directory = directory or claims_dir(profile)
     rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
     columns = ["claim_id", "source", "claim", "measured", "scale", "verdict", "chapter"]
     return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
 
 
-# Which chapter tests which claims: the ledger runs a chapter whose verdicts are missing.
-CHAPTER_CLAIMS = {
-    "13-bound-checks": ("santurkar-thm4.1", "santurkar-thm4.2"),
-    "21-vgg-learning-rates": ("santurkar-fig1",),
-    "22-noisy-batchnorm": ("santurkar-fig2",),
-    "23-internal-covariate-shift": ("santurkar-fig3-vgg", "santurkar-fig3-dln"),
-    "24-loss-landscape": ("santurkar-fig4",),
-    "14-mcsgd-convergence": ("lian-lemma1", "lian-cor3"),
-    "31-mnist-batch-construction": ("lian-fig4", "lian-fig4-mechanism", "lian-fig7"),
-    "32-batch-size-one": ("lian-fig1",),
-    "33-large-variance": ("lian-fig3",),
-    "34-scaled-mnist-batch-sizes": ("lian-fig9",),
-    "35-cifar-batch-construction": ("lian-fig5", "lian-fig8"),
-    "36-resnet18-batch-sizes": ("lian-fig2",),
-    "37-renorm-non-iid": ("ioffe-noniid", "ioffe-microbatch"),
-}
-
-
-def ensure_recorded(notebooks: Path | None = None, run: bool = True) -> list[str]:
-    """Execute (papermill, stored parameters) every chapter of :data:`CHAPTER_CLAIMS` with a verdict missing.
+def ensure_recorded(profile: str = "book", notebooks: Path | None = None, run: bool = True) -> list[str]:
+    """Execute (papermill, with ``profile``) every chapter whose claims (its spec in :mod:`revisit_bn.experiments`) lack a verdict.
 
     Returns:
         The chapters executed (or, with ``run=False``, those that would be).
@@ -428,15 +422,17 @@ def ensure_recorded(notebooks: Path | None = None, run: bool = True) -> list[str
     import tempfile
 
     from .data import project_root
+    from .experiments import CHAPTERS
 
     notebooks = notebooks or project_root() / "notebooks"
-    missing = [chapter for chapter, ids in CHAPTER_CLAIMS.items()
-               if not all((claims_dir() / f"{claim_id}.json").is_file() for claim_id in ids)]
+    missing = [chapter for chapter, ids in ((c.name, c.claims) for c in CHAPTERS.values()) if ids
+               if not all((claims_dir(profile) / f"{claim_id}.json").is_file() for claim_id in ids)]
     if run and missing:
         import papermill
 
         with tempfile.TemporaryDirectory() as tmp:
             for chapter in missing:
                 papermill.execute_notebook(str(notebooks / f"{chapter}.ipynb"), str(Path(tmp) / f"{chapter}.ipynb"),
-                                           cwd=str(notebooks), progress_bar=False, kernel_name="python3")
+                                           parameters={"profile": profile}, cwd=str(notebooks), progress_bar=False,
+                                           kernel_name="python3")
     return missing

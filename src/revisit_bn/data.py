@@ -28,7 +28,17 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 class DatasetNotFoundError(RuntimeError):
-    """A dataset is neither under the data root nor downloadable."""
+    """A dataset is missing (neither under the data root nor downloadable) or damaged."""
+
+
+# Sizes of MNIST's uncompressed IDX files (torchvision reads only these); a file of another size is damaged.
+MNIST_RAW_SIZES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
+CIFAR10_NPZ_SHAPES = {"x_train": (50000, 32, 32, 3), "y_train": (50000,), "x_test": (10000, 32, 32, 3), "y_test": (10000,)}
 
 
 def project_root() -> Path:
@@ -96,6 +106,14 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
     from torchvision.datasets import MNIST
 
     root = Path(root) if root is not None else data_root()
+    for name, size in MNIST_RAW_SIZES.items():
+        path = root / "MNIST" / "raw" / name
+        if path.is_file() and path.stat().st_size != size:
+            raise DatasetNotFoundError(
+                f"{path} is damaged: {path.stat().st_size:,} bytes where MNIST's file has {size:,}. Delete it "
+                f"(torchvision re-extracts it from the .gz beside it, or downloads it), or set {DATA_ENV} to "
+                f"an intact copy (for example ../shared/data)."
+            )
     splits = []
     for train in (True, False):
         try:
@@ -154,10 +172,22 @@ def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple
         except Exception as exc:  # missing files (RuntimeError) or no network (URLError)
             errors.append(f"{type(exc).__name__}: {exc}")
     if npz.is_file():
-        arrays = np.load(npz)
+        try:
+            with np.load(npz) as arrays:
+                parts = {name: arrays[name] for name in ("x_train", "y_train", "x_test", "y_test")}
+        except Exception as exc:  # BadZipFile, KeyError, ValueError, EOFError, zlib.error...
+            raise DatasetNotFoundError(
+                f"{npz} is damaged or not CIFAR-10's arrays ({type(exc).__name__}: {exc}). Replace it with an "
+                f"intact copy (its SHA-256 is in the data folder's README), or set {DATA_ENV} to a folder that "
+                f"holds one (for example ../shared/data)."
+            ) from exc
+        shapes = {name: tuple(a.shape) for name, a in parts.items()}
+        if shapes != CIFAR10_NPZ_SHAPES:
+            raise DatasetNotFoundError(f"{npz} holds arrays of shapes {shapes}, not CIFAR-10's {CIFAR10_NPZ_SHAPES}; "
+                                       f"replace it with an intact copy or set {DATA_ENV}.")
         return (
-            TensorSplit(_standardize_cifar(torch.from_numpy(arrays["x_train"])), torch.from_numpy(arrays["y_train"]).long()),
-            TensorSplit(_standardize_cifar(torch.from_numpy(arrays["x_test"])), torch.from_numpy(arrays["y_test"]).long()),
+            TensorSplit(_standardize_cifar(torch.from_numpy(parts["x_train"])), torch.from_numpy(parts["y_train"]).long()),
+            TensorSplit(_standardize_cifar(torch.from_numpy(parts["x_test"])), torch.from_numpy(parts["y_test"]).long()),
         )
     raise DatasetNotFoundError(
         f"CIFAR-10 is neither under {root / 'cifar-10-batches-py'} nor at {npz}, and could not be downloaded "
@@ -246,6 +276,103 @@ def linear_teacher(n: int = 1000, d: int = 32, num_classes: int = 10, seed: int 
         return TensorSplit(x, (x @ teacher).argmax(1))
 
     return draw(), draw()
+
+
+def synthetic_regression(n: int = 512, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A regression set for the MCSGD rate experiment: non-zero means, unequal scales, a tanh teacher.
+
+    ``x ~ N(2, diag(s^2))`` with ``s`` evenly spaced in [0.5, 4], ``t = tanh((x - 2) w) + 0.1 noise``.
+
+    Our choice: Lian & Liu (2019) give no data for Lemma 1 / Corollary 3; this set makes the
+    dataset statistics matter (means far from 0, scales differing by 8x).
+
+    Returns: ``(x, t)`` of shapes ``(n, d)`` and ``(n, 1)``, float64.
+    """
+    import math
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 4.0, d, dtype=torch.float64) + 2.0
+    teacher = torch.randn(d, 1, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    t = torch.tanh((x - 2.0) @ teacher) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    return x, t
+
+
+# ----------------------------------------------------------------------------------------------
+# The datasets of the experiments, by name: loaded once per process, checksummed, subsetted
+# ----------------------------------------------------------------------------------------------
+
+DATASETS = ("mnist", "cifar10", "mnist_scaled", "three_points", "large_variance", "linear_teacher")
+# (train, test) sizes of each dataset, checked before any training (a subset must fit).
+DATASET_SIZES = {"mnist": (60000, 10000), "cifar10": (50000, 10000), "mnist_scaled": (60000, 10000),
+                 "three_points": (3, 3), "large_variance": (2000, 2000), "linear_teacher": (1000, 1000)}
+# Figure 9's random multiplier (our choice; the paper's range is lost): log-uniform in [0.1, 10].
+MNIST_SCALE_RANGE = (0.1, 10.0)
+
+_DATA_CACHE: dict[str, tuple[TensorSplit, TensorSplit]] = {}
+_CHECKSUMS: dict[str, str] = {}
+
+
+def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
+    """Train and test splits of the dataset ``name`` (one of :data:`DATASETS`), kept in memory.
+
+    ``"mnist_scaled"`` is MNIST with every image times its own log-uniform factor in
+    :data:`MNIST_SCALE_RANGE` (Figure 9); ``"three_points"``, ``"large_variance"`` and
+    ``"linear_teacher"`` are :func:`three_points`, :func:`large_variance_classification` and
+    :func:`linear_teacher`.
+
+    Raises:
+        ValueError: unknown ``name``.
+        DatasetNotFoundError: the files are missing offline or damaged.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if name not in _DATA_CACHE:
+        if name == "mnist":
+            _DATA_CACHE[name] = load_mnist()
+        elif name == "cifar10":
+            _DATA_CACHE[name] = load_cifar10()
+        elif name == "mnist_scaled":
+            train, test = load_dataset("mnist")
+            _DATA_CACHE[name] = (scaled_copy(train, *MNIST_SCALE_RANGE, seed=0), scaled_copy(test, *MNIST_SCALE_RANGE, seed=1))
+        elif name == "three_points":
+            _DATA_CACHE[name] = three_points()
+        elif name == "large_variance":
+            _DATA_CACHE[name] = large_variance_classification()
+        else:
+            _DATA_CACHE[name] = linear_teacher()
+    return _DATA_CACHE[name]
+
+
+def tensors_checksum(*tensors: torch.Tensor) -> str:
+    """A 16-hex-digit SHA-256 of the tensors' dtypes, shapes and bytes (in order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def dataset_checksum(name: str) -> str:
+    """Checksum of the dataset ``name`` as the runs read it (both splits, after standardization).
+
+    Part of every run's key: a run computed from other data (a changed file, a changed generator)
+    is not reused. Computed once per process.
+    """
+    if name not in _CHECKSUMS:
+        train, test = load_dataset(name)
+        _CHECKSUMS[name] = tensors_checksum(train.images, train.labels, test.images, test.labels)
+    return _CHECKSUMS[name]
+
+
+def subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
+    """A seeded random subset of ``size`` samples (``None`` or ``size >= len(split)``: the whole split)."""
+    if size is None or size >= len(split):
+        return split
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size]
+    return TensorSplit(split.images[idx], split.labels[idx])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_ETAS", "LandscapeProbe", "landscape_probe", "internal_covariate_shift", "weight_layers",
-    "norm_positions", "preserved_state", "TrainingProbe", "ACTIVATION_QUANTILES",
+    "norm_positions", "preserved_state", "TrainingProbe", "ACTIVATION_QUANTILES", "bn_layer_sides", "TheoremTrace",
 ]
 
 # Santurkar et al.'s step-size range for Figure 4, [0.05, 0.4]; five points (our choice).
@@ -348,3 +348,110 @@ class TrainingProbe:
                 self._add(step, f"act_q{round(qq * 100):02d}", v.item(), name)
             self._add(step, "act_mean", values.mean().item(), name)
             self._add(step, "act_std", values.std(unbiased=False).item(), name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Santurkar et al.'s Theorems 4.1 and 4.2 evaluated on a BN layer of a training network
+# ----------------------------------------------------------------------------------------------
+
+
+def bn_layer_sides(bn: nn.BatchNorm2d, head: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, channels) -> list[dict]:
+    r"""Both sides of Theorems 4.1 and 4.2 (general form, 1/m) for chosen channels of a BN layer in training mode.
+
+    The left sides come from autograd through the real layer (:math:`\|\nabla_y\widehat{\mathcal L}\|^2`
+    and :math:`v^\top\nabla_y^2\widehat{\mathcal L}\,v` along the BN gradient :math:`v`, by double
+    backward); the right sides are :func:`revisit_bn.theory.theorem_4_1_rhs` and
+    :func:`revisit_bn.theory.theorem_4_2_rhs` evaluated at the layer's input, downstream gradient
+    and downstream Hessian-vector product.
+
+    Args:
+        bn: the layer (its ``weight`` is :math:`\gamma`, its ``eps`` the :math:`\epsilon`).
+        head: ``z -> loss``, the rest of the network after the layer (a scalar).
+        y: the layer's input ``(N, C, H, W)``; channel ``j`` over all ``N*H*W`` positions is one unit
+            with batch size :math:`m = NHW`.
+        channels: channel indices to evaluate.
+
+    Returns:
+        One dict per channel: ``channel``, ``m``, ``thm41_lhs``, ``thm41_rhs``, ``thm42_lhs``,
+        ``thm42_rhs``, ``g_dot_yhat``.
+
+    Source: Santurkar et al. (2018), Theorems 4.1-4.2, evaluated on a real network.
+    """
+    from . import theory
+
+    y = y.detach().requires_grad_(True)
+    z = nn.functional.batch_norm(y, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+    z_leaf = z.detach().requires_grad_(True)
+    (g_full,) = torch.autograd.grad(head(z_leaf), z_leaf, create_graph=True)
+    (grad_y,) = torch.autograd.grad(head(z), y, create_graph=True)
+    channels = list(channels)
+    m = y.shape[0] * y.shape[2] * y.shape[3]
+    # One direction per channel: the BN gradient restricted to that channel; all hvps in one call.
+    masks = torch.zeros((len(channels),) + tuple(y.shape), dtype=y.dtype)
+    for k, j in enumerate(channels):
+        masks[k, :, j] = 1.0
+    directions = grad_y.detach().unsqueeze(0) * masks
+    (hv_y,) = torch.autograd.grad(grad_y, y, grad_outputs=directions, retain_graph=True, is_grads_batched=True)
+    (hv_z,) = torch.autograd.grad(g_full, z_leaf, grad_outputs=directions, is_grads_batched=True)
+    out = []
+    for k, j in enumerate(channels):
+        v = directions[k][:, j].reshape(1, -1)
+        g = g_full.detach()[:, j].reshape(1, -1)
+        yj = y.detach()[:, j].reshape(1, -1)
+        gamma = bn.weight.detach()[j]
+        hv = hv_z[k][:, j].reshape(1, -1)  # H v at this channel's direction: the only hvp the general form needs
+        rhs1 = theory.theorem_4_1_rhs(yj, g, gamma, bn.eps)
+        rhs2 = theory.theorem_4_2_rhs(yj, g, lambda u: hv, gamma, v, bn.eps, form="general")
+        y_hat, _ = theory.bn_normalize(yj, bn.eps)
+        out.append(dict(channel=int(j), m=m, thm41_lhs=v.square().sum().item(), thm41_rhs=rhs1.item(),
+                        thm42_lhs=(hv_y[k] * directions[k]).sum().item(), thm42_rhs=rhs2.item(),
+                        g_dot_yhat=(g * y_hat).sum().item()))
+    return out
+
+
+class TheoremTrace:
+    """Both sides of Theorems 4.1 and 4.2 at one BN layer of a :class:`~revisit_bn.models.SimpleNet`, every ``every`` steps.
+
+    Attach :meth:`before_step` to a training loop: on the step's batch, in training mode (batch
+    statistics), ``y`` is the ``layer``-th BN layer's input and the downstream loss is the rest of
+    the network with the cross-entropy. It changes nothing in training. :attr:`rows` is a columnar
+    table with the fields of :func:`bn_layer_sides` and ``step``.
+
+    Args:
+        every: evaluate at steps 0, ``every``, ... .
+        layer: which BN layer (0-based) of ``model.features``.
+        channels: channels to evaluate. Our choice: the first four of the second layer.
+
+    Raises:
+        ValueError: ``every < 1``; at the first step, a model without that many BN layers.
+
+    Source: Santurkar et al. (2018), Theorems 4.1-4.2.
+    """
+
+    FIELDS = ("step", "channel", "m", "thm41_lhs", "thm41_rhs", "thm42_lhs", "thm42_rhs", "g_dot_yhat")
+
+    def __init__(self, every: int, layer: int = 1, channels: Sequence[int] = (0, 1, 2, 3)) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.every, self.layer, self.channels = every, layer, tuple(channels)
+        self.rows: dict[str, list] = {name: [] for name in self.FIELDS}
+
+    def before_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+        if step % self.every:
+            return
+        features = model.features
+        bns = [i for i, mod in enumerate(features) if isinstance(mod, nn.BatchNorm2d)]
+        if len(bns) <= self.layer:
+            raise ValueError(f"the model has {len(bns)} BatchNorm2d layers in .features; layer={self.layer} needs more")
+        at = bns[self.layer]
+        with torch.no_grad():
+            y = features[:at](images)
+        rest = features[at + 1:]
+
+        def head(z):
+            # clone: the network's ReLUs are in-place, which autograd refuses on a leaf tensor
+            return nn.functional.cross_entropy(model.classifier(rest(z.clone())), labels)
+
+        for row in bn_layer_sides(features[at], head, y, self.channels):
+            for name in self.FIELDS:
+                self.rows[name].append(step if name == "step" else row[name])

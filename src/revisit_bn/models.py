@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .layers import (
@@ -323,3 +324,59 @@ class LogisticRegression(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class FNRegressor(nn.Module):
+    """``linear - norm - tanh - linear - norm - tanh - linear``: a regressor with two normalized layers (or none).
+
+    Used by the MCSGD rate experiment, where every dataset statistic and the full gradient of
+    objective (10) can be computed exactly.
+
+    Shape: input ``(N, d)``; output ``(N, 1)``.
+
+    Source: Lian & Liu (2019), Algorithm 3 / Corollary 3. Our choice: the architecture.
+    """
+
+    def __init__(self, d: int, hidden: int, norm: NormFactory | None):
+        super().__init__()
+        self.l1, self.l2, self.l3 = nn.Linear(d, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
+        self.n1 = norm(hidden) if norm else nn.Identity()
+        self.n2 = norm(hidden) if norm else nn.Identity()
+
+    def forward(self, x):
+        return self.l3(torch.tanh(self.n2(self.l2(torch.tanh(self.n1(self.l1(x)))))))
+
+
+def build_model(config, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """The model named by ``config.model`` with the normalization ``config.norm`` and its options.
+
+    Args:
+        config: any object with the fields of :class:`revisit_bn.train.TrainConfig` (``model``,
+            ``norm``, ``norm_momentum``, ``fn_momentum_power``, ``norm_group_size``,
+            ``brn_warmup_steps``, ``brn_ramp_steps``, the noise fields and ``width``).
+        in_channels: input channels (images) or features (vectors).
+        image_size: side of the square input images (1 for vectors).
+        num_classes: output logits.
+
+    Raises:
+        ValueError: unknown ``config.model`` or ``config.norm``.
+    """
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {MODELS}")
+    dim = 1 if config.model in ("mlp3", "logreg", "deep_linear") else 2
+    factory = norm_layer(config.norm, dim, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
+                         config.brn_warmup_steps, config.brn_ramp_steps,
+                         (config.noise_mean_max, config.noise_scale_max, config.noise_std))
+    if config.model == "deep_linear":
+        return DeepLinearNet(factory, in_channels, num_classes)
+    if config.model in VGG_CONFIGS:
+        return vgg(config.model, factory, num_classes, in_channels, config.width, image_size)
+    if config.model == "mlp3":
+        return MLP3(factory, in_channels, num_classes)
+    if config.model == "logreg":
+        return LogisticRegression(factory, in_channels, num_classes)
+    if config.model == "resnet18":
+        return resnet18(factory, num_classes, in_channels)
+    widths = (32, 64) if config.model == "simple_wide" else (16, 32)
+    return SimpleNet(config.norm, in_channels=in_channels, num_classes=num_classes, widths=widths,
+                     image_size=image_size, norm_factory=factory)

@@ -1,18 +1,31 @@
-"""Results cache: one JSON file per run, keyed by the run's parameters, written atomically.
+"""The results store: one strict-JSON file per run, keyed by everything that changes its numbers.
 
-Layout: ``<results root>/<experiment>/<key>.json`` where ``key`` is a hash of the parameters
-(including a fingerprint of the package code that produces the numbers). The root is
-``$REVISIT_BN_RESULTS`` when set, else ``<project>/results`` (ignored by git).
+Layout: ``<results root>/<profile>/<experiment>/<key>.json``. The root is ``$REVISIT_BN_RESULTS``
+when set, else ``<project>/results``. The ``book`` profile's runs are committed to git (they are
+the book's data); ``ci`` runs are not (``results/ci`` is ignored); ``paper`` runs are committed
+when they were computed (on a GPU).
 
-Each file holds ``{"key", "params", "metrics", "provenance"}``; provenance records the versions,
-device, git commit, time of creation and wall time.
+A run's key is a hash of its parameters, which include
+
+- ``threads``: the torch thread count it trained with (float32 reductions depend on it);
+- ``data``: a checksum of the dataset tensors it read (:func:`revisit_bn.data.dataset_checksum`);
+- ``code``: :func:`code_fingerprint`, a hash of the *syntax trees* of the modules that produce
+  numbers, with docstrings dropped, so that an edit to a docstring or a comment keeps every key.
+
+Each file holds ``{"format", "key", "experiment", "params", "status", "diverged_at", "metrics",
+"steps", "tables", "replay_steps", "provenance", "digest"}``. ``status`` is ``"ok"`` or
+``"diverged"`` (``diverged_at`` is then the first SGD step whose loss was not finite; non-finite
+numbers are stored as ``null``). ``digest`` is a SHA-256 of the rest of the file, so that an
+edited number is caught (:func:`validate`). Files are written atomically (:func:`write_json_atomic`).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -22,29 +35,87 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_ENV = "REVISIT_BN_RESULTS"
+PROFILES = ("ci", "book", "paper")
+FORMAT = 2
+# The first this many SGD steps of every run are replayed by `make verify` and the test suite.
+REPLAY_STEPS = 8
 
-# Modules whose code changes the numbers a run produces; their source is part of every key.
-_NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py")
+# Modules whose code changes the numbers a run produces; their syntax trees are in every key.
+_NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py", "theory.py")
 
 
-def results_root() -> Path:
-    """``$REVISIT_BN_RESULTS`` if set, else ``<project>/results``."""
+class StoreError(RuntimeError):
+    """The results store cannot be used as asked (unwritable root, stale or damaged runs)."""
+
+
+class MissingRunsError(StoreError):
+    """Runs a notebook needs are not in the store; the message names them and ``make results``."""
+
+
+def results_root(profile: str | None = None) -> Path:
+    """``$REVISIT_BN_RESULTS`` if set, else ``<project>/results``; with ``profile``, its sub-folder.
+
+    Raises:
+        ValueError: ``profile`` is not one of :data:`PROFILES`.
+    """
     from .data import project_root
 
     env = os.environ.get(RESULTS_ENV)
-    return Path(env).expanduser().resolve() if env else project_root() / "results"
+    root = Path(env).expanduser().resolve() if env else project_root() / "results"
+    if profile is None:
+        return root
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return root / profile
+
+
+def check_writable(root: Path) -> None:
+    """Fail early, naming ``$REVISIT_BN_RESULTS``, when runs cannot be written under ``root``.
+
+    Creates ``root`` if needed and writes (then removes) a probe file.
+
+    Raises:
+        StoreError: the folder cannot be created or written.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise StoreError(
+            f"the results root {root} cannot be written ({exc.strerror or exc}); set {RESULTS_ENV} to a "
+            f"writable folder, or fix the folder's permissions"
+        ) from exc
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_fingerprint(source: str) -> str:
+    """SHA-256 of a module's syntax tree without docstrings: comments, docstrings and layout do not count."""
+    tree = _strip_docstrings(ast.parse(source))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """A short hash of the modules that determine a run's numbers (so edits invalidate the cache).
+    """A 12-hex-digit hash of the numeric modules' syntax trees (:data:`_NUMERIC_MODULES`).
 
-    Computed once per process: a run's key does not change if the files are edited meanwhile.
+    Computed once per process, so a run's key does not change if the files are edited meanwhile.
     """
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in _NUMERIC_MODULES:
-        digest.update((here / name).read_bytes())
+        digest.update(name.encode())
+        digest.update(source_fingerprint((here / name).read_text()).encode())
     return digest.hexdigest()[:12]
 
 
@@ -54,28 +125,66 @@ def params_key(params: dict[str, Any]) -> str:
     Raises:
         TypeError: a parameter value is not JSON-serializable.
     """
-    text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def result_path(experiment: str, params: dict[str, Any], root: Path | None = None) -> Path:
-    """Where the run with ``params`` of ``experiment`` is stored."""
+    """Where the run with ``params`` of ``experiment`` is stored under ``root`` (a profile's folder).
+
+    Raises:
+        ValueError: ``experiment`` is not a plain folder name.
+    """
     if not experiment or any(sep in experiment for sep in ("/", "\\", "..")):
         raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
-    return (root or results_root()) / experiment / f"{params_key(params)}.json"
+    return (root or results_root("book")) / experiment / f"{params_key(params)}.json"
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one.
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (in lists and dicts too) replaced by ``None`` (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in payload.items() if k != "digest"}, sort_keys=True,
+                      separators=(",", ":"), allow_nan=False)
+
+
+def content_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of ``payload`` without its ``digest`` field, canonical JSON."""
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any], digest: bool = False) -> None:
+    """Write ``payload`` as compact strict JSON so that readers see the old file or the whole new one.
 
     The JSON is written to a temporary file in the same folder, flushed to disk, then renamed
     over ``path``; on any error the temporary file is removed and ``path`` is untouched.
+
+    Args:
+        digest: add a ``digest`` field (:func:`content_digest`) before writing.
+
+    Raises:
+        ValueError: a non-finite float in ``payload`` (use :func:`finite_or_none` first).
+        TypeError: a value that JSON cannot hold.
     """
+    if digest:
+        payload = {**payload, "digest": content_digest(payload)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
+            fh.write(text)
+            fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
@@ -85,35 +194,94 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored run at ``path`` if it exists, parses, and was made with exactly ``params``."""
+_REQUIRED = ("format", "key", "experiment", "params", "status", "metrics", "steps", "provenance", "digest")
+
+
+def validate(path: Path) -> dict[str, Any]:
+    """Read the run file at ``path`` and check it is a whole, unedited run.
+
+    Returns:
+        The payload.
+
+    Raises:
+        StoreError: the file is not strict JSON, misses a field, its name is not its parameters'
+            key, or its digest does not match its content (a number was edited); the message
+            names the file.
+        FileNotFoundError: no file at ``path``.
+    """
+    text = path.read_text()
     try:
-        payload = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        payload = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+    except ValueError as exc:
+        raise StoreError(f"{path} is not a valid run file (not strict JSON: {exc})") from exc
+    if not isinstance(payload, dict) or any(f not in payload for f in _REQUIRED):
+        missing = [f for f in _REQUIRED if not isinstance(payload, dict) or f not in payload]
+        raise StoreError(f"{path} is not a valid run file (missing {', '.join(missing)})")
+    if payload["digest"] != content_digest(payload):
+        raise StoreError(f"{path} was changed after it was written: its digest does not match its content")
+    if params_key(payload["params"]) != path.stem:
+        raise StoreError(f"{path} is filed under the wrong key: its parameters give {params_key(payload['params'])}")
+    return payload
+
+
+def load(path: Path, params: dict[str, Any], report=None) -> dict[str, Any] | None:
+    """The stored run at ``path`` if it exists, is valid (:func:`validate`) and has exactly ``params``.
+
+    An invalid file is reported (``report(message)``, default a warning) and read as missing, so
+    that the caller recomputes it.
+    """
+    import warnings
+
+    try:
+        payload = validate(path)
+    except FileNotFoundError:
+        return None
+    except StoreError as exc:
+        (report or (lambda msg: warnings.warn(msg, stacklevel=3)))(f"{exc}; it will be recomputed")
         return None
     return payload if payload.get("params") == params else None
 
 
-def provenance(device: str, seconds: float) -> dict[str, Any]:
-    """Versions, device, git commit and timestamps of a run."""
-    import torch
+def clean_temporary(root: Path) -> list[Path]:
+    """Remove the temporary files that a killed atomic write left under ``root``; return them."""
+    left = [p for p in root.rglob(".*.tmp") if p.is_file()] if root.is_dir() else []
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
 
-    from . import __version__
+
+def stored_runs(root: Path) -> list[Path]:
+    """Every run file under a profile's folder (the ``claims`` folder excluded), sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*/*.json") if p.parent.name != "claims")
+
+
+def git_commit() -> str | None:
+    """The project's current git commit, or ``None`` outside a checkout."""
     from .data import project_root
 
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
-        ).stdout.strip() or None
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None
+
+
+def provenance(device: str, seconds: float) -> dict[str, Any]:
+    """Versions, device, thread count, git commit and timestamps of a run (not part of its key)."""
+    import torch
+
+    from . import __version__
+
     return {
         "revisit_bn": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "machine": platform.machine(),
         "device": device,
         "threads": torch.get_num_threads(),
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
     }

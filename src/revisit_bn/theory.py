@@ -1,4 +1,4 @@
-r"""Numerical checks of the theorems: vectorized bound checks, real-layer traces, MCSGD rates.
+r"""Numerical checks of the theorems: vectorized bound checks and rate fits (pure mathematics, no training).
 
 **Santurkar et al., Theorems 4.1 and 4.2** concern one BN unit over a batch of ``m``:
 pre-activations :math:`y`, :math:`\hat y=(y-\mu)/\sigma` with :math:`\sigma=\sqrt{\operatorname{Var}(y)+\epsilon}`,
@@ -8,9 +8,9 @@ and :func:`bn_hessian_quadratic` the exact second directional derivative of the 
 are in closed form and vectorized over a leading batch of instances. The printed right-hand
 sides are :data:`THEOREM_4_1_FORMS` and :data:`THEOREM_4_2_FORMS`.
 
-**Lian & Liu, Lemma 1 / Theorem 2 / Corollary 3.** :func:`mcsgd_convergence` runs MCSGD on a small
-FN network whose dataset statistics and full gradient are computed exactly, and plain SGD on the
-unnormalized network (objective 8) beside it.
+The experiments that evaluate these formulas on training networks live on the experiments side:
+the real-layer trace in :class:`revisit_bn.landscape.TheoremTrace`, the MCSGD rate experiment in
+:class:`revisit_bn.train.McsgdConfig`; :func:`fit_power_law` fits their rates.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 # ----------------------------------------------------------------------------------------------
@@ -272,225 +271,8 @@ def check_bounds(batch_sizes=(2, 4, 16, 64, 256), per_size: int = 20_000, seed: 
 
 
 # ----------------------------------------------------------------------------------------------
-# Real layers: both sides of Theorems 4.1 and 4.2 for a BN layer of a training network
+# Rates
 # ----------------------------------------------------------------------------------------------
-
-
-def bn_layer_sides(bn: nn.BatchNorm2d, head: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, channels) -> list[dict]:
-    r"""Both sides of Theorems 4.1 and 4.2 for chosen channels of a BN layer in training mode.
-
-    Args:
-        bn: the layer (its ``weight`` is :math:`\gamma`, its ``eps`` the :math:`\epsilon`).
-        head: ``z -> loss``, the rest of the network after the layer (a scalar).
-        y: the layer's input ``(N, C, H, W)``; channel ``j`` over all ``N*H*W`` positions is one unit
-            with batch size :math:`m = NHW`.
-        channels: channel indices to evaluate.
-
-    Returns:
-        One dict per channel: ``channel``, ``m``, ``thm41_lhs``, ``thm41_rhs``, ``thm42_lhs``,
-        ``thm42_rhs`` (general form), ``g_dot_yhat``.
-
-    Source: Santurkar et al. (2018), Theorems 4.1-4.2, evaluated on a real network.
-    """
-    y = y.detach().requires_grad_(True)
-    z = nn.functional.batch_norm(y, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
-    z_leaf = z.detach().requires_grad_(True)
-    loss_z = head(z_leaf)
-    (g_full,) = torch.autograd.grad(loss_z, z_leaf, create_graph=True)
-    loss_y = head(z)
-    (grad_y,) = torch.autograd.grad(loss_y, y, create_graph=True)
-    channels = list(channels)
-    m = y.shape[0] * y.shape[2] * y.shape[3]
-    var, _ = torch.var_mean(y.detach(), dim=(0, 2, 3), unbiased=False)
-    # One direction per channel: the BN gradient restricted to that channel; all hvps in one call.
-    masks = torch.zeros((len(channels),) + tuple(y.shape), dtype=y.dtype)
-    for k, j in enumerate(channels):
-        masks[k, :, j] = 1.0
-    directions = grad_y.detach().unsqueeze(0) * masks
-    (hv_y,) = torch.autograd.grad(grad_y, y, grad_outputs=directions, retain_graph=True, is_grads_batched=True)
-    (hv_z,) = torch.autograd.grad(g_full, z_leaf, grad_outputs=directions, is_grads_batched=True)
-    out = []
-    for k, j in enumerate(channels):
-        v = directions[k]
-        g = g_full.detach()[:, j].flatten()
-        yj = y.detach()[:, j].flatten()
-        gamma = bn.weight.detach()[j]
-        sigma2 = var[j] + bn.eps
-        y_hat = (yj - yj.mean()) / torch.sqrt(sigma2)
-        vj = v[:, j].flatten()
-        lhs1 = vj.dot(vj)
-        rhs1 = gamma**2 / sigma2 * (g.dot(g) - g.sum() ** 2 / m - g.dot(y_hat) ** 2 / m)
-        lhs2 = (hv_y[k] * v).sum()
-        rhs2 = gamma**2 / sigma2 * (hv_z[k] * v).sum() - gamma / (m * sigma2) * g.dot(y_hat) * vj.dot(vj)
-        out.append(dict(channel=int(j), m=m, thm41_lhs=lhs1.item(), thm41_rhs=rhs1.item(),
-                        thm42_lhs=lhs2.item(), thm42_rhs=rhs2.item(), g_dot_yhat=g.dot(y_hat).item()))
-    return out
-
-
-def trace_bn_theorems(config, log_every: int = 10, layer: int = 1, channels=(0, 1, 2, 3), progress: bool = True):
-    """Train ``config`` (a BN :class:`~revisit_bn.models.SimpleNet`) and evaluate both sides of
-    Theorems 4.1 and 4.2 at the ``layer``-th BN layer every ``log_every`` steps.
-
-    The probe runs before the step, on the step's batch, in training mode (batch statistics):
-    ``y`` is the BN layer's input and the "downstream loss" is the rest of the network with the
-    cross-entropy on the batch. It changes nothing in training.
-
-    Returns:
-        :class:`pandas.DataFrame`, one row per (logged step, channel), columns of :func:`bn_layer_sides`
-        plus ``step``.
-
-    Raises:
-        ValueError: ``config.norm`` is not ``"bn"``.
-
-    Source: Santurkar et al. (2018), Theorems 4.1-4.2, on the MNIST network of Lian & Liu's Figures 4 and 7.
-    """
-    import pandas as pd
-
-    from .train import load_dataset, _subset, train_model
-
-    if config.norm != "bn":
-        raise ValueError(f"the theorems concern BN layers; config.norm is {config.norm!r}, use 'bn'")
-    rows: list[dict] = []
-
-    def probe(model, images, labels, step):
-        if step % log_every:
-            return
-        features = model.features
-        bns = [i for i, mod in enumerate(features) if isinstance(mod, nn.BatchNorm2d)]
-        at = bns[layer]
-        with torch.no_grad():
-            y = features[:at](images)
-        rest = features[at + 1:]
-
-        def head(z):
-            # clone: the network's ReLUs are in-place, which autograd refuses on a leaf tensor
-            return nn.functional.cross_entropy(model.classifier(rest(z.clone())), labels)
-
-        for row in bn_layer_sides(features[at], head, y, channels):
-            rows.append({"step": step, **row})
-
-    train, test = load_dataset(config.dataset)
-    train = _subset(train, config.train_subset, config.seed)
-    test = _subset(test, config.test_subset, config.seed)
-    train_model(config, train, test, progress=progress, on_step=probe)
-    return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# MCSGD convergence on a small FN problem with exact dataset statistics
-# ----------------------------------------------------------------------------------------------
-
-
-def synthetic_regression(n: int = 512, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A regression set: ``x ~ N(mu, diag(s^2))`` with non-zero means and unequal scales, ``t`` from a random tanh teacher.
-
-    Returns ``(x, t)`` of shapes ``(n, d)`` and ``(n, 1)``, float64.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 4.0, d, dtype=torch.float64) + 2.0
-    teacher = torch.randn(d, 1, generator=gen, dtype=torch.float64) / math.sqrt(d)
-    t = torch.tanh((x - 2.0) @ teacher) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
-    return x, t
-
-
-class FNRegressor(nn.Module):
-    """``linear - norm - tanh - linear - norm - tanh - linear``: two normalized layers (or none)."""
-
-    def __init__(self, d: int, hidden: int, norm: Callable[[int], nn.Module] | None):
-        super().__init__()
-        self.l1, self.l2, self.l3 = nn.Linear(d, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
-        self.n1 = norm(hidden) if norm else nn.Identity()
-        self.n2 = norm(hidden) if norm else nn.Identity()
-
-    def forward(self, x, collect: list | None = None):
-        h = self.l1(x)
-        if collect is not None:
-            collect.append(h)
-        h = torch.tanh(self.n1(h))
-        h = self.l2(h)
-        if collect is not None:
-            collect.append(h)
-        return self.l3(torch.tanh(self.n2(h)))
-
-
-def exact_fn_state(model: FNRegressor, x: torch.Tensor, t: torch.Tensor) -> tuple[list, float]:
-    """The exact dataset statistics of each FN layer's input and :math:`\\|\\nabla f(\\theta)\\|^2` of objective (10).
-
-    Objective (10) normalizes every layer with the statistics of the *whole dataset*, the lower
-    layers normalized the same way; a full-batch pass with batch statistics computes exactly that.
-    """
-    inputs: list[torch.Tensor] = []
-    h = model.l1(x)
-    inputs.append(h)
-    h = torch.tanh(nn.functional.batch_norm(h, None, None, model.n1.weight, model.n1.bias, True, 0.0, model.n1.eps))
-    h = model.l2(h)
-    inputs.append(h)
-    out = model.l3(torch.tanh(nn.functional.batch_norm(h, None, None, model.n2.weight, model.n2.bias, True, 0.0, model.n2.eps)))
-    loss = 0.5 * (out - t).square().mean()
-    grads = torch.autograd.grad(loss, [p for p in model.parameters()])
-    stats = [(a.detach().mean(0), a.detach().var(0, unbiased=False)) for a in inputs]
-    return stats, float(sum(gr.square().sum() for gr in grads))
-
-
-def exact_plain_grad_norm(model: FNRegressor, x, t) -> float:
-    """:math:`\\|\\nabla f(\\theta)\\|^2` of objective (8) for the unnormalized network."""
-    loss = 0.5 * (model(x) - t).square().mean()
-    return float(sum(gr.square().sum() for gr in torch.autograd.grad(loss, list(model.parameters()))))
-
-
-def mcsgd_convergence(steps: int = 20_000, lr: float = 0.05, lr_power: float = 0.5, rate_power: float = 0.25,
-                      batch_size: int = 8, hidden: int = 16, seed: int = 0, n: int = 512, d: int = 8,
-                      num_logs: int = 60, progress: bool = True):
-    r"""MCSGD on a two-FN-layer regressor (objective 10) and plain SGD (objective 8), with exact diagnostics.
-
-    Step sizes :math:`\gamma_k = \gamma_0 k^{-a}` (``lr``, ``lr_power``) for both methods; FN's
-    estimate rates :math:`\alpha_k = k^{-b}` (``rate_power``). At ``num_logs`` geometrically spaced
-    iterations it records, per FN layer, the squared error of the estimates against the exact
-    dataset statistics at the current parameters, and the exact squared gradient norm of each
-    method's objective.
-
-    Returns:
-        :class:`pandas.DataFrame` with columns ``step``, ``method`` (``"MCSGD (FN)"`` or
-        ``"SGD (no normalization)"``), ``quantity`` and ``value``.
-
-    Source: Lian & Liu (2019), Algorithm 3, Lemma 1, Theorem 2, Corollary 3. Our choice: the
-    network, data, batch size and exponents (the paper's are lost).
-    """
-    import pandas as pd
-
-    from .layers import FullNorm1d, PolynomialMomentum
-
-    x, t = synthetic_regression(n, d, seed)
-    logs = sorted(set(np.unique(np.geomspace(1, steps, num_logs).astype(int)).tolist()))
-    rows = []
-    for method in ("MCSGD (FN)", "SGD (no normalization)"):
-        torch.manual_seed(seed)
-        norm = (lambda c: FullNorm1d(c, momentum=PolynomialMomentum(rate_power), eps=1e-5)) if method.startswith("MCSGD") else None
-        model = FNRegressor(d, hidden, norm).double()
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) ** (-lr_power))
-        gen = torch.Generator().manual_seed(seed + 1)
-        batches = torch.randint(0, n, (steps, batch_size), generator=gen)
-        log_iter = iter(logs)
-        next_log = next(log_iter)
-        for k in tqdm(range(1, steps + 1), desc=method, disable=not progress, mininterval=2.0):
-            idx = batches[k - 1]
-            loss = 0.5 * (model(x[idx]) - t[idx]).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            if k == next_log:
-                if norm is not None:
-                    stats, grad_norm = exact_fn_state(model, x, t)
-                    for i, (layer, (mu, var)) in enumerate(zip((model.n1, model.n2), stats), start=1):
-                        err = (layer.running_mean - mu).square().sum() + (layer.running_var - var).square().sum()
-                        rows.append(dict(step=k, method=method, quantity=f"estimation error, layer {i}", value=err.item()))
-                else:
-                    grad_norm = exact_plain_grad_norm(model, x, t)
-                rows.append(dict(step=k, method=method, quantity="squared gradient norm", value=grad_norm))
-                next_log = next(log_iter, None)
-    return pd.DataFrame(rows)
 
 
 def fit_power_law(steps, values, tail: float = 0.5) -> float:

@@ -1,28 +1,31 @@
-"""One training loop for every experiment, with evaluation in training and inference mode.
+"""One training loop for every experiment, with evaluation in training and inference mode, and the store behind it.
 
-:class:`TrainConfig` holds every parameter of a run and validates it; :func:`run` trains (or reads
-the cached result of) one configuration; :func:`run_grid` runs the product of a few variations and
-returns one long :class:`pandas.DataFrame` for plots and verdicts.
+:class:`TrainConfig` holds every parameter of a network run and validates it; :class:`McsgdConfig`
+the MCSGD rate experiment's. Both have ``key_params()`` (everything that changes the numbers) and
+``compute(max_steps=None)``; :mod:`revisit_bn.store` reads runs from the results store or computes
+and writes them.
 
-Per epoch a run records
+Per epoch a network run records
 
 - ``train_loss``: mean cross-entropy over the epoch's batches, in training mode (what the optimizer
   saw: BN normalizes with batch statistics, FN with its estimates);
 - ``train_eval_loss``, ``train_eval_acc``: the whole training set in evaluation mode;
-- ``test_loss``, ``test_acc``: the test set in evaluation mode.
+- ``test_loss``, ``test_acc``: the test set in evaluation mode;
 
-Losses are in nats (natural-log cross-entropy), accuracies are fractions in [0, 1].
+and per SGD step the batch's loss before the step. Losses are in nats (natural-log
+cross-entropy), accuracies are fractions in [0, 1]. A run whose loss stops being finite ends
+there and is stored with ``status="diverged"`` and the step (never as a crash or a silent NaN).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import itertools
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -30,50 +33,40 @@ from tqdm import tqdm
 from . import results as results_mod
 from .data import (
     BATCH_ORDERS,
+    DATASET_SIZES,
+    DATASETS,
     TensorSplit,
-    large_variance_classification,
-    linear_teacher,
-    load_cifar10,
-    load_mnist,
+    dataset_checksum,
+    load_dataset,
     make_batch_order,
-    scaled_copy,
-    three_points,
+    subset,
+    synthetic_regression,
+    tensors_checksum,
 )
-from .landscape import TrainingProbe, norm_positions
-from .layers import check_noise
-from .models import (
-    MLP3,
-    MODELS,
-    NOISE_DEFAULTS,
-    NORMS,
-    VGG_CONFIGS,
-    DeepLinearNet,
-    LogisticRegression,
-    SimpleNet,
-    norm_layer,
-    resnet18,
-    vgg,
-)
+from .landscape import TheoremTrace, TrainingProbe, norm_positions
+from .layers import FullNorm1d, PolynomialMomentum, check_noise
+from .models import MODELS, NOISE_DEFAULTS, NORMS, FNRegressor, build_model
 
-DATASETS = ("mnist", "cifar10", "mnist_scaled", "three_points", "large_variance", "linear_teacher")
-# Figure 9's random multiplier (our choice; the paper's range is lost): log-uniform in [0.1, 10].
-MNIST_SCALE_RANGE = (0.1, 10.0)
-
-_DATA_CACHE: dict[str, tuple[TensorSplit, TensorSplit]] = {}
+DEFAULT_THREADS = 2
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)`` if torch can train there.
 
     Raises:
-        ValueError: an unknown device string, or ``"cuda"`` on a machine without CUDA.
+        ValueError: not a string, an unknown device string, a device type this project does not
+            train on (``mps``, ``meta``, ...), or ``"cuda"`` on a machine without CUDA.
     """
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string ('auto', 'cpu' or 'cuda'), got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} cannot train these runs (only CPU and CUDA are supported); use 'auto' or 'cpu'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
     return dev
@@ -85,6 +78,17 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``; restore the previous count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     if allow_none and value is None:
         return
@@ -92,23 +96,35 @@ def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_common(experiment: str, seed: Any, threads: Any, device: Any) -> None:
+    if not isinstance(experiment, str) or not experiment or "/" in experiment or ".." in experiment:
+        raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _positive_int("threads", threads)
+    resolve_device(device)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every parameter of one training run; validated on construction.
 
     Attributes:
-        experiment: folder name under the results root (e.g. ``"mnist_batch_construction"``).
-        dataset: ``"mnist"``, ``"cifar10"``, ``"mnist_scaled"`` (every MNIST image times its
-            own log-uniform factor in :data:`MNIST_SCALE_RANGE`, Figure 9), ``"three_points"``
-            (Figure 1), ``"large_variance"`` (Figure 3) or ``"linear_teacher"`` (Santurkar et al.'s
-            deep linear network, :func:`revisit_bn.data.linear_teacher`).
+        experiment: folder name under the results store (e.g. ``"mnist_batch_construction"``).
+        dataset: a name of :data:`revisit_bn.data.DATASETS` (see :func:`revisit_bn.data.load_dataset`).
         model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`), ``"simple_wide"`` (the same
             with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's), ``"vgg11"`` /
             ``"vgg16"`` (torchvision's VGG for 32x32, :func:`revisit_bn.models.vgg`), ``"mlp3"``
             (Figure 1), ``"logreg"`` (Figure 3) or ``"deep_linear"`` (25 linear layers,
             :class:`~revisit_bn.models.DeepLinearNet`); the last three use 1-D normalization layers.
         norm: a name of :data:`revisit_bn.models.NORMS`.
-        batch_order: ``"shuffled"`` or ``"label_sorted"``.
+        batch_order: a name of :data:`revisit_bn.data.BATCH_ORDERS`.
         batch_size: samples per training batch.
         epochs: passes over the training set.
         lr: SGD step size.
@@ -117,7 +133,8 @@ class TrainConfig:
         norm_momentum: BN's running-average rate; FN's estimate rate (or its floor).
         fn_momentum_power: FN's rate decays as ``max(norm_momentum, k^-p)`` when ``p > 0``.
         seed: seeds the weights and the batch order.
-        train_subset, test_subset: use a seeded random subset of this size (``None``: all).
+        train_subset, test_subset: use a seeded random subset of this size (``None``: all); at
+            most the dataset's size (:data:`revisit_bn.data.DATASET_SIZES`).
         eval_batch_size: batch size of the evaluation passes (does not change the numbers of
             a BN/FN network in evaluation mode, only memory).
         norm_group_size: normalize microbatches of this many samples (``None``: the whole batch).
@@ -130,7 +147,11 @@ class TrainConfig:
             :class:`revisit_bn.landscape.TrainingProbe` every this many steps (``None``: never).
             Each probe costs about ``len(etas) + layers + 3`` extra forward(-backward) passes
             (``benchmarks/probe_cost.py`` measures it in SGD steps).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; not part of the results key.
+        trace_every: evaluate both sides of Santurkar et al.'s Theorems 4.1/4.2 at the second BN
+            layer every this many steps (:class:`revisit_bn.landscape.TheoremTrace`; BN SimpleNet only).
+        threads: torch's intra-op thread count while training (float32 sums depend on it, so it
+            is part of the key). Default 2, the CI machine's core count.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; recorded in the provenance, not part of the key.
 
     Raises:
         ValueError: any invalid field; the message names the field and the allowed values.
@@ -160,42 +181,51 @@ class TrainConfig:
     noise_scale_max: float = NOISE_DEFAULTS[1]
     noise_std: float = NOISE_DEFAULTS[2]
     probe_every: int | None = None
+    trace_every: int | None = None
+    threads: int = DEFAULT_THREADS
     device: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
+        _check_common(self.experiment, self.seed, self.threads, self.device)
         for name, allowed in (("dataset", DATASETS), ("model", MODELS), ("norm", NORMS), ("batch_order", BATCH_ORDERS)):
-            if getattr(self, name) not in allowed:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("train_subset", "test_subset", "norm_group_size", "probe_every"):
+        for name in ("train_subset", "test_subset", "norm_group_size", "probe_every", "trace_every"):
             _positive_int(name, getattr(self, name), allow_none=True)
+        for name, size in zip(("train_subset", "test_subset"), DATASET_SIZES[self.dataset]):
+            if getattr(self, name) is not None and getattr(self, name) > size:
+                raise ValueError(f"{name}={getattr(self, name):,} is larger than {self.dataset}'s {size:,} samples; "
+                                 f"use at most {size:,} (or None for all)")
         for name in ("brn_warmup_steps", "brn_ramp_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not _number("lr", self.lr) > 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not 0.0 <= self.momentum < 1.0:
+        if not 0.0 <= _number("momentum", self.momentum) < 1.0:
             raise ValueError(f"momentum (SGD) must lie in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0.0:
+        if not _number("weight_decay", self.weight_decay) >= 0.0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0.0 < self.norm_momentum <= 1.0:
+        if not 0.0 < _number("norm_momentum", self.norm_momentum) <= 1.0:
             raise ValueError(f"norm_momentum must lie in (0, 1], got {self.norm_momentum!r}")
-        if not 0.0 <= self.fn_momentum_power <= 1.0:
+        if not 0.0 <= _number("fn_momentum_power", self.fn_momentum_power) <= 1.0:
             raise ValueError(f"fn_momentum_power must lie in [0, 1], got {self.fn_momentum_power!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.width, (int, float)) and 0 < self.width < math.inf):
+        if not _number("width", self.width) > 0:
             raise ValueError(f"width (VGG's channel multiplier) must be a positive number, got {self.width!r}")
+        for name in ("noise_mean_max", "noise_scale_max", "noise_std"):
+            _number(name, getattr(self, name))
         check_noise(self.noise_mean_max, self.noise_scale_max, self.noise_std)
-        if not self.experiment or "/" in self.experiment:
-            raise ValueError(f"experiment must be a plain folder name, got {self.experiment!r}")
-        resolve_device(self.device)
+        if self.trace_every is not None and (self.norm != "bn" or self.model not in ("simple", "simple_wide")):
+            raise ValueError(f"trace_every evaluates the theorems at a BN layer of SimpleNet; got norm={self.norm!r}, "
+                             f"model={self.model!r} (use norm='bn', model='simple')")
 
     def key_params(self) -> dict[str, Any]:
-        """The parameters that determine the numbers (all but ``device``), plus the code fingerprint."""
+        """Everything that determines the numbers: the fields (not ``device``), the data checksum and the code fingerprint."""
         params = dataclasses.asdict(self)
         params.pop("device")
+        params["data"] = dataset_checksum(self.dataset)
         params["code"] = results_mod.code_fingerprint()
         return params
 
@@ -203,54 +233,21 @@ class TrainConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
+    def splits(self) -> tuple[TensorSplit, TensorSplit]:
+        """The run's train and test splits (its subsets applied), on the CPU."""
+        train_split, test_split = load_dataset(self.dataset)
+        return subset(train_split, self.train_subset, self.seed), subset(test_split, self.test_subset, self.seed)
 
-def load_dataset(name: str) -> tuple[TensorSplit, TensorSplit]:
-    """Train and test splits of ``name``, loaded once per process and kept in memory."""
-    if name not in _DATA_CACHE:
-        if name == "mnist":
-            _DATA_CACHE[name] = load_mnist()
-        elif name == "cifar10":
-            _DATA_CACHE[name] = load_cifar10()
-        elif name == "mnist_scaled":
-            train, test = load_dataset("mnist")
-            _DATA_CACHE[name] = (scaled_copy(train, *MNIST_SCALE_RANGE, seed=0), scaled_copy(test, *MNIST_SCALE_RANGE, seed=1))
-        elif name == "three_points":
-            _DATA_CACHE[name] = three_points()
-        elif name == "large_variance":
-            _DATA_CACHE[name] = large_variance_classification()
-        elif name == "linear_teacher":
-            _DATA_CACHE[name] = linear_teacher()
-        else:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    return _DATA_CACHE[name]
+    def label(self) -> str:
+        """A short human label for progress lines: experiment, norm, order, batch size, seed."""
+        return f"{self.experiment}: {self.norm}/{self.batch_order}/bs{self.batch_size}/lr{self.lr}/seed{self.seed}"
 
-
-def _subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
-    if size is None or size >= len(split):
-        return split
-    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size]
-    return TensorSplit(split.images[idx], split.labels[idx])
-
-
-def build_model(config: TrainConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
-    """The model named by ``config.model`` with the normalization ``config.norm`` (and its options)."""
-    dim = 1 if config.model in ("mlp3", "logreg", "deep_linear") else 2
-    factory = norm_layer(config.norm, dim, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
-                         config.brn_warmup_steps, config.brn_ramp_steps,
-                         (config.noise_mean_max, config.noise_scale_max, config.noise_std))
-    if config.model == "deep_linear":
-        return DeepLinearNet(factory, in_channels, num_classes)
-    if config.model in VGG_CONFIGS:
-        return vgg(config.model, factory, num_classes, in_channels, config.width, image_size)
-    if config.model == "mlp3":
-        return MLP3(factory, in_channels, num_classes)
-    if config.model == "logreg":
-        return LogisticRegression(factory, in_channels, num_classes)
-    if config.model == "resnet18":
-        return resnet18(factory, num_classes, in_channels)
-    widths = (32, 64) if config.model == "simple_wide" else (16, 32)
-    return SimpleNet(config.norm, in_channels=in_channels, num_classes=num_classes, widths=widths,
-                     image_size=image_size, norm_factory=factory)
+    def compute(self, progress: bool = False, max_steps: int | None = None) -> dict[str, Any]:
+        """Train; return ``{"metrics", "steps", "tables"}`` (see :func:`train_model`)."""
+        train_split, test_split = self.splits()
+        record: dict[str, Any] = {}
+        metrics = train_model(self, train_split, test_split, progress, record=record, max_steps=max_steps)
+        return {"metrics": metrics, "steps": record["steps"], "tables": record["tables"]}
 
 
 @torch.no_grad()
@@ -268,39 +265,7 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> tu
     return loss_sum / len(split), correct / len(split)
 
 
-@dataclass
-class RunResult:
-    """A finished (or cached) run: its parameters, per-epoch metrics and provenance."""
-
-    params: dict[str, Any]
-    metrics: dict[str, list[float]]
-    provenance: dict[str, Any]
-    cached: bool = False
-    steps: dict[str, list[float]] = field(default_factory=dict)
-    probes: dict[str, list] = field(default_factory=dict)
-
-    def _with_params(self, frame):
-        for name in ("model", "norm", "batch_order", "batch_size", "seed", "lr"):
-            frame[name] = self.params[name]
-        return frame
-
-    def to_frame(self):
-        """One row per epoch with every metric and the varied parameters as columns."""
-        import pandas as pd
-
-        return self._with_params(pd.DataFrame(self.metrics))
-
-    def steps_frame(self):
-        """One row per SGD step: ``step`` (from 0) and ``train_loss`` (the batch's loss before the step), with parameters."""
-        import pandas as pd
-
-        return self._with_params(pd.DataFrame(self.steps))
-
-    def probes_frame(self):
-        """The probes' long table (``step, quantity, layer, value``; see :class:`~revisit_bn.landscape.TrainingProbe`)."""
-        import pandas as pd
-
-        return self._with_params(pd.DataFrame(self.probes, columns=["step", "quantity", "layer", "value"]))
+EPOCH_METRICS = ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")
 
 
 def train_model(
@@ -309,152 +274,224 @@ def train_model(
     test_split: TensorSplit,
     progress: bool = True,
     on_step: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], None] | None = None,
-    record: dict[str, dict] | None = None,
+    record: dict[str, Any] | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, list[float]]:
-    """Train a fresh model on in-memory splits; return the per-epoch metrics.
+    """Train a fresh model on in-memory splits with ``config.threads`` torch threads; return the per-epoch metrics.
 
     Args:
-        config: the run's parameters (subsets are not applied here; see :func:`run`).
+        config: the run's parameters (subsets are not applied here; see :meth:`TrainConfig.splits`).
         train_split, test_split: tensors ``(N, C, H, W)`` and labels ``(N,)``, on any device.
         progress: show a tqdm bar on stderr.
         on_step: called as ``on_step(model, images, labels, step)`` before each SGD step (``step``
-            counts from 0), in training mode; probes (e.g. theorem checks) attach here. It must
-            not change the model.
-        record: if given, filled with ``record["steps"]`` (``step``, ``train_loss`` of every step) and
-            ``record["probes"]`` (the long table of :class:`~revisit_bn.landscape.TrainingProbe`, when
-            ``config.probe_every`` is set).
+            counts from 0), in training mode. It must not change the model.
+        record: if given, filled with ``record["steps"] = {"train_loss": [...]}`` (every step's
+            loss) and ``record["tables"]``: ``"probes"`` (:class:`~revisit_bn.landscape.TrainingProbe`,
+            with ``config.probe_every``) and ``"trace"`` (:class:`~revisit_bn.landscape.TheoremTrace`,
+            with ``config.trace_every``), columnar.
+        max_steps: stop after this many SGD steps without evaluating (a replay); ``None``: all epochs.
 
     Returns:
-        ``{"epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"}``,
-        lists of length ``epochs`` (shorter if the loss became non-finite: training stops there,
-        and the last entry records ``nan``).
+        The lists of :data:`EPOCH_METRICS`, one entry per finished epoch. If the loss becomes
+        non-finite, training stops at the end of that epoch and its metrics may hold ``nan``.
     """
     device = resolve_device(config.device)
-    seed_everything(config.seed)
-    train_split, test_split = train_split.to(device), test_split.to(device)
-    channels = train_split.images.shape[1]
-    image_size = train_split.images.shape[2] if train_split.images.dim() == 4 else 1
-    num_classes = int(train_split.labels.max().item()) + 1
-    model = build_model(config, channels, image_size, num_classes).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
-    metrics: dict[str, list[float]] = {k: [] for k in
-                                       ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")}
-    probe = None
-    if config.probe_every is not None:
-        probe = TrainingProbe(config.probe_every, activations=norm_positions(model))
-    step_losses: list[torch.Tensor] = []
-    label = f"{config.norm}/{config.batch_order}/bs{config.batch_size}/seed{config.seed}"
-    bar = tqdm(total=config.epochs, desc=label, disable=not progress, unit="epoch", leave=True)
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        batches = order.batches(epoch)
-        running = torch.zeros((), device=device)
-        for idx in batches:
-            idx = idx.to(device)
-            if on_step is not None:
-                on_step(model, train_split.images[idx], train_split.labels[idx], step)
-            if probe is not None:
-                probe.before_step(model, train_split.images[idx], train_split.labels[idx], step)
-            loss = nn.functional.cross_entropy(model(train_split.images[idx]), train_split.labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if probe is not None:
-                probe.after_step(model)
-            step += 1
-            running += loss.detach()
-            step_losses.append(loss.detach())
-        train_loss = (running / len(batches)).item()
-        tr_loss, tr_acc = evaluate(model, train_split, config.eval_batch_size)
-        te_loss, te_acc = evaluate(model, test_split, config.eval_batch_size)
-        for name, value in zip(metrics, (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)):
-            metrics[name].append(value)
-        bar.update(1)
-        bar.set_postfix(train=f"{train_loss:.3f}", test=f"{te_loss:.3f}")
-        if not math.isfinite(train_loss):
-            break
-    bar.close()
+    with torch_threads(config.threads):
+        seed_everything(config.seed)
+        train_split, test_split = train_split.to(device), test_split.to(device)
+        channels = train_split.images.shape[1]
+        image_size = train_split.images.shape[2] if train_split.images.dim() == 4 else 1
+        num_classes = int(train_split.labels.max().item()) + 1
+        model = build_model(config, channels, image_size, num_classes).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+        order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
+        metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}
+        probes = []
+        if config.probe_every is not None:
+            probes.append(("probes", TrainingProbe(config.probe_every, activations=norm_positions(model))))
+        if config.trace_every is not None:
+            probes.append(("trace", TheoremTrace(config.trace_every)))
+        step_losses: list[torch.Tensor] = []
+        bar = tqdm(total=config.epochs, desc=config.label(), disable=not progress, unit="epoch", leave=False)
+        step = 0
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            batches = order.batches(epoch)
+            running = torch.zeros((), device=device)
+            for idx in batches:
+                if max_steps is not None and step >= max_steps:
+                    break
+                idx = idx.to(device)
+                images, labels = train_split.images[idx], train_split.labels[idx]
+                if on_step is not None:
+                    on_step(model, images, labels, step)
+                for _, probe in probes:
+                    probe.before_step(model, images, labels, step)
+                loss = nn.functional.cross_entropy(model(images), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for _, probe in probes:
+                    if isinstance(probe, TrainingProbe):
+                        probe.after_step(model)
+                step += 1
+                running += loss.detach()
+                step_losses.append(loss.detach())
+            if max_steps is not None and step >= max_steps:
+                break
+            train_loss = (running / len(batches)).item()
+            tr_loss, tr_acc = evaluate(model, train_split, config.eval_batch_size)
+            te_loss, te_acc = evaluate(model, test_split, config.eval_batch_size)
+            for name, value in zip(metrics, (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)):
+                metrics[name].append(value)
+            bar.update(1)
+            if not math.isfinite(train_loss):
+                break
+        bar.close()
     if record is not None:
-        losses = torch.stack(step_losses).tolist() if step_losses else []
-        record["steps"] = {"step": list(range(len(losses))), "train_loss": losses}
-        record["probes"] = probe.rows if probe is not None else {}
+        record["steps"] = {"train_loss": float32_list(torch.stack(step_losses)) if step_losses else []}
+        record["tables"] = {name: probe.rows for name, probe in probes}
     return metrics
 
 
-def run(
-    config: TrainConfig,
-    data: tuple[TensorSplit, TensorSplit] | None = None,
-    recompute: bool = False,
-    progress: bool = True,
-    root=None,
-) -> RunResult:
-    """Train ``config`` or, if a result with the same parameters is stored, read it.
+def float32_list(values: torch.Tensor) -> list[float]:
+    """float32 values as the shortest decimals that read back to the same float32 (compact, exact)."""
+    return [float(np.format_float_positional(v, unique=True)) if np.isfinite(v) else float(v)
+            for v in values.detach().cpu().to(torch.float32).numpy()]
 
-    Args:
-        config: the run.
-        data: ``(train, test)`` splits; default :func:`load_dataset` of ``config.dataset``. When
-            given, ``config.dataset`` must still name them (it is part of the results key).
-        recompute: train even if a stored result exists (and overwrite it).
-        progress: tqdm progress bar on stderr.
-        root: results root; default :func:`revisit_bn.results.results_root`.
 
-    Returns:
-        The :class:`RunResult`; ``cached`` tells whether it was read from disk.
+# ----------------------------------------------------------------------------------------------
+# The MCSGD rate experiment (Lian & Liu, Lemma 1 / Theorem 2 / Corollary 3)
+# ----------------------------------------------------------------------------------------------
+
+
+def exact_fn_state(model: FNRegressor, x: torch.Tensor, t: torch.Tensor) -> tuple[list, float]:
+    """The exact dataset statistics of each FN layer's input and :math:`\\|\\nabla f(\\theta)\\|^2` of objective (10).
+
+    Objective (10) normalizes every layer with the statistics of the *whole dataset*, the lower
+    layers normalized the same way; a full-batch pass with batch statistics computes exactly that.
+    """
+    inputs: list[torch.Tensor] = []
+    h = model.l1(x)
+    inputs.append(h)
+    h = torch.tanh(nn.functional.batch_norm(h, None, None, model.n1.weight, model.n1.bias, True, 0.0, model.n1.eps))
+    h = model.l2(h)
+    inputs.append(h)
+    out = model.l3(torch.tanh(nn.functional.batch_norm(h, None, None, model.n2.weight, model.n2.bias, True, 0.0, model.n2.eps)))
+    loss = 0.5 * (out - t).square().mean()
+    grads = torch.autograd.grad(loss, [p for p in model.parameters()])
+    stats = [(a.detach().mean(0), a.detach().var(0, unbiased=False)) for a in inputs]
+    return stats, float(sum(gr.square().sum() for gr in grads))
+
+
+def exact_plain_grad_norm(model: FNRegressor, x, t) -> float:
+    """:math:`\\|\\nabla f(\\theta)\\|^2` of objective (8) for the unnormalized network."""
+    loss = 0.5 * (model(x) - t).square().mean()
+    return float(sum(gr.square().sum() for gr in torch.autograd.grad(loss, list(model.parameters()))))
+
+
+MCSGD_METHODS = {"mcsgd": "MCSGD (FN)", "sgd": "SGD (no normalization)"}
+
+
+@dataclass(frozen=True)
+class McsgdConfig:
+    r"""One run of the MCSGD rate experiment: MCSGD on a two-FN-layer regressor (objective 10), or plain SGD (objective 8).
+
+    Step sizes :math:`\gamma_k = \gamma_0 k^{-a}` (``lr``, ``lr_power``) for both methods; FN's
+    estimate rates :math:`\alpha_k = k^{-b}` (``rate_power``). At ``num_logs`` geometrically
+    spaced iterations the run records, per FN layer, the squared error of the estimates against
+    the exact dataset statistics at the current parameters, and the exact squared gradient norm
+    of the method's objective (table ``"log"``: ``step``, ``quantity``, ``value``).
+
+    Attributes:
+        method: ``"mcsgd"`` or ``"sgd"``.
+        steps, lr, lr_power, rate_power, batch_size, hidden, seed, n, d, num_logs: as above;
+            ``n`` samples of dimension ``d`` from :func:`revisit_bn.data.synthetic_regression`.
+        threads, device: as in :class:`TrainConfig`.
 
     Raises:
-        DatasetNotFoundError: the dataset is missing offline (see :mod:`revisit_bn.data`).
+        ValueError: any invalid field, named.
+
+    Source: Lian & Liu (2019), Algorithm 3, Lemma 1, Theorem 2, Corollary 3. Our choice: the
+    network, data, batch size and exponents (the paper's are lost).
     """
-    params = config.key_params()
-    path = results_mod.result_path(config.experiment, params, root)
-    if not recompute:
-        stored = results_mod.load(path, params)
-        if stored is not None:
-            return RunResult(stored["params"], stored["metrics"], stored["provenance"], cached=True,
-                             steps=stored.get("steps", {}), probes=stored.get("probes", {}))
-    train_split, test_split = data if data is not None else load_dataset(config.dataset)
-    train_split = _subset(train_split, config.train_subset, config.seed)
-    test_split = _subset(test_split, config.test_subset, config.seed)
-    start = time.perf_counter()
-    record: dict[str, dict] = {}
-    metrics = train_model(config, train_split, test_split, progress, record=record)
-    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start)
-    results_mod.write_json_atomic(path, {"key": path.stem, "params": params, "metrics": metrics, "provenance": prov,
-                                         "steps": record["steps"], "probes": record["probes"]})
-    return RunResult(params, metrics, prov, steps=record["steps"], probes=record["probes"])
 
+    method: str
+    experiment: str = "mcsgd_convergence"
+    steps: int = 20_000
+    lr: float = 0.05
+    lr_power: float = 0.5
+    rate_power: float = 0.25
+    batch_size: int = 8
+    hidden: int = 16
+    seed: int = 0
+    n: int = 512
+    d: int = 8
+    num_logs: int = 60
+    threads: int = DEFAULT_THREADS
+    device: str = field(default="cpu", compare=False)
 
-def run_grid(base: TrainConfig, progress: bool = True, recompute: bool = False, table: str = "epochs",
-             **variations: Iterable[Any]):
-    """Run every combination of ``variations`` on top of ``base``; one long DataFrame.
+    def __post_init__(self) -> None:
+        _check_common(self.experiment, self.seed, self.threads, self.device)
+        if self.method not in MCSGD_METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {tuple(MCSGD_METHODS)}")
+        for name in ("steps", "batch_size", "hidden", "n", "d", "num_logs"):
+            _positive_int(name, getattr(self, name))
+        if not _number("lr", self.lr) > 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("lr_power", "rate_power"):
+            if not 0 < _number(name, getattr(self, name)) <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)!r}")
 
-    Example: ``run_grid(cfg, norm=["bn", "fn"], batch_order=["shuffled", "label_sorted"])``.
+    def key_params(self) -> dict[str, Any]:
+        params = dataclasses.asdict(self)
+        params.pop("device")
+        params["data"] = tensors_checksum(*synthetic_regression(self.n, self.d, self.seed))
+        params["code"] = results_mod.code_fingerprint()
+        return params
 
-    Args:
-        table: ``"epochs"`` (:meth:`RunResult.to_frame`), ``"steps"`` (:meth:`RunResult.steps_frame`)
-            or ``"probes"`` (:meth:`RunResult.probes_frame`).
+    def replace(self, **changes: Any) -> "McsgdConfig":
+        return dataclasses.replace(self, **changes)
 
-    Returns:
-        :class:`pandas.DataFrame`, the chosen table of every run stacked.
+    def label(self) -> str:
+        return f"{self.experiment}: {self.method}/seed{self.seed}"
 
-    Raises:
-        ValueError: unknown ``table``.
-    """
-    import pandas as pd
-
-    tables = {"epochs": RunResult.to_frame, "steps": RunResult.steps_frame, "probes": RunResult.probes_frame}
-    if table not in tables:
-        raise ValueError(f"unknown table {table!r}; choose one of {tuple(tables)}")
-
-    names = list(variations)
-    frames = []
-    for values in itertools.product(*(list(variations[n]) for n in names)):
-        result = run(base.replace(**dict(zip(names, values))), progress=progress, recompute=recompute)
-        frames.append(tables[table](result))
-    return pd.concat(frames, ignore_index=True)
+    def compute(self, progress: bool = False, max_steps: int | None = None) -> dict[str, Any]:
+        """Run the method; return ``{"metrics": {}, "steps", "tables": {"log"}}``."""
+        x, t = synthetic_regression(self.n, self.d, self.seed)
+        total = self.steps if max_steps is None else min(self.steps, max_steps)
+        logs = set(np.unique(np.geomspace(1, self.steps, self.num_logs).astype(int)).tolist())
+        log: dict[str, list] = {"step": [], "quantity": [], "value": []}
+        losses = []
+        with torch_threads(self.threads):
+            torch.manual_seed(self.seed)
+            norm = ((lambda c: FullNorm1d(c, momentum=PolynomialMomentum(self.rate_power), eps=1e-5))
+                    if self.method == "mcsgd" else None)
+            model = FNRegressor(self.d, self.hidden, norm).double()
+            opt = torch.optim.SGD(model.parameters(), lr=self.lr)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) ** (-self.lr_power))
+            batches = torch.randint(0, self.n, (self.steps, self.batch_size), generator=torch.Generator().manual_seed(self.seed + 1))
+            for k in tqdm(range(1, total + 1), desc=self.label(), disable=not progress, mininterval=2.0, leave=False):
+                idx = batches[k - 1]
+                loss = 0.5 * (model(x[idx]) - t[idx]).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.detach())
+                if k in logs and max_steps is None:
+                    if norm is not None:
+                        stats, grad_norm = exact_fn_state(model, x, t)
+                        for i, (layer, (mu, var)) in enumerate(zip((model.n1, model.n2), stats), start=1):
+                            err = (layer.running_mean - mu).square().sum() + (layer.running_var - var).square().sum()
+                            for key, value in zip(log, (k, f"estimation error, layer {i}", err.item())):
+                                log[key].append(value)
+                    else:
+                        grad_norm = exact_plain_grad_norm(model, x, t)
+                    for key, value in zip(log, (k, "squared gradient norm", grad_norm)):
+                        log[key].append(value)
+        return {"metrics": {}, "steps": {"train_loss": [float(v) for v in torch.stack(losses).tolist()]}, "tables": {"log": log}}
 
 
 def smoke_step(config: TrainConfig) -> float:
@@ -464,18 +501,4 @@ def smoke_step(config: TrainConfig) -> float:
     well formed without training them. Returns the step's loss.
     """
     config = config.replace(device="cpu")
-    seed_everything(config.seed)
-    train_split, _ = load_dataset(config.dataset)
-    train_split = _subset(train_split, config.train_subset, config.seed)
-    order = make_batch_order(config.batch_order, train_split.labels, config.batch_size, config.seed)
-    idx = order.batches(1)[0]
-    images = train_split.images[idx]
-    channels = images.shape[1]
-    image_size = images.shape[2] if images.dim() == 4 else 1
-    model = build_model(config, channels, image_size, int(train_split.labels.max()) + 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    model.train()
-    loss = nn.functional.cross_entropy(model(images), train_split.labels[idx])
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    return config.compute(progress=False, max_steps=1)["steps"]["train_loss"][0]

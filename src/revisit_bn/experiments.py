@@ -1,0 +1,652 @@
+"""Experiments as data: one spec per chapter, the runs each profile needs, and the commands that fill and check the store.
+
+Each :class:`Chapter` names its notebook, the claims it checks, its parameters under each profile
+(``ci``: seconds, trains on the fly; ``book``: the stored runs the book renders; ``paper``: the
+papers' scale, for a GPU), the grid of runs those parameters give, and the scale line printed
+under its results. A notebook's setup cell calls :func:`setup`, which checks the papermill
+parameters, resolves the profile, validates every run before any training and, for the ``book``
+and ``paper`` profiles, stops with a message naming ``make results`` when a run is missing
+(a notebook never trains for an hour silently).
+
+Command line (the Makefile's ``results`` and ``verify`` targets)::
+
+    python -m revisit_bn.experiments results [--profile book] [--chapter NAME]
+    python -m revisit_bn.experiments verify [--profile book] [--sample N] [--seed S]
+    python -m revisit_bn.experiments status [--profile book]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import results as results_mod
+from .store import Config, RunResult, lookup, replay, run, store_path
+from .train import McsgdConfig, TrainConfig
+
+PROFILES = results_mod.PROFILES
+# Names a notebook's namespace holds besides its parameters (IPython's own), never taken as parameters.
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+_LITERALS = (bool, int, float, str, list, dict, tuple, type(None))
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book as data.
+
+    Attributes:
+        name: the notebook's stem, e.g. ``"31-mnist-batch-construction"``.
+        title: the paper items it reproduces.
+        claims: ids of the claims its verdicts record (the ledger's rows).
+        profiles: ``{"ci": {...}, "book": {...}, "paper": {...}}``, every parameter of the
+            notebook's parameters cell (but ``profile`` and ``recompute``) with its value.
+        grid: ``params -> [configs]``, the runs the chapter reads (``None``: no stored runs).
+        scale: ``params -> str``, the scale line of its tables and verdicts.
+    """
+
+    name: str
+    title: str
+    claims: tuple[str, ...]
+    profiles: dict[str, dict[str, Any]]
+    grid: Callable[[dict[str, Any]], list[Config]] | None = None
+    scale: Callable[[dict[str, Any]], str] | None = None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The chapter's parameter names (those of its ``book`` profile), in order."""
+        return tuple(self.profiles["book"])
+
+    def configs(self, profile: str = "book", **overrides: Any) -> list[Config]:
+        """The validated runs of ``profile`` (with ``overrides``), duplicates removed, in grid order."""
+        return _unique(self.grid(resolve(self, profile, overrides))) if self.grid else []
+
+
+def _unique(configs: Iterable[Config]) -> list[Config]:
+    seen, out = set(), []
+    for c in configs:
+        if c not in seen:
+            seen.add(c)
+            out.append(c)
+    return out
+
+
+def _allowed_types(chapter: Chapter, name: str) -> tuple[set[type], set[type]]:
+    """Types a parameter takes across the profiles, and (for lists) its elements' types."""
+    kinds, elements = set(), set()
+    for values in chapter.profiles.values():
+        value = values[name]
+        kinds.add(type(value))
+        if isinstance(value, list):
+            elements.update(type(v) for v in value)
+    if float in kinds:
+        kinds.add(int)
+    if float in elements:
+        elements.add(int)
+    return kinds, elements
+
+
+def _check_value(chapter: Chapter, name: str, value: Any) -> None:
+    kinds, elements = _allowed_types(chapter, name)
+    names = lambda types: " or ".join(sorted("None" if t is type(None) else t.__name__ for t in types))  # noqa: E731
+    book = chapter.profiles["book"][name]
+    if type(value) not in kinds or (isinstance(value, bool) and bool not in kinds):
+        raise ValueError(f"parameter {name} must be {names(kinds)} (the book profile has {book!r}), got {value!r}")
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"parameter {name} must be a non-empty list (the book profile has {book!r}), got []")
+        bad = [v for v in value if type(v) not in elements or (isinstance(v, bool) and bool not in elements)]
+        if bad:
+            raise ValueError(f"parameter {name} must hold {names(elements)} values (the book profile has {book!r}), "
+                             f"got {bad[0]!r} in {value!r}")
+
+
+def resolve(chapter: Chapter, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters of ``profile`` with ``overrides`` (``None`` values ignored), type-checked.
+
+    Raises:
+        ValueError: unknown profile, unknown parameter, or a value of the wrong type (an int where
+            a list of seeds is expected, an empty list, a string momentum...); the message names it.
+    """
+    if profile not in chapter.profiles:
+        raise ValueError(f"profile must be one of {tuple(chapter.profiles)}, got {profile!r}")
+    params = dict(chapter.profiles[profile])
+    for name, value in (overrides or {}).items():
+        if name not in params:
+            raise ValueError(f"unknown parameter {name!r} for chapter {chapter.name}; its parameters are "
+                             f"{', '.join(chapter.parameters)}")
+        if value is None:
+            continue
+        _check_value(chapter, name, value)
+        params[name] = value
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# Setup of a notebook, and what it reads
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChapterRun:
+    """A chapter with its profile resolved: parameters, runs, and where they are stored (see :func:`setup`)."""
+
+    chapter: Chapter
+    profile: str
+    params: dict[str, Any]
+    configs: list[Config]
+    root: Path
+    recompute: bool = False
+
+    @property
+    def scale(self) -> str:
+        """The chapter's scale line, ending with the profile (e.g. ``"..., 3 seeds, profile 'book'"``)."""
+        line = self.chapter.scale(self.params) if self.chapter.scale else ""
+        return f"{line}, profile '{self.profile}'" if line else f"profile '{self.profile}'"
+
+    def describe(self) -> str:
+        """One line per parameter group: the profile, its values, and the runs it reads."""
+        values = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        where = "computed now if missing" if self.profile == "ci" else "read from the results store"
+        runs = f"{len(self.configs)} runs ({where})" if self.configs else "no stored runs"
+        return f"Profile '{self.profile}': {values}\n{runs}"
+
+    def results(self, configs: list[Config] | None = None) -> list[RunResult]:
+        """Every run of ``configs`` (default: the chapter's), from the store or, for ``ci`` or ``recompute``, computed."""
+        out = []
+        for config in configs if configs is not None else self.configs:
+            if self.recompute or self.profile == "ci":
+                out.append(run(config, recompute=self.recompute, root=self.root))
+            else:
+                stored = lookup(config, self.root)
+                if stored is None:
+                    raise missing_error(self.chapter, self.profile, [config])
+                out.append(stored)
+        return out
+
+    def select(self, **where: Any) -> list[Config]:
+        """The chapter's configs whose fields equal ``where`` (e.g. ``experiment="santurkar_dln"``)."""
+        return [c for c in self.configs if all(getattr(c, k, None) == v for k, v in where.items())]
+
+    def frame(self, table: str = "epochs", **where: Any):
+        """One long DataFrame of the selected runs' ``table`` with every parameter they vary as a column.
+
+        Args:
+            table: ``"epochs"`` (per-epoch metrics), ``"steps"`` (per-step losses), or a stored
+                table name (``"probes"``, ``"trace"``, ``"log"``).
+            where: field filters, as :meth:`select`.
+
+        Columns always include ``status`` (``"ok"`` or ``"diverged at step N"``) and, for network
+        runs, ``model, norm, batch_order, batch_size, lr, seed``.
+        """
+        import pandas as pd
+
+        configs = self.select(**where)
+        if not configs:
+            raise ValueError(f"no run of chapter {self.chapter.name} matches {where}")
+        varied = [f.name for f in dataclasses.fields(configs[0])
+                  if f.name != "device" and len({getattr(c, f.name) for c in configs}) > 1]
+        always = ["model", "norm", "batch_order", "batch_size", "lr", "seed"] if isinstance(configs[0], TrainConfig) \
+            else ["method", "seed"]
+        columns = list(dict.fromkeys(always + varied))
+        frames = []
+        for config, result in zip(configs, self.results(configs)):
+            if table == "epochs":
+                frame = result.to_frame()
+            elif table == "steps":
+                frame = result.steps_frame()
+            else:
+                frame = result.table_frame(table)
+            for name in columns:
+                frame[name] = getattr(config, name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def diverged(self) -> list[str]:
+        """Labels of the chapter's runs stored as diverged (``"<run>: diverged at step N"``)."""
+        return [f"{c.label()}: {r.status_text}" for c, r in zip(self.configs, self.results()) if r.status != "ok"]
+
+    def record(self, verdict) -> Path:
+        """Store ``verdict`` for the ledger with the profile, the parameters, the code and the runs it read.
+
+        A verdict over a diverged run says so (see :func:`revisit_bn.claims.record`).
+        """
+        from . import claims
+
+        runs = [store_path(c, self.root).stem for c in self.configs]
+        return claims.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
+                             diverged=self.diverged() if self.configs else [])
+
+
+def unknown_parameters(namespace: dict[str, Any], known: Iterable[str]) -> list[str]:
+    """Literal-valued names in a notebook's namespace that are not parameters (papermill's injected unknowns)."""
+    known = set(known) | _IPYTHON_NAMES
+    return sorted(name for name, value in namespace.items()
+                  if not name.startswith("_") and name not in known and isinstance(value, _LITERALS))
+
+
+def missing_error(chapter: Chapter, profile: str, configs: list[Config]) -> results_mod.MissingRunsError:
+    command = "make results" + ("" if profile == "book" else f" PROFILE={profile}")
+    shown = "\n".join(f"  {c.label()}" for c in configs[:10])
+    more = f"\n  ... and {len(configs) - 10} more" if len(configs) > 10 else ""
+    return results_mod.MissingRunsError(
+        f"{len(configs)} run(s) of chapter {chapter.name} (profile '{profile}') are not in the results store "
+        f"{results_mod.results_root(profile)}:\n{shown}{more}\nCompute them with `{command}` (or rerun this notebook "
+        f"with -p recompute True); nothing was trained."
+    )
+
+
+def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
+    """Everything a chapter's setup cell does before any training or reading.
+
+    Checks, in order (and, once all pass, sets the resolved parameters in ``namespace``): no
+    unknown (injected) parameter; ``profile`` is one of the chapter's;
+    ``recompute`` is a bool; every parameter's type (``None`` means "the profile's value");
+    every run's configuration (:class:`~revisit_bn.train.TrainConfig` validates); for ``ci`` or
+    ``recompute``, that the results root can be written; for ``book`` and ``paper``, that every
+    run is in the store. A damaged run file is reported by path and counts as missing.
+
+    Args:
+        name: the chapter (notebook stem).
+        namespace: the notebook's ``globals()`` after its parameters cell (and papermill's injected one).
+
+    Raises:
+        ValueError: a bad parameter (named).
+        revisit_bn.results.StoreError: an unwritable results root (names ``REVISIT_BN_RESULTS``).
+        revisit_bn.results.MissingRunsError: runs missing from the store (names ``make results``).
+    """
+    chapter = CHAPTERS[name]
+    unknown = unknown_parameters(namespace, chapter.parameters + ("profile", "recompute"))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for chapter {name}; its parameters are "
+                         f"profile, recompute, {', '.join(chapter.parameters)}")
+    profile = namespace.get("profile", "book")
+    recompute = namespace.get("recompute", False)
+    if not isinstance(recompute, bool):
+        raise ValueError(f"parameter recompute must be True or False, got {recompute!r}")
+    params = resolve(chapter, profile, {k: namespace.get(k) for k in chapter.parameters})
+    configs = _unique(chapter.grid(params)) if chapter.grid else []
+    root = results_mod.results_root(profile)
+    if configs and (recompute or profile == "ci"):
+        results_mod.check_writable(root)
+    if configs and not recompute and profile != "ci":
+        missing = [c for c in configs if lookup(c, root, report=lambda msg: print(msg, file=sys.stderr)) is None]
+        if missing:
+            raise missing_error(chapter, profile, missing)
+    if chapter.claims:
+        results_mod.check_writable(root / "claims")  # verdicts are recorded there
+    namespace.update(params)  # the notebook's cells read the resolved values by name
+    return ChapterRun(chapter, profile, params, configs, root, recompute)
+
+
+# ----------------------------------------------------------------------------------------------
+# The chapters
+# ----------------------------------------------------------------------------------------------
+
+CI, BOOK, PAPER = "ci", "book", "paper"
+
+
+def _profiles(book: dict[str, Any], ci: dict[str, Any] | None = None, paper: dict[str, Any] | None = None) -> dict:
+    return {CI: {**book, **(ci or {})}, BOOK: dict(book), PAPER: {**book, **(paper or {})}}
+
+
+def _images(n: int | None, total: int) -> str:
+    return f"{n or total:,}"
+
+
+# --- 13: the theorem trace on a real layer ---
+
+def _grid_13(p):
+    return [TrainConfig(experiment="theorem_trace", norm="bn", batch_order="shuffled", epochs=p["trace_epochs"], lr=0.02,
+                        momentum=0.0, train_subset=p["trace_train_subset"], test_subset=2_000, seed=p["seed"],
+                        trace_every=p["trace_log_every"], device=p["device"])]
+
+
+# --- 14: MCSGD rates ---
+
+def _grid_14(p):
+    return [McsgdConfig(method=m, steps=p["steps"], lr=p["lr"], lr_power=p["lr_power"], rate_power=p["rate_power"],
+                        batch_size=p["batch_size"], seed=s, num_logs=p["num_logs"])
+            for s in p["seeds"] for m in ("mcsgd", "sgd")]
+
+
+# --- 21-24: Santurkar et al.'s VGG ---
+
+def _vgg_base(p):
+    return TrainConfig(experiment="santurkar_vgg", dataset="cifar10", model=p["model"], width=p["width"], epochs=p["epochs"],
+                       batch_size=p["batch_size"], momentum=0.0, train_subset=p["train_subset"], test_subset=p["test_subset"],
+                       probe_every=p["probe_every"], seed=p["seed"], device=p["device"])
+
+
+def _vgg_scale(p):
+    return (f"{p['model'].upper()} at width {p['width']}, CIFAR-10 {_images(p['train_subset'], 50000)} train / "
+            f"{_images(p['test_subset'], 10000)} test images, batch {p['batch_size']}, {p['epochs']} epochs, plain SGD, "
+            f"seed {p['seed']}, probes every {p['probe_every']} steps")
+
+
+_VGG = dict(seed=0, model="vgg11", width=0.25, epochs=4, batch_size=128, train_subset=20000, test_subset=5000,
+            probe_every=50, device="auto")
+_VGG_CI = dict(width=0.125, epochs=1, train_subset=256, test_subset=128, probe_every=1)
+_VGG_PAPER = dict(width=1.0, epochs=30, train_subset=None, test_subset=None, probe_every=200)
+
+
+def _grid_21(p):
+    return [_vgg_base(p).replace(norm=n, lr=lr) for lr in p["lrs"] for n in p["norms"]]
+
+
+def _grid_22(p):
+    base = _vgg_base(p).replace(lr=p["lr"])
+    return [base.replace(norm="none"), base.replace(norm="bn")] + [
+        base.replace(norm="noisy_bn", noise_mean_max=m, noise_scale_max=s, noise_std=sd) for m, s, sd in p["noise_levels"]]
+
+
+def _grid_23(p):
+    dln = TrainConfig(experiment="santurkar_dln", dataset="linear_teacher", model="deep_linear", batch_size=1000,
+                      epochs=p["dln_steps"], momentum=0.0, probe_every=p["dln_probe_every"], seed=p["seed"], device=p["device"])
+    return ([_vgg_base(p).replace(lr=p["lr"], norm=n) for n in p["norms"]]
+            + [dln.replace(norm=n, lr=r) for r in p["dln_lrs"] for n in p["norms"]])
+
+
+def _grid_24(p):
+    return [_vgg_base(p).replace(lr=p["lr"], norm=n) for n in p["norms"]]
+
+
+# --- 31-37: Lian & Liu and Ioffe ---
+
+def _grid_31(p):
+    base = TrainConfig(experiment="mnist_batch_construction", dataset="mnist", model="simple", batch_size=p["batch_size"],
+                       epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], norm_momentum=p["norm_momentum"],
+                       fn_momentum_power=p["fn_momentum_power"], train_subset=p["train_subset"],
+                       test_subset=p["test_subset"], device=p["device"])
+    runs = [base.replace(norm=n, batch_order=o, seed=s)
+            for n in p["norms"] for o in ("label_sorted", "shuffled") for s in p["seeds"]]
+    return runs + [base.replace(norm=n, batch_order="label_sorted", seed=s) for n in p["baselines"] for s in p["seeds"]]
+
+
+def _grid_32(p):
+    base = TrainConfig(experiment="batch_size_one", dataset="three_points", model="mlp3", batch_size=1, epochs=p["epochs"],
+                       lr=p["lr"], momentum=0.0, eval_batch_size=3, device=p["device"])
+    return [base.replace(norm=n, seed=s) for n in p["norms"] for s in p["seeds"]]
+
+
+def _grid_33(p):
+    base = TrainConfig(experiment="large_variance", dataset="large_variance", model="logreg", batch_size=p["batch_size"],
+                       epochs=p["epochs"], lr=p["lr"], momentum=0.0, device=p["device"])
+    return ([base.replace(norm=n, seed=s) for n in ("bn", "fn") for s in p["seeds"]]
+            + [base.replace(norm="none", lr=p["plain_lr"], seed=s) for s in p["seeds"]])
+
+
+def _grid_34(p):
+    base = TrainConfig(experiment="scaled_mnist_batch_sizes", dataset="mnist_scaled", model="simple", epochs=p["epochs"],
+                       lr=p["lr"], momentum=0.0, norm_momentum=p["norm_momentum"], train_subset=p["train_subset"],
+                       test_subset=p["test_subset"], device=p["device"])
+    return [base.replace(norm=n, batch_size=b, seed=s) for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+
+
+def _grid_35(p):
+    base = TrainConfig(experiment="cifar_batch_construction", dataset="cifar10", model="simple_wide", epochs=p["epochs"],
+                       batch_size=p["batch_size"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
+                       test_subset=p["test_subset"], brn_warmup_steps=p["brn_warmup_steps"],
+                       brn_ramp_steps=p["brn_ramp_steps"], device=p["device"])
+    return [base.replace(norm=n, batch_order=o, seed=s)
+            for n, o, s in itertools.product(p["norms"], p["batch_orders"], p["seeds"])]
+
+
+def _grid_36(p):
+    base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model="resnet18", epochs=p["epochs"], lr=p["lr"],
+                       momentum=0.0, train_subset=p["train_subset"], test_subset=p["test_subset"], eval_batch_size=500,
+                       device=p["device"])
+    return [base.replace(norm=n, batch_size=b, seed=s) for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+
+
+def _grid_37(p):
+    base = TrainConfig(experiment="renorm_non_iid", dataset="cifar10", model="simple_wide", epochs=p["epochs"], batch_size=32,
+                       lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"], test_subset=p["test_subset"],
+                       brn_warmup_steps=p["brn_warmup_steps"], brn_ramp_steps=p["brn_ramp_steps"], device=p["device"])
+    settings = [base.replace(batch_order="label_pairs"), base.replace(batch_order="shuffled", norm_group_size=4)]
+    return [cfg.replace(norm=n, seed=s) for cfg in settings for n in p["norms"] for s in p["seeds"]]
+
+
+def _seeds(p) -> str:
+    return f"{len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}"
+
+
+_CHAPTER_LIST = [
+    Chapter("11-bn-objective", "Lian & Liu 2019, Section 4: BN's objective (9) and FN's (10)", (),
+            _profiles(dict(inputs=[0, 1, 3, 4], targets=[0, 2, 1, 3], shard_split=2))),
+    Chapter("12-bn-gradient-hessian", "Santurkar et al. 2018, Fact C.1, Theorems 4.1-4.2, Lemma 4.5", (),
+            _profiles(dict(batch_sizes=[2, 3, 4], autograd_seed=0))),
+    Chapter("13-bound-checks", "Santurkar et al. 2018, Theorems 4.1 and 4.2 on random instances and a real layer",
+            ("santurkar-thm4.1", "santurkar-thm4.2"),
+            _profiles(dict(batch_sizes=[2, 4, 16, 64, 256], per_size=20_000, seed=0, trace_train_subset=12_000,
+                           trace_epochs=1, trace_log_every=10, device="cpu"),
+                      ci=dict(batch_sizes=[2, 16], per_size=200, trace_train_subset=640, trace_log_every=5),
+                      paper=dict(batch_sizes=[2, 4, 16, 64, 256, 1024], per_size=200_000, trace_train_subset=60_000,
+                                 trace_epochs=3, trace_log_every=50)),
+            _grid_13,
+            lambda p: (f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
+                       f"{p['trace_log_every']} steps")),
+    Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-cor3"),
+            _profiles(dict(steps=20_000, seeds=[0, 1, 2], lr=0.05, lr_power=0.5, rate_power=0.25, batch_size=8, num_logs=60,
+                           fit_tail=0.5),
+                      ci=dict(steps=400, seeds=[0], num_logs=20),
+                      paper=dict(steps=200_000, seeds=[0, 1, 2, 3, 4], num_logs=80)),
+            _grid_14,
+            lambda p: f"2 FN layers, 512 samples, {p['steps']:,} steps, {_seeds(p)}"),
+    Chapter("21-vgg-learning-rates", "Santurkar et al. 2018, Figure 1", ("santurkar-fig1",),
+            _profiles(dict(_VGG, lrs=[0.1, 0.5], norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
+            _grid_21, _vgg_scale),
+    Chapter("22-noisy-batchnorm", "Santurkar et al. 2018, Figure 2", ("santurkar-fig2",),
+            _profiles(dict(_VGG, lr=0.1, noise_levels=[[1.0, 2.0, 0.5], [0.5, 1.5, 0.25]]), _VGG_CI, _VGG_PAPER),
+            _grid_22, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
+    Chapter("23-internal-covariate-shift", "Santurkar et al. 2018, Figure 3", ("santurkar-fig3-vgg", "santurkar-fig3-dln"),
+            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"], dln_lrs=[0.01, 0.05, 0.2], dln_steps=200,
+                           dln_probe_every=10),
+                      dict(_VGG_CI, dln_steps=3, dln_probe_every=1), dict(_VGG_PAPER, dln_steps=1000, dln_probe_every=20)),
+            _grid_23, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
+    Chapter("24-loss-landscape", "Santurkar et al. 2018, Figure 4", ("santurkar-fig4",),
+            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
+            _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
+    Chapter("31-mnist-batch-construction", "Lian & Liu 2019, Figures 4 and 7",
+            ("lian-fig4", "lian-fig4-mechanism", "lian-fig7"),
+            _profiles(dict(seeds=[0], norms=["bn", "fn"], baselines=["none", "fn_const"], epochs=3, batch_size=64, lr=0.02,
+                           sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0, train_subset=None,
+                           test_subset=None, device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=3000, test_subset=1000, baselines=[]),
+                      paper=dict(seeds=[0, 1, 2], epochs=20)),
+            _grid_31,
+            lambda p: (f"MNIST {_images(p['train_subset'], 60000)} train / {_images(p['test_subset'], 10000)} test images, "
+                       f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
+    Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1", ("lian-fig1",),
+            _profiles(dict(seeds=[0, 1, 2], epochs=200, lr=0.1, norms=["bn_ref", "fn", "none"], device="cpu"),
+                      ci=dict(seeds=[0], epochs=5), paper=dict(seeds=[0, 1, 2, 3, 4], epochs=1000)),
+            _grid_32, lambda p: f"3 samples, batch size 1, {p['epochs']} epochs, {_seeds(p)}"),
+    Chapter("33-large-variance", "Lian & Liu 2019, Figure 3", ("lian-fig3",),
+            _profiles(dict(seeds=[0, 1, 2], epochs=20, batch_size=10, lr=0.1, plain_lr=0.0001, device="cpu"),
+                      ci=dict(seeds=[0], epochs=2), paper=dict(seeds=[0, 1, 2, 3, 4], epochs=100)),
+            _grid_33,
+            lambda p: f"2,000 samples, dimension 10, batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}"),
+    Chapter("34-scaled-mnist-batch-sizes", "Lian & Liu 2019, Figure 9", ("lian-fig9",),
+            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[1, 16], norms=["bn", "fn"], epochs=2, lr=0.01, norm_momentum=0.01,
+                           train_subset=3000, test_subset=2000, device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=200, test_subset=200),
+                      paper=dict(seeds=[0, 1, 2, 3, 4], epochs=10, train_subset=None, test_subset=None)),
+            _grid_34,
+            lambda p: (f"MNIST x log-uniform[0.1, 10], {_images(p['train_subset'], 60000)} train / "
+                       f"{_images(p['test_subset'], 10000)} test images, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, "
+                       f"{_seeds(p)}")),
+    Chapter("35-cifar-batch-construction", "Lian & Liu 2019, Figures 5 and 8", ("lian-fig5", "lian-fig8"),
+            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "fn", "brn", "gn"], batch_orders=["label_limited", "shuffled"],
+                           epochs=3, batch_size=64, lr=0.002, sgd_momentum=0.9, train_subset=5000, test_subset=2000,
+                           brn_warmup_steps=50, brn_ramp_steps=100, device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=200),
+                      paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
+                                 brn_warmup_steps=2000, brn_ramp_steps=8000)),
+            _grid_35,
+            lambda p: (f"CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} test images, "
+                       f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
+    Chapter("36-resnet18-batch-sizes", "Lian & Liu 2019, Figure 2", ("lian-fig2",),
+            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 32, 128], norms=["bn", "fn"], epochs=2, lr=0.02,
+                           train_subset=1000, test_subset=500, device="auto"),
+                      ci=dict(seeds=[0], batch_sizes=[8, 32], epochs=1, train_subset=64, test_subset=64),
+                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], epochs=30, train_subset=None,
+                                 test_subset=None)),
+            _grid_36,
+            lambda p: (f"ResNet18, CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} "
+                       f"test images, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, {_seeds(p)}")),
+    Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.3 and 4.4", ("ioffe-noniid", "ioffe-microbatch"),
+            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "fn", "gn"], epochs=3, lr=0.002, sgd_momentum=0.9,
+                           train_subset=5000, test_subset=2000, brn_warmup_steps=100, brn_ramp_steps=300, device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=200),
+                      paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
+                                 brn_warmup_steps=5000, brn_ramp_steps=35000)),
+            _grid_37,
+            lambda p: (f"CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} test images, "
+                       f"batches of 32, {p['epochs']} epochs, {_seeds(p)}")),
+    Chapter("90-claims-ledger", "every claim the book tests", (), _profiles(dict(run_missing=True), ci=dict(run_missing=False))),
+]
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in _CHAPTER_LIST}
+
+
+def chapter(name: str) -> Chapter:
+    """The chapter spec ``name``.
+
+    Raises:
+        KeyError: unknown chapter; the message lists the known ones.
+    """
+    if name not in CHAPTERS:
+        raise KeyError(f"unknown chapter {name!r}; choose one of {list(CHAPTERS)}")
+    return CHAPTERS[name]
+
+
+def profile_configs(profile: str, chapters: Iterable[str] | None = None) -> list[tuple[str, Config]]:
+    """``(chapter, config)`` of every run a profile needs (each run once, under the first chapter that reads it)."""
+    out, seen = [], set()
+    for name in chapters or CHAPTERS:
+        for config in chapter(name).configs(profile):
+            if config not in seen:
+                seen.add(config)
+                out.append((name, config))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands: compute missing runs, replay stored ones, report stale ones
+# ----------------------------------------------------------------------------------------------
+
+
+def stale_runs(profile: str = "book") -> list[Path]:
+    """Stored run files of ``profile`` that no chapter's current spec and code would read (stale or orphaned)."""
+    root = results_mod.results_root(profile)
+    wanted = {store_path(c, root) for _, c in profile_configs(profile)}
+    return [p for p in results_mod.stored_runs(root) if p not in wanted]
+
+
+def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=sys.stdout) -> int:
+    """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
+
+    Prints the total at the start and one line per run (its label, seconds, status). Returns the
+    number of runs computed.
+    """
+    root = results_mod.results_root(profile)
+    results_mod.check_writable(root)
+    for left in results_mod.clean_temporary(root):
+        print(f"removed a temporary file left by a killed write: {left}", file=out)
+    todo = profile_configs(profile, chapters)
+    missing = [(name, c) for name, c in todo if lookup(c, root, report=lambda m: print(m, file=out)) is None]
+    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute", file=out,
+          flush=True)
+    start = time.perf_counter()
+    for i, (name, config) in enumerate(missing, 1):
+        t0 = time.perf_counter()
+        result = run(config, recompute=True, root=root)
+        print(f"[{i}/{len(missing)}] {name} | {config.label()} | {time.perf_counter() - t0:.1f} s | {result.status_text}",
+              file=out, flush=True)
+    print(f"done: {len(missing)} runs in {(time.perf_counter() - start) / 60:.1f} min", file=out)
+    return len(missing)
+
+
+def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
+    """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders)."""
+    root = results_mod.results_root(profile)
+    by_experiment: dict[str, list[Path]] = {}
+    for path in results_mod.stored_runs(root):
+        by_experiment.setdefault(path.parent.name, []).append(path)
+    rng = random.Random(seed)
+    for paths in by_experiment.values():
+        rng.shuffle(paths)
+    chosen: list[Path] = []
+    while len(chosen) < size and any(by_experiment.values()):
+        for name in sorted(by_experiment):
+            if by_experiment[name] and len(chosen) < size:
+                chosen.append(by_experiment[name].pop())
+    return chosen
+
+
+def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=sys.stdout) -> list[str]:
+    """Replay the first steps of stored runs (all, or a seeded ``sample``) and report; return the failures.
+
+    Also reports stale files (no current spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
+    """
+    root = results_mod.results_root(profile)
+    paths = results_mod.stored_runs(root) if sample is None else sample_runs(profile, sample, seed)
+    failures = []
+    stale = set(stale_runs(profile))
+    print(f"profile '{profile}': replaying {len(paths)} stored runs", file=out, flush=True)
+    for i, path in enumerate(paths, 1):
+        name = f"{path.parent.name}/{path.name}"
+        try:
+            payload = results_mod.validate(path)
+        except results_mod.StoreError as exc:
+            failures.append(str(exc))
+            print(f"[{i}/{len(paths)}] {name}: DAMAGED ({exc})", file=out, flush=True)
+            continue
+        if path in stale:
+            failures.append(f"{path} is stale: the current code or data gives its run another key; run `make results`")
+            print(f"[{i}/{len(paths)}] {name}: STALE", file=out, flush=True)
+            continue
+        stored, replayed, match = replay(payload)
+        line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'}"
+        if not match:
+            failures.append(f"{path}: replayed losses {replayed} differ from the stored {stored}")
+        print(f"[{i}/{len(paths)}] {name}: {line}", file=out, flush=True)
+    print(f"{len(paths) - len(failures)} passed, {len(failures)} failed", file=out)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m revisit_bn.experiments", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("results", "verify", "status"):
+        p = sub.add_parser(name)
+        p.add_argument("--profile", default="book", choices=PROFILES)
+        if name == "results":
+            p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
+        if name == "verify":
+            p.add_argument("--sample", type=int, default=None, help="replay a seeded sample of this many runs (default: all)")
+            p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "results":
+        compute_missing(args.profile, args.chapter)
+        return 0
+    if args.command == "verify":
+        return 1 if verify(args.profile, args.sample, args.seed) else 0
+    root = results_mod.results_root(args.profile)
+    todo = profile_configs(args.profile)
+    missing = [c for _, c in todo if lookup(c, root) is None]
+    stale = stale_runs(args.profile)
+    print(f"profile '{args.profile}': {len(todo)} runs needed, {len(todo) - len(missing)} stored, {len(missing)} missing, "
+          f"{len(stale)} stale files")
+    for path in stale:
+        print(f"  stale: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

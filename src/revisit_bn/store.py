@@ -1,0 +1,178 @@
+"""Runs in the results store: read, compute and write, replay.
+
+:func:`run` reads a configuration's run from the store (:mod:`revisit_bn.results`) or computes
+and writes it; :func:`replay` retrains a stored run's first steps and compares them with the
+stored losses, to show that the stored numbers come from this code. This module holds no
+numerics (it is not part of the code fingerprint): editing it keeps every stored run valid.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import results as results_mod
+from .train import McsgdConfig, TrainConfig, resolve_device
+
+Config = TrainConfig | McsgdConfig
+
+
+@dataclass
+class RunResult:
+    """A finished (or stored) run: parameters, per-epoch metrics, per-step losses, tables, status, provenance."""
+
+    params: dict[str, Any]
+    metrics: dict[str, list]
+    provenance: dict[str, Any]
+    status: str = "ok"
+    diverged_at: int | None = None
+    steps: dict[str, list] = field(default_factory=dict)
+    tables: dict[str, dict] = field(default_factory=dict)
+    cached: bool = False
+    path: str | None = None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], cached: bool, path=None) -> "RunResult":
+        return cls(payload["params"], payload["metrics"], payload["provenance"], payload["status"],
+                   payload.get("diverged_at"), payload["steps"], payload.get("tables", {}), cached,
+                   str(path) if path else None)
+
+    @property
+    def status_text(self) -> str:
+        """``"ok"`` or ``"diverged at step N"``."""
+        return "ok" if self.status == "ok" else f"diverged at step {self.diverged_at}"
+
+    def _frame(self, data):
+        import pandas as pd
+
+        frame = pd.DataFrame(data)
+        frame["status"] = self.status_text
+        return frame
+
+    def to_frame(self):
+        """One row per epoch with every metric (non-finite numbers as ``NaN``) and ``status``."""
+        return self._frame({k: [np.nan if v is None else v for v in vals] for k, vals in self.metrics.items()})
+
+    def steps_frame(self):
+        """One row per SGD step: ``step`` (from 0) and ``train_loss`` (the batch's loss before the step)."""
+        losses = [np.nan if v is None else v for v in self.steps.get("train_loss", [])]
+        return self._frame({"step": range(len(losses)), "train_loss": losses})
+
+    def table_frame(self, name: str):
+        """The stored table ``name`` (``"probes"``, ``"trace"`` or ``"log"``) as a DataFrame.
+
+        Raises:
+            KeyError: the run has no such table; the message lists those it has.
+        """
+        if name not in self.tables:
+            raise KeyError(f"this run stored no table {name!r}; it has {sorted(self.tables)}")
+        return self._frame({k: [np.nan if v is None else v for v in vals] for k, vals in self.tables[name].items()})
+
+
+def _first_nonfinite(values: list) -> int | None:
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            return i
+    return None
+
+
+def compute(config: Config, progress: bool = False) -> dict[str, Any]:
+    """Compute ``config`` now and return its payload (status, provenance; not yet written or digested)."""
+    params = config.key_params()
+    start = time.perf_counter()
+    out = config.compute(progress=progress)
+    losses = out["steps"]["train_loss"]
+    diverged_at = _first_nonfinite(losses)
+    nonfinite_metric = any(v is None or not math.isfinite(v) for vals in out["metrics"].values() for v in vals)
+    if diverged_at is None and nonfinite_metric:
+        diverged_at = len(losses)  # the losses were finite, the evaluation after the last step was not
+    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start)
+    prov["threads"] = config.threads
+    return results_mod.finite_or_none({
+        "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
+        "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
+        "metrics": out["metrics"], "steps": out["steps"], "tables": out["tables"],
+        "replay_steps": min(results_mod.REPLAY_STEPS, len(losses)), "provenance": prov,
+    })
+
+
+def store_path(config: Config, root=None):
+    """Where ``config``'s run is (or would be) stored under ``root`` (default the ``book`` profile's folder)."""
+    return results_mod.result_path(config.experiment, config.key_params(), root)
+
+
+def lookup(config: Config, root=None, report=None) -> RunResult | None:
+    """The stored run of ``config`` under ``root``, or ``None`` (a damaged file is reported and read as missing)."""
+    path = store_path(config, root)
+    payload = results_mod.load(path, config.key_params(), report=report)
+    return RunResult.from_payload(payload, cached=True, path=path) if payload is not None else None
+
+
+def run(config: Config, recompute: bool = False, progress: bool = False, root=None) -> RunResult:
+    """Read ``config``'s run from the store under ``root`` or, if it is not there (or ``recompute``), compute and store it.
+
+    Args:
+        config: the run.
+        recompute: train even if a stored result exists (and overwrite it).
+        progress: tqdm progress bar on stderr.
+        root: a profile's folder of the store; default :func:`revisit_bn.results.results_root` of ``"book"``.
+
+    Returns:
+        The :class:`RunResult`; ``cached`` tells whether it was read from disk.
+
+    Raises:
+        DatasetNotFoundError: the dataset is missing offline or damaged (see :mod:`revisit_bn.data`).
+    """
+    if not recompute:
+        stored = lookup(config, root)
+        if stored is not None:
+            return stored
+    path = store_path(config, root)
+    payload = compute(config, progress=progress)
+    results_mod.write_json_atomic(path, payload, digest=True)
+    return RunResult.from_payload(payload, cached=False, path=path)
+
+
+def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
+    """Rebuild the config of a stored run from its ``params`` (the key fields ``data`` and ``code`` dropped)."""
+    fields = {k: v for k, v in params.items() if k not in ("data", "code")}
+    cls = McsgdConfig if "method" in fields else TrainConfig
+    return cls(**fields, device=device)
+
+
+REPLAY_GPU_RTOL = 1e-3
+
+
+def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], list[float], bool]:
+    """Retrain the first ``replay_steps`` SGD steps of a stored run and compare their losses with the stored ones.
+
+    A run made on the CPU must match exactly (as float32) at its recorded thread count. A run
+    made on a GPU is compared with a relative tolerance of :data:`REPLAY_GPU_RTOL` (1e-3): CUDA's
+    float32 kernels sum in another order than the CPU's, which moves a loss by ~1e-6 relative
+    at the first step and compounds over a few steps; 1e-3 over the first 8 steps allows that and
+    still catches a changed model, data order, seed or learning rate, which move the losses by
+    percents.
+
+    Returns:
+        ``(stored, replayed, match)``.
+    """
+    config = config_from_params(payload["params"], device=device)
+    k = payload["replay_steps"]
+    stored = payload["steps"]["train_loss"][:k]
+    replayed = config.compute(progress=False, max_steps=k)["steps"]["train_loss"][:k]
+    as32 = lambda vals: np.array([np.nan if v is None else v for v in vals], dtype=np.float32)  # noqa: E731
+    a, b = as32(stored), as32(replayed)
+    if a.shape != b.shape:
+        return stored, replayed, False
+    made_on_gpu = str(payload["provenance"].get("device", "cpu")).startswith("cuda")
+    if made_on_gpu:
+        match = bool(np.allclose(a, b, rtol=REPLAY_GPU_RTOL, atol=0, equal_nan=True))
+    else:
+        match = bool(np.array_equal(a, b, equal_nan=True))
+    return stored, replayed, match
+
+
