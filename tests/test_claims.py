@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from revisit_bn import claims
+from revisit_bn import claims, results
+from revisit_bn.experiments import CHAPTERS
 
 
 def _frame(label_sorted, shuffled):
@@ -83,27 +84,38 @@ def test_large_variance_claim_compares_bn_with_plain_regression(bn_final, expect
     assert claims.check_large_variance(frame, "unit").reproduced is expected
 
 
-def test_recorded_verdicts_are_collected_for_the_ledger(results_root):
+def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
     verdict = claims.Verdict("x-1", "paper", "claim", "measured", "scale", True)
-    claims.record(verdict, "99-chapter")
+    claims.record(verdict, "99-chapter", params={"epochs": 3}, runs=["b", "a"])
     ledger = claims.collect()
     assert ledger.claim_id.tolist() == ["x-1"] and ledger.verdict.tolist() == ["reproduced"]
-    assert ledger.chapter.tolist() == ["99-chapter"]
+    assert ledger.chapter.tolist() == ["99-chapter"] and ledger.profile.tolist() == ["book"]
+    row = ledger.iloc[0]
+    assert row.params == {"epochs": 3} and row.runs == ["a", "b"] and row.code == results.code_fingerprint()
+    assert claims.collect("paper").empty  # profiles keep their own ledgers
+
+
+def test_a_verdict_over_diverged_runs_is_recorded_as_inconclusive(results_root):
+    verdict = claims.Verdict("x-2", "paper", "claim", "BN 0.1, FN 0.2", "scale", True)
+    claims.record(verdict, "99-chapter", diverged=["unit: bn/shuffled: diverged at step 7"])
+    row = claims.collect().iloc[0]
+    assert row.verdict == "inconclusive: runs diverged" and not row.reproduced
+    assert "diverged at step 7" in row.measured
 
 
 def test_ledger_knows_which_chapters_lack_verdicts(results_root):
-    missing = claims.ensure_recorded(run=False)
-    assert missing == list(claims.CHAPTER_CLAIMS)
-    for claim_id in claims.CHAPTER_CLAIMS["32-batch-size-one"]:
+    with_claims = [c.name for c in CHAPTERS.values() if c.claims]
+    assert claims.ensure_recorded(run=False) == with_claims
+    for claim_id in CHAPTERS["32-batch-size-one"].claims:
         claims.record(claims.Verdict(claim_id, "p", "c", "m", "s", False), "32-batch-size-one")
     assert "32-batch-size-one" not in claims.ensure_recorded(run=False)
 
 
-def test_every_chapter_in_the_ledger_registry_exists():
+def test_every_chapter_spec_has_its_notebook():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "notebooks"
-    assert all((root / f"{chapter}.ipynb").is_file() for chapter in claims.CHAPTER_CLAIMS)
+    assert {p.stem for p in root.glob("[0-9]*.ipynb")} == set(CHAPTERS)
 
 
 # ----------------------------------------------------------------------------------------------

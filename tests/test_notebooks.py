@@ -1,16 +1,19 @@
-"""Notebooks as papermill runs them: parameters, profiles, bad input.
+"""Notebooks as papermill runs them: parameters from the chapter specs, profiles, bad input.
 
-(nbval, run by ``make test`` over ``notebooks/``, re-executes the stored notebooks and compares
-their outputs; these tests cover what nbval cannot: injected parameters.)
+(nbval, run by ``make test`` over ``notebooks/``, re-executes the stored notebooks against the
+committed results store and compares their outputs; these tests cover what nbval cannot:
+injected parameters and the other profiles.)
 """
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 import pytest
-import yaml
+
+from revisit_bn.experiments import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -20,47 +23,90 @@ def _execute(nb: Path, out: Path, **kwargs):
     return pm.execute_notebook(str(nb), str(out), cwd=str(nb.parent), progress_bar=False, kernel_name="python3", **kwargs)
 
 
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_has_one_literal_parameters_cell_and_profiles(nb):
+def _parameters_cell(nb: Path):
     cells = nbformat.read(nb, as_version=4).cells
     tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    for line in tagged[0].source.splitlines():  # literals only: no calls, no imports
-        assert "(" not in line.split("#")[0] and not line.startswith(("import", "from")), line
-    names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
-    for profile in ("paper", "ci"):
-        params = yaml.safe_load((ROOT / "notebooks" / "params" / f"{nb.stem}.{profile}.yaml").read_text())
-        assert set(params) <= names, f"{profile} profile sets unknown parameters {set(params) - names}"
-        assert params["profile"] == profile
+    return tagged[0].source
 
 
-@pytest.mark.parametrize("bad,message", [({"batch_size": -64}, "batch_size must be a positive integer"),
-                                          ({"norms": ["bn", "layernorm"]}, "unknown norm 'layernorm'")])
-def test_bad_parameter_stops_the_notebook_with_a_clear_message(bad, message, tmp_path):
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_lists_exactly_the_specs_parameters_as_literals(nb):
+    source = _parameters_cell(nb)
+    assigned = {}
+    for line in source.splitlines():
+        code = line.split("#")[0].strip()
+        if not code:
+            continue
+        assert "(" not in code and not code.startswith(("import", "from")), line  # literals only
+        name, value = (part.strip() for part in code.split("=", 1))
+        assigned[name] = value
+    spec = CHAPTERS[nb.stem]
+    assert list(assigned) == ["profile", "recompute", *spec.parameters]
+    assert assigned["profile"] == '"book"' and assigned["recompute"] == "False"
+    assert all(assigned[name] == "None" for name in spec.parameters)  # None: the profile's value, from the spec
+
+
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_every_profile_of_every_spec_resolves_to_valid_runs(name):
+    spec = CHAPTERS[name]
+    assert set(spec.profiles) == {"ci", "book", "paper"}
+    for profile in spec.profiles:
+        assert list(spec.profiles[profile]) == list(spec.parameters)
+        configs = spec.configs(profile)  # every TrainConfig validates on construction
+        assert bool(configs) == (spec.grid is not None)
+
+
+BAD = [
+    ({"seeds": 3}, "seeds must be list"),
+    ({"sgd_momentum": "0.9"}, "sgd_momentum must be float or int"),
+    ({"colour": "red"}, "unknown parameter\\(s\\) colour"),
+    ({"profile": "fast"}, "profile must be one of"),
+    ({"device": "meta"}, "cannot train"),
+]
+
+
+@pytest.mark.parametrize("bad,message", BAD, ids=[next(iter(b)) for b, _ in BAD])
+def test_bad_parameter_stops_the_notebook_at_setup_with_a_clear_message(bad, message, tmp_path, results_root):
     nb = ROOT / "notebooks" / "31-mnist-batch-construction.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as err:
         _execute(nb, tmp_path / "out.ipynb", parameters=bad)
-    assert err.value.ename == "ValueError" and message in err.value.evalue
+    assert err.value.ename == "ValueError" and re.search(message, err.value.evalue), err.value.evalue
+    assert err.value.exec_count == 2  # the setup cell, before any training
+    assert not results_root.exists() or not any(results_root.rglob("*.json"))
+
+
+def test_a_missing_run_stops_the_notebook_naming_make_results(tmp_path, results_root):
+    nb = ROOT / "notebooks" / "33-large-variance.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _execute(nb, tmp_path / "out.ipynb")
+    assert err.value.ename == "MissingRunsError" and "make results" in err.value.evalue
+    assert "nothing was trained" in err.value.evalue and not any(results_root.rglob("*.json"))
+
+
+def test_recompute_retrains_and_stores(tmp_path, results_root):
+    nb = ROOT / "notebooks" / "33-large-variance.ipynb"
+    _execute(nb, tmp_path / "out.ipynb", parameters={"recompute": True, "epochs": 1, "seeds": [0]})
+    assert len(list((results_root / "book" / "large_variance").glob("*.json"))) == 3
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_ci_profile_runs_end_to_end(nb, tmp_path, results_root):
-    params = yaml.safe_load((ROOT / "notebooks" / "params" / f"{nb.stem}.ci.yaml").read_text())
     out = tmp_path / "out.ipynb"
-    _execute(nb, out, parameters=params)
+    _execute(nb, out, parameters={"profile": "ci"})
     cells = nbformat.read(out, as_version=4).cells
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in cells)
     text = json.dumps(cells)
-    if nb.stem == "31-mnist-batch-construction":
-        assert "[lian-fig4]" in text and "[lian-fig7]" in text
-        assert len(list((results_root / "mnist_batch_construction").glob("*.json"))) == 4
+    assert "Profile 'ci'" in text
+    spec = CHAPTERS[nb.stem]
+    for claim_id in spec.claims:
+        assert f"[{claim_id}]" in text
+    stored = list((results_root / "ci").glob("*/*.json"))
+    assert len(stored) == len(spec.configs("ci"))
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_numbers_quoted_in_a_summary_are_printed_by_the_notebook(nb):
     # The prose is typed; its numbers must be the stored outputs' (nbval keeps those current).
-    import re
-
     cells = nbformat.read(nb, as_version=4).cells
     printed = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                       for c in cells if c.cell_type == "code" for o in c.outputs)

@@ -1,6 +1,7 @@
-"""Results cache: keys, atomic writes, reads."""
+"""The results store: keys, fingerprints, atomic strict-JSON writes, digests, validation."""
 
 import json
+import os
 
 import pytest
 
@@ -12,12 +13,19 @@ def test_key_ignores_parameter_order_and_sees_every_value():
     assert results.params_key({"a": 1, "b": 2}) != results.params_key({"a": 1, "b": 3})
 
 
+def _run_payload(params):
+    return {"format": results.FORMAT, "key": results.params_key(params), "experiment": "exp", "params": params,
+            "status": "ok", "diverged_at": None, "metrics": {"x": [1.0, 0.5]}, "steps": {"train_loss": [2.0]},
+            "tables": {}, "replay_steps": 1, "provenance": {}}
+
+
 def test_atomic_write_then_load_round_trip(tmp_path):
     params = {"lr": 0.1}
     path = results.result_path("exp", params, tmp_path)
-    results.write_json_atomic(path, {"params": params, "metrics": {"x": [1.0]}})
-    assert results.load(path, params)["metrics"] == {"x": [1.0]}
+    results.write_json_atomic(path, _run_payload(params), digest=True)
+    assert results.load(path, params)["metrics"] == {"x": [1.0, 0.5]}
     assert results.load(path, {"lr": 0.2}) is None  # different parameters: not this run
+    assert "\n " not in path.read_text()  # compact
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -25,20 +33,83 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     results.write_json_atomic(path, {"params": {}, "metrics": {"x": [1]}})
     with pytest.raises(TypeError):
         results.write_json_atomic(path, {"params": {}, "metrics": {"x": object()}})
+    with pytest.raises(ValueError):  # strict JSON: NaN is refused, never written
+        results.write_json_atomic(path, {"params": {}, "metrics": {"x": [float("nan")]}})
     assert json.loads(path.read_text())["metrics"] == {"x": [1]}
     assert [p.name for p in path.parent.iterdir()] == ["run.json"]
 
 
-def test_corrupt_file_reads_as_missing(tmp_path):
+def test_non_finite_numbers_become_null():
+    assert results.finite_or_none({"a": [1.0, float("nan"), float("inf")], "b": (2.0,)}) == {"a": [1.0, None, None], "b": [2.0]}
+
+
+def test_an_edited_number_fails_validation_naming_the_file(tmp_path):
+    params = {"lr": 0.1}
+    path = results.result_path("exp", params, tmp_path)
+    results.write_json_atomic(path, _run_payload(params), digest=True)
+    path.write_text(path.read_text().replace("0.5", "0.6"))
+    with pytest.raises(results.StoreError, match=f"{path.name}.*changed after it was written"):
+        results.validate(path)
+    messages = []
+    assert results.load(path, params, report=messages.append) is None  # read as missing: recomputed
+    assert "recomputed" in messages[0] and str(path) in messages[0]
+
+
+@pytest.mark.parametrize("text,reason", [('{"params": ', "not strict JSON"), ('{"a": NaN}', "not strict JSON"),
+                                         ('{"params": {}}', "missing")])
+def test_a_file_that_is_not_a_run_is_named_by_path(tmp_path, text, reason):
     path = tmp_path / "bad.json"
-    path.write_text('{"params": ')
-    assert results.load(path, {}) is None
+    path.write_text(text)
+    with pytest.raises(results.StoreError, match=reason):
+        results.validate(path)
+    assert results.load(path, {}, report=lambda msg: None) is None
+
+
+def test_temporary_files_of_a_killed_write_are_cleaned(tmp_path):
+    (tmp_path / "exp").mkdir()
+    left = tmp_path / "exp" / ".0123.abc.tmp"
+    left.write_text("{")
+    keep = tmp_path / "exp" / "0123.json"
+    keep.write_text("{}")
+    assert results.clean_temporary(tmp_path) == [left]
+    assert not left.exists() and keep.exists()
+
+
+def test_an_unwritable_root_fails_early_naming_the_variable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(results.StoreError, match="REVISIT_BN_RESULTS"):
+        results.check_writable(blocker / "results")
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", ".."])
 def test_bad_experiment_name_raises_value_error(bad, tmp_path):
     with pytest.raises(ValueError, match="experiment"):
         results.result_path(bad, {}, tmp_path)
+
+
+def test_results_root_is_per_profile(monkeypatch, tmp_path):
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
+    assert results.results_root("paper") == tmp_path / "paper"
+    with pytest.raises(ValueError, match="profile"):
+        results.results_root("fast")
+
+
+SOURCE = '''"""Module docstring."""
+
+
+def f(x):
+    """Doc."""
+    # a comment
+    return x * 2
+'''
+
+
+def test_fingerprint_ignores_docstrings_comments_and_layout_but_sees_code():
+    base = results.source_fingerprint(SOURCE)
+    assert results.source_fingerprint(SOURCE.replace("Doc.", "Other words.").replace("# a comment", "# changed")) == base
+    assert results.source_fingerprint(SOURCE.replace("return x * 2", "return (x *\n            2)")) == base
+    assert results.source_fingerprint(SOURCE.replace("x * 2", "x * 3")) != base
 
 
 def test_code_fingerprint_is_stable_within_a_checkout():

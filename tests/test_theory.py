@@ -83,7 +83,9 @@ def test_real_layer_sides_agree_for_theorem_4_1():
     conv = nn.Conv2d(3, 2, 3).double()
     head = lambda z: torch.relu(conv(z)).square().mean()
     y = torch.randn(4, 3, 5, 5, dtype=torch.float64) * 2 + 1
-    rows = T.bn_layer_sides(bn, head, y, channels=[0, 2])
+    from revisit_bn.landscape import bn_layer_sides
+
+    rows = bn_layer_sides(bn, head, y, channels=[0, 2])
     for row in rows:
         assert row["m"] == 100
         assert row["thm41_lhs"] <= row["thm41_rhs"] * (1 + 1e-9)
@@ -99,11 +101,14 @@ def test_power_law_fit_recovers_a_known_exponent():
 
 
 def test_exact_fn_state_matches_full_batch_statistics():
-    x, t = T.synthetic_regression(n=64, d=3, seed=1)
+    from revisit_bn.data import synthetic_regression
     from revisit_bn.layers import FullNorm1d
+    from revisit_bn.models import FNRegressor
+    from revisit_bn.train import exact_fn_state
 
-    model = T.FNRegressor(3, 4, lambda c: FullNorm1d(c)).double()
-    stats, grad_norm = T.exact_fn_state(model, x, t)
+    x, t = synthetic_regression(n=64, d=3, seed=1)
+    model = FNRegressor(3, 4, lambda c: FullNorm1d(c)).double()
+    stats, grad_norm = exact_fn_state(model, x, t)
     h = model.l1(x)
     torch.testing.assert_close(stats[0][0], h.mean(0).detach())
     assert grad_norm > 0

@@ -5,7 +5,11 @@ import json
 import pytest
 import torch
 
-from revisit_bn.train import TrainConfig, resolve_device, run, run_grid
+from pathlib import Path
+
+from revisit_bn.data import dataset_checksum, subset
+from revisit_bn.store import run
+from revisit_bn.train import TrainConfig, resolve_device
 
 SMALL = dict(experiment="unit", train_subset=1500, test_subset=500, epochs=2, batch_size=32, lr=0.05, momentum=0.0)
 
@@ -35,10 +39,10 @@ def test_device_auto_is_cpu_without_cuda():
 
 
 @pytest.mark.parametrize("norm", ["bn", "fn"])
-def test_run_records_every_metric_per_epoch_and_learns(norm, mnist, results_root):
-    result = run(TrainConfig(**SMALL, norm=norm), data=mnist, progress=False)
+def test_run_records_every_metric_per_epoch_and_learns_on_mnist(norm, mnist, results_root):
+    result = run(TrainConfig(**SMALL, norm=norm))
     m = result.metrics
-    assert m["epoch"] == [1, 2]
+    assert m["epoch"] == [1, 2] and result.status == "ok"
     for name in ("train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"):
         assert len(m[name]) == 2 and all(v == v for v in m[name])
     assert m["test_acc"][-1] > 0.6  # far above chance (0.1) after 2 epochs on 1,500 digits
@@ -46,62 +50,81 @@ def test_run_records_every_metric_per_epoch_and_learns(norm, mnist, results_root
     assert not result.cached
 
 
-def test_rerun_reads_the_cache_and_recompute_reproduces_it(mnist, results_root):
-    config = TrainConfig(**SMALL, norm="fn")
-    first = run(config, data=mnist, progress=False)
-    files = list((results_root / "unit").glob("*.json"))
+# Cache behaviour needs no real data: the synthetic large-variance set trains in a fraction of a second.
+TINY = dict(experiment="unit", dataset="large_variance", model="logreg", batch_size=100, epochs=2, lr=0.1, momentum=0.0)
+
+
+def test_rerun_reads_the_store_and_recompute_reproduces_it(results_root):
+    config = TrainConfig(**TINY, norm="fn")
+    first = run(config)
+    files = list((results_root / "book" / "unit").glob("*.json"))
     assert len(files) == 1
     stored = json.loads(files[0].read_text())
     assert stored["params"]["norm"] == "fn" and stored["provenance"]["device"] == "cpu"
-    second = run(config, data=mnist, progress=False)
+    assert stored["params"]["threads"] == 2 and stored["params"]["data"] == dataset_checksum("large_variance")
+    second = run(config)
     assert second.cached and second.metrics == first.metrics
-    third = run(config, data=mnist, progress=False, recompute=True)
+    third = run(config, recompute=True)
     assert not third.cached and third.metrics == first.metrics  # deterministic on one machine
 
 
-def test_different_parameters_get_different_results(mnist, results_root):
-    a = run(TrainConfig(**SMALL, norm="bn"), data=mnist, progress=False)
-    b = run(TrainConfig(**SMALL, norm="bn", seed=1), data=mnist, progress=False)
+def test_different_parameters_and_thread_counts_get_different_keys(results_root):
+    a = run(TrainConfig(**TINY, norm="bn"))
+    b = run(TrainConfig(**TINY, norm="bn", seed=1))
+    c = run(TrainConfig(**TINY, norm="bn", threads=1))
     assert a.metrics != b.metrics
-    assert len(list((results_root / "unit").glob("*.json"))) == 2
+    assert len({a.path, b.path, c.path}) == 3
+    assert len(list((results_root / "book" / "unit").glob("*.json"))) == 3
 
 
-def test_run_grid_returns_one_row_per_run_and_epoch(mnist, results_root, monkeypatch):
-    monkeypatch.setattr("revisit_bn.train.load_dataset", lambda name: mnist)
-    frame = run_grid(TrainConfig(**{**SMALL, "epochs": 1}), progress=False, norm=["bn", "fn"], batch_order=["shuffled", "label_sorted"])
-    assert len(frame) == 4
-    assert set(zip(frame.norm, frame.batch_order)) == {("bn", "shuffled"), ("fn", "shuffled"), ("bn", "label_sorted"), ("fn", "label_sorted")}
+def test_thread_count_is_set_while_training_and_restored(monkeypatch):
+    seen = []
+    config = TrainConfig(**TINY, norm="bn", threads=1)
+    before = torch.get_num_threads()
+    monkeypatch.setattr("revisit_bn.train.seed_everything", lambda seed: seen.append(torch.get_num_threads()))
+    config.compute(max_steps=1)
+    assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_a_diverged_run_is_stored_with_its_status_and_step_as_strict_json(results_root):
+    result = run(TrainConfig(**{**TINY, "lr": 1e6}, norm="bn"))
+    assert result.status == "diverged" and result.diverged_at is not None
+    assert result.status_text.startswith("diverged at step")
+    text = Path(result.path).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    frame = result.to_frame()
+    assert set(frame.status) == {result.status_text}
 
 
 def test_probes_do_not_change_training_and_are_recorded(mnist, results_root):
-    from revisit_bn.train import _subset, train_model
+    from revisit_bn.train import train_model
 
-    train, test = _subset(mnist[0], 300, 0), _subset(mnist[1], 100, 0)
+    train, test = subset(mnist[0], 300, 0), subset(mnist[1], 100, 0)
     config = TrainConfig(**{**SMALL, "epochs": 1}, norm="noisy_bn")
     plain, probed = {}, {}
     m_plain = train_model(config, train, test, progress=False, record=plain)
     m_probed = train_model(config.replace(probe_every=4), train, test, progress=False, record=probed)
     # Same losses at every step: the probes restore weights, buffers and the noise generator.
     assert probed["steps"] == plain["steps"] and m_probed == m_plain
-    assert plain["steps"]["step"] == list(range(10)) and plain["probes"] == {}
-    rows = probed["probes"]
+    assert len(plain["steps"]["train_loss"]) == 10 and plain["tables"] == {}
+    rows = probed["tables"]["probes"]
     assert sorted(set(rows["step"])) == [0, 4, 8]
     assert {"loss_min", "loss_max", "grad_change_max", "effective_beta_smoothness", "ics_l2", "ics_cos", "act_q50"} <= set(rows["quantity"])
     ics_layers = {layer for q, layer in zip(rows["quantity"], rows["layer"]) if q == "ics_l2"}
     assert ics_layers == {"features.0.weight", "features.4.weight", "classifier.1.weight"}
 
 
-def test_run_stores_steps_and_probes_and_grid_returns_each_table(mnist, results_root):
+def test_run_stores_steps_and_probes_and_reads_them_back(mnist, results_root):
     config = TrainConfig(**{**SMALL, "epochs": 1, "train_subset": 320}, norm="bn", probe_every=5)
-    first = run(config, data=mnist, progress=False)
-    second = run(config, data=mnist, progress=False)
-    assert second.cached and second.steps == first.steps and second.probes == first.probes
-    steps = run_grid(config, progress=False, table="steps", norm=["bn"])
-    assert list(steps["step"]) == list(range(10)) and set(steps["norm"]) == {"bn"}
-    probes = run_grid(config, progress=False, table="probes", norm=["bn"])
-    assert set(probes.columns) >= {"step", "quantity", "layer", "value", "norm", "lr"}
-    with pytest.raises(ValueError, match="table"):
-        run_grid(config, progress=False, table="epoch", norm=["bn"])
+    first = run(config)
+    second = run(config)
+    assert second.cached and second.steps == first.steps and second.tables == first.tables
+    assert list(second.steps_frame()["step"]) == list(range(10))
+    probes = second.table_frame("probes")
+    assert set(probes.columns) >= {"step", "quantity", "layer", "value", "status"}
+    with pytest.raises(KeyError, match="probes"):
+        second.table_frame("trace")
 
 
 @pytest.mark.parametrize("changes,match", [({"probe_every": 0}, "probe_every"), ({"width": 0}, "width"),

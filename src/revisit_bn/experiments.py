@@ -548,12 +548,13 @@ def stale_runs(profile: str = "book") -> list[Path]:
     return [p for p in results_mod.stored_runs(root) if p not in wanted]
 
 
-def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=sys.stdout) -> int:
+def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None) -> int:
     """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
 
     Prints the total at the start and one line per run (its label, seconds, status). Returns the
     number of runs computed.
     """
+    out = out or sys.stdout
     root = results_mod.results_root(profile)
     results_mod.check_writable(root)
     for left in results_mod.clean_temporary(root):
@@ -589,11 +590,12 @@ def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Pa
     return chosen
 
 
-def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=sys.stdout) -> list[str]:
+def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=None) -> list[str]:
     """Replay the first steps of stored runs (all, or a seeded ``sample``) and report; return the failures.
 
     Also reports stale files (no current spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
     """
+    out = out or sys.stdout
     root = results_mod.results_root(profile)
     paths = results_mod.stored_runs(root) if sample is None else sample_runs(profile, sample, seed)
     failures = []

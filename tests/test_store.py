@@ -1,0 +1,69 @@
+"""The committed results store: every run the book reads is there, valid, current, and reproducible.
+
+A sample of stored runs is replayed: their first SGD steps are retrained at the recorded thread
+count and must give the stored losses exactly (see :func:`revisit_bn.store.replay`).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from revisit_bn import experiments, results
+from revisit_bn.store import lookup, replay
+
+BOOK = results.results_root("book")
+SAMPLE = experiments.sample_runs("book", size=24, seed=0)
+
+
+def test_every_run_of_the_book_profile_is_in_the_store():
+    missing = [c.label() for _, c in experiments.profile_configs("book") if lookup(c, BOOK) is None]
+    assert not missing, (f"{len(missing)} runs of the book profile are not in {BOOK} (or are damaged): "
+                         f"{missing[:10]}; run `make results`")
+
+
+def test_no_stored_run_is_stale_or_damaged():
+    stale = experiments.stale_runs("book")
+    assert not stale, (f"{len(stale)} stored runs are stale (no chapter's current spec, code and data give their key): "
+                       f"{[str(p) for p in stale[:10]]}; run `make results` and delete them")
+    for path in results.stored_runs(BOOK):
+        results.validate(path)  # raises StoreError naming a changed or damaged file
+
+
+def test_the_store_is_small_and_strict():
+    paths = results.stored_runs(BOOK)
+    size = sum(p.stat().st_size for p in paths)
+    assert size < 50e6, f"the book profile's runs take {size / 1e6:.1f} MB (budget 50 MB)"
+    for path in paths:
+        text = path.read_text()
+        assert "NaN" not in text and "Infinity" not in text, path
+
+
+def test_the_replay_sample_covers_every_experiment():
+    assert len(SAMPLE) >= 20
+    experiments_stored = {p.parent.name for p in results.stored_runs(BOOK)}
+    assert {p.parent.name for p in SAMPLE} == experiments_stored
+
+
+@pytest.mark.parametrize("path", SAMPLE, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_stored_run_replays_exactly(path):
+    stored, replayed, match = replay(results.validate(path))
+    assert match, f"{path}: the first {len(stored)} SGD steps give {replayed}, the store holds {stored}"
+
+
+def test_changed_numerics_make_every_run_stale_and_the_notebooks_stop(monkeypatch):
+    # What an edit to layers.py does: a new code fingerprint, so new keys for every run.
+    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789ab")
+    assert len(experiments.stale_runs("book")) == len(results.stored_runs(BOOK))
+    namespace = {"profile": "book", "recompute": False}
+    with pytest.raises(results.MissingRunsError, match="make results"):
+        experiments.setup("33-large-variance", namespace)
+
+
+def test_make_verify_reports_a_changed_number(tmp_path, monkeypatch):
+    source = SAMPLE[0]
+    copy = tmp_path / "book" / source.parent.name / source.name
+    copy.parent.mkdir(parents=True)
+    copy.write_text(source.read_text().replace('"train_loss":[', '"train_loss":[9.5,', 1))
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
+    failures = experiments.verify("book", out=open(Path(tmp_path) / "log.txt", "w"))
+    assert len(failures) == 1 and source.name in failures[0] and "digest" in failures[0]
