@@ -35,7 +35,7 @@ verify: setup  ## replay the first SGD steps of every stored run of PROFILE and 
 status: setup  ## how many runs of PROFILE are stored, missing or stale
 	$(RUN) python -m revisit_bn.experiments status --profile $(PROFILE)
 
-notebooks: setup  ## re-execute every notebook in place with its stored parameters (reuses cached runs)
+notebooks: setup  ## re-execute every notebook in place with its stored parameters (reads the results store)
 	@for nb in $(NOTEBOOKS); do echo "papermill $$nb"; $(RUN) papermill --cwd notebooks "$$nb" "$$nb" || exit 1; done
 
 clean:

@@ -48,3 +48,16 @@ def test_santurkar_figures_have_labelled_panels():
                           for lr in (0.1, 0.5) for s in range(50)])
     fig = plots.step_loss_curves(steps, caption="unit")
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "lr = 0.5" and "nats" in fig.axes[0].get_ylabel()
+
+
+def test_a_diverged_run_is_marked_in_the_legend():
+    import pandas as pd
+
+    from revisit_bn import plots
+
+    frame = pd.DataFrame({"epoch": [1, 2, 1, 2], "norm": ["bn", "bn", "fn", "fn"], "seed": 0,
+                          "test_loss": [1.0, 0.5, 1.0, float("nan")],
+                          "status": ["ok", "ok", "diverged at step 9", "diverged at step 9"]})
+    fig = plots.curves(frame, ["test_loss"])
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["BN", "FN (MCSGD) (diverged)"]

@@ -206,6 +206,9 @@ class ChapterRun:
             for name in columns:
                 frame[name] = getattr(config, name)
             frames.append(frame)
+            if result.status != "ok" and table == "epochs":
+                # Said where the reader sees the table: a diverged run's NaNs are not numbers to compare.
+                print(f"Note: {config.label()} {result.status_text}; its rows say so in the status column.")
         return pd.concat(frames, ignore_index=True)
 
     def diverged(self) -> list[str]:

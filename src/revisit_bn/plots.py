@@ -20,6 +20,16 @@ METRIC_LABELS = {
 }
 
 
+def diverged_suffix(data, column: str, value) -> str:
+    """``" (diverged)"`` when a run of ``data`` with ``data[column] == value`` is stored as diverged, else ``""``.
+
+    Legends carry it, so a curve that stops (its losses are not finite) is never read as a result.
+    """
+    if "status" not in data:
+        return ""
+    return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
+
+
 def set_theme() -> None:
     """The book's seaborn theme."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
@@ -65,7 +75,8 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
             if log_y and "loss" in metric:
                 ax.set_yscale("log")
             handles, _ = ax.get_legend_handles_labels()
-            ax.legend(handles, [str(labels.get(h, h)) for h in present], title=hue.replace("_", " "), fontsize="small")
+            ax.legend(handles, [str(labels.get(h, h)) + diverged_suffix(data, hue, h) for h in present],
+                      title=hue.replace("_", " "), fontsize="small")
     if caption:
         fig.suptitle(textwrap.fill(caption, 110), fontsize="medium")
     plt.close(fig)  # shown by the notebook's display, not twice
@@ -123,7 +134,7 @@ def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20
         if log_y:
             ax.set_yscale("log")
         handles, names = ax.get_legend_handles_labels()
-        ax.legend(handles, [NORM_LABELS.get(n, n) for n in names], fontsize="small")
+        ax.legend(handles, [NORM_LABELS.get(n, n) + diverged_suffix(data, hue, n) for n in names], fontsize="small")
     return _finish(fig, caption)
 
 
