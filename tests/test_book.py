@@ -1,20 +1,28 @@
-"""The book builds from the stored notebooks with warnings as errors."""
+"""The book builds from the stored notebooks with warnings as errors, and its HTML is offline-complete."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_book_builds_without_warnings_and_holds_every_chapter(tmp_path):
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run(
-        [str(jb), "build", "book", "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
+        [str(jb), "build", "book", "--path-output", str(out), "-W", "-n", "--keep-going"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    html = tmp_path / "_build" / "html"
+    return out / "_build" / "html"
+
+
+def test_book_builds_without_warnings_and_holds_every_chapter(html):
     chapter = html / "notebooks" / "31-mnist-batch-construction.html"
     assert (html / "intro.html").is_file() and (html / "fn-and-mcsgd.html").is_file()
     text = chapter.read_text()
@@ -27,11 +35,41 @@ def test_book_builds_without_warnings_and_holds_every_chapter(tmp_path):
     assert "santurkar-thm41" in (html / "notebooks" / "12-bn-gradient-hessian.html").read_text()  # linked
 
 
+# A script, style sheet, font or image from another host, in markup or in CSS.
+REMOTE_ASSET = re.compile(r"""<(?:script|img|iframe)\b[^>]*\bsrc=["'](?:https?:)?//|"""
+                          r"""<link\b(?=[^>]*\brel=["'](?:stylesheet|preload|modulepreload|icon|font)["'])[^>]*\bhref=["'](?:https?:)?//""")
+CSS_REMOTE = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])(?:https?:)?//""")
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S)
+
+
+def test_no_page_loads_anything_from_another_host(html):
+    pages = sorted(html.rglob("*.html"))
+    assert len(pages) > 15
+    offenders = []
+    for page in pages:
+        text = page.read_text()
+        offenders += [f"{page.name}: {m.group(0)[:120]}" for m in REMOTE_ASSET.finditer(text)]
+        offenders += [f"{page.name}: inline script names {m.group(1).strip()[:120]}"
+                      for m in INLINE_SCRIPT.finditer(text) if re.search(r"https?://", m.group(1))]
+        assert "x-thebe-config" not in text, f"{page.name} declares a thebe configuration"
+    for sheet in html.rglob("*.css"):
+        offenders += [f"{sheet.name}: {m.group(0)}" for m in CSS_REMOTE.finditer(sheet.read_text())]
+    assert not offenders, "\n".join(offenders[:20])
+
+
+def test_math_is_served_from_the_books_own_static_files(html):
+    theory = (html / "theory.html").read_text()
+    assert '<script defer="defer" src="_static/mathjax/tex-chtml.js"></script>' in theory
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    fonts = list((html / "_static" / "mathjax").rglob("*.woff"))
+    assert fonts, "MathJax's fonts are not in the build"
+
+
 def test_every_notebook_is_in_the_table_of_contents():
     import yaml
 
     toc = (ROOT / "_toc.yml").read_text()
-    listed = set(__import__("re").findall(r"notebooks/([\w\-]+)", toc))
+    listed = set(re.findall(r"notebooks/([\w\-]+)", toc))
     stored = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert stored and stored == listed
     assert yaml.safe_load(toc)["root"] == "intro"
