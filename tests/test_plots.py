@@ -61,3 +61,23 @@ def test_a_diverged_run_is_marked_in_the_legend():
     fig = plots.curves(frame, ["test_loss"])
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert texts == ["BN", "FN (MCSGD) (diverged)"]
+
+
+def test_each_normalization_keeps_one_colour_and_marker_in_every_figure():
+    import pandas as pd
+
+    from revisit_bn import plots
+
+    a = plots._palette(["bn", "fn", "gn"])
+    b = plots._palette(["gn", "none", "fn_const", "fn", "brn", "bn"])
+    assert all(a[n] == b[n] == plots.NORM_COLORS[n] for n in ("bn", "fn", "gn"))
+    assert len(set(plots.NORM_COLORS.values())) == len(plots.NORM_COLORS)  # no two normalizations share a colour
+    variants = plots._palette(["standard", "BN", "noisy BN (1.0, 2.0, 0.5)", "noisy BN (0.5, 1.5, 0.25)"])
+    assert variants["BN"] == plots.NORM_COLORS["bn"] and variants["standard"] == plots.NORM_COLORS["none"]
+    assert variants["noisy BN (1.0, 2.0, 0.5)"] == plots.NORM_COLORS["noisy_bn"] != variants["noisy BN (0.5, 1.5, 0.25)"]
+    sizes = plots._palette([8, 32, 128])
+    assert not set(sizes.values()) & set(plots.NORM_COLORS.values())  # batch sizes never look like a normalization
+    frame = pd.DataFrame({"epoch": [1, 2] * 2, "norm": ["fn", "fn", "bn", "bn"], "seed": 0, "test_loss": [1.0, 0.5, 1.1, 0.6]})
+    fig = plots.curves(frame, ["test_loss"])
+    colors = [tuple(line.get_color()[:3]) if not isinstance(line.get_color(), str) else line.get_color() for line in fig.axes[0].get_lines()[:2]]
+    assert colors and all(c in (plots.NORM_COLORS["fn"], plots.NORM_COLORS["bn"]) for c in colors)

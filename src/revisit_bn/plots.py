@@ -55,7 +55,7 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
     labels = {**NORM_LABELS, **ORDER_LABELS, **(labels or {})}
     rows = [None] if row is None else list(dict.fromkeys(frame[row]))
     hues = list(dict.fromkeys(frame[hue]))
-    palette = dict(zip(hues, sns.color_palette("colorblind", len(hues))))
+    palette, markers = _palette(hues), _markers(hues)
     fig, axes = plt.subplots(len(rows), len(metrics), figsize=(5.2 * len(metrics), 3.6 * len(rows)),
                              squeeze=False, constrained_layout=True)
     for r, row_value in enumerate(rows):
@@ -64,7 +64,7 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
         for c, metric in enumerate(metrics):
             ax = axes[r, c]
             sns.lineplot(data=data, x=x, y=metric, hue=hue, hue_order=present, palette=palette, style=hue,
-                         markers=True, dashes=False, errorbar=("pi", 100), ax=ax)
+                         style_order=present, markers=markers, dashes=False, errorbar=("pi", 100), ax=ax)
             title = METRIC_LABELS.get(metric, metric)
             ax.set_title(title if row is None else f"{labels.get(row_value, row_value)}\n{title}", fontsize="medium")
             ax.set_xlabel(x_label)
@@ -93,9 +93,48 @@ def loss_curves(frame, metrics=("train_loss", "test_loss"), caption: str = "", l
     return curves(frame, metrics, hue="norm", row="batch_order", caption=caption, log_y=log_y)
 
 
+_CB = sns.color_palette("colorblind", 10)
+# One colour and one marker per normalization for the whole book (seaborn's colorblind palette):
+# every figure that separates normalizations takes them from here.
+NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_const": _CB[6],
+               "none": _CB[7], "bn_ref": _CB[9]}
+NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_const": "D", "none": "X", "bn_ref": "P"}
+# Chapter 22's variant names, mapped to the normalization whose colour they take.
+VARIANT_NORMS = {"standard": "none", "BN": "bn"}
+
+
+def _norm_of(value):
+    """The normalization a hue value stands for (a norm name, or a variant such as "noisy BN (...)"), or None."""
+    if value in NORM_COLORS:
+        return value
+    if value in VARIANT_NORMS:
+        return VARIANT_NORMS[value]
+    if isinstance(value, str) and value.startswith("noisy BN"):
+        return "noisy_bn"
+    return None
+
+
 def _palette(values):
+    """Colours for hue ``values``: the book's fixed colour per normalization; other values (batch sizes,
+    learning rates) a sequential palette, so they are never mistaken for a normalization."""
     values = list(dict.fromkeys(values))
-    return dict(zip(values, sns.color_palette("colorblind", len(values))))
+    colors, seen = {}, {}
+    others = [v for v in values if _norm_of(v) is None]
+    sequential = dict(zip(others, sns.color_palette("crest", len(others)))) if others else {}
+    for v in values:
+        norm = _norm_of(v)
+        if norm is None:
+            colors[v] = sequential[v]
+        else:
+            # a second variant of the same normalization (e.g. another noise level): a lighter shade
+            k = seen[norm] = seen.get(norm, -1) + 1
+            colors[v] = tuple(c + (1 - c) * min(0.45 * k, 0.7) for c in NORM_COLORS[norm])
+    return colors
+
+
+def _markers(values):
+    """Markers for hue ``values``: the book's fixed marker per normalization, circles for anything else."""
+    return {v: NORM_MARKERS.get(_norm_of(v), "o") for v in dict.fromkeys(values)}
 
 
 def _finish(fig, caption: str):
