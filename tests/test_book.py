@@ -73,3 +73,14 @@ def test_every_notebook_is_in_the_table_of_contents():
     stored = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert stored and stored == listed
     assert yaml.safe_load(toc)["root"] == "intro"
+
+
+def test_statement_boxes_carry_the_papers_numbers_and_chapters_their_own(html):
+    theory = (html / "theory.html").read_text()
+    assert "Santurkar et al. 4.1:" in theory and "Santurkar et al. 4.2:" in theory and "Fact C.1" in theory
+    assert not re.search(r'caption-number">(Theorem|Lemma|Definition|Proposition) \d', theory)  # no "Theorem 1"
+    ch12 = (html / "notebooks" / "12-bn-gradient-hessian.html").read_text()
+    assert re.search(r'href="\.\./theory\.html#santurkar-thm41"[^>]*>(<[^>]+>)*Theorem 4\.1', ch12)
+    for page in (html / "notebooks").glob("[0-9]*.html"):
+        title = re.search(r"<h1>(.*?)<", page.read_text()).group(1)
+        assert title.startswith(page.stem.split("-")[0] + ". "), title
