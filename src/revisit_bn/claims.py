@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,11 @@ class Verdict:
     def verdict(self) -> str:
         return "reproduced" if self.reproduced else "not reproduced at this scale"
 
-    def line(self) -> str:
-        """``[id] verdict: claim -- measured``, for printing in a notebook."""
-        return f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}\n    measured: {self.measured}"
+    def line(self, width: int = 92) -> str:
+        """``[id] VERDICT: claim`` and ``measured: ...``, wrapped to ``width`` columns for a notebook's output box."""
+        head = textwrap.fill(f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}", width, subsequent_indent="    ")
+        body = textwrap.fill(f"measured: {self.measured}", width, initial_indent="    ", subsequent_indent="        ")
+        return f"{head}\n{body}"
 
 
 def comparable(a: float, b: float) -> bool:

@@ -30,6 +30,17 @@ def diverged_suffix(data, column: str, value) -> str:
     return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
 
 
+def results_table(frame, digits: int = 3, significant: bool = False):
+    """``frame`` with its floats rounded for display (``digits`` decimals, or significant digits).
+
+    Notebooks ``display()`` the result, so the book shows an HTML table that wraps to the page
+    instead of a fixed-width text dump cut off at the output box's edge.
+    """
+    if significant:
+        return frame.map(lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v)
+    return frame.round(digits)
+
+
 def set_theme() -> None:
     """The book's seaborn theme."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
