@@ -1,5 +1,6 @@
 """Figures are labelled, one panel per batch order and metric."""
 
+import pytest
 import pandas as pd
 
 from revisit_bn import plots
@@ -8,15 +9,15 @@ from revisit_bn import plots
 def test_loss_curves_draw_a_labelled_panel_per_order_and_metric():
     rows = [dict(epoch=e, norm=n, batch_order=o, seed=s, train_loss=1.0 / e, test_loss=2.0 / e)
             for e in (1, 2) for n in ("bn", "fn") for o in ("shuffled", "label_sorted") for s in (0, 1)]
-    fig = plots.loss_curves(pd.DataFrame(rows), caption="unit test")
+    fig = plots.loss_curves(pd.DataFrame(rows))
     axes = fig.axes
     assert len(axes) == 4
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss (nats)" for ax in axes)
     assert all(ax.get_yscale() == "log" for ax in axes)
-    assert [t.get_text() for t in axes[0].get_legend().texts] == ["BN", "FN (MCSGD)"]
+    assert [t.get_text() for t in fig.legends[0].texts] == ["BN", "FN (MCSGD)"]  # one shared legend
     assert "label-sorted" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
     assert "shuffled" in axes[2].get_title()
-    assert fig._suptitle.get_text() == "unit test"
+    assert fig._suptitle is None  # the caption is the book's, outside the image
 
 
 def _probe_rows():
@@ -36,17 +37,17 @@ def _probe_rows():
 
 def test_santurkar_figures_have_labelled_panels():
     probes = _probe_rows()
-    fig = plots.landscape_bands(probes, caption="unit")
+    fig = plots.landscape_bands(probes)
     assert len(fig.axes) == 3 and all(ax.get_xlabel() == "SGD step" for ax in fig.axes)
-    assert "beta-smoothness" in fig.axes[2].get_title() and "nats" in fig.axes[0].get_ylabel()
-    assert [t.get_text() for t in fig.axes[0].get_legend().texts] == ["no normalization", "BN"]
+    assert "β-smoothness" in fig.axes[2].get_title() and "nats" in fig.axes[0].get_ylabel()
+    assert [t.get_text() for t in fig.legends[0].texts] == ["no normalization", "BN"]
     fig = plots.ics_curves(probes, ["a.weight", "b.weight"], layer_labels=["conv 1", "conv 2"])
     assert len(fig.axes) == 4 and fig.axes[0].get_title() == "conv 1" and "cos" in fig.axes[2].get_ylabel()
     fig = plots.activation_bands(probes, ["f.1"], position_labels=["after conv 2"])
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "BN, after conv 2"
     steps = pd.DataFrame([dict(norm=n, lr=lr, step=s, train_loss=2.0 - s / 100) for n in ("none", "bn")
                           for lr in (0.1, 0.5) for s in range(50)])
-    fig = plots.step_loss_curves(steps, caption="unit")
+    fig = plots.step_loss_curves(steps)
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "lr = 0.5" and "nats" in fig.axes[0].get_ylabel()
 
 
@@ -59,7 +60,7 @@ def test_a_diverged_run_is_marked_in_the_legend():
                           "test_loss": [1.0, 0.5, 1.0, float("nan")],
                           "status": ["ok", "ok", "diverged at step 9", "diverged at step 9"]})
     fig = plots.curves(frame, ["test_loss"])
-    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == ["BN", "FN (MCSGD) (diverged)"]
 
 
@@ -81,3 +82,19 @@ def test_each_normalization_keeps_one_colour_and_marker_in_every_figure():
     fig = plots.curves(frame, ["test_loss"])
     colors = [tuple(line.get_color()[:3]) if not isinstance(line.get_color(), str) else line.get_color() for line in fig.axes[0].get_lines()[:2]]
     assert colors and all(c in (plots.NORM_COLORS["fn"], plots.NORM_COLORS["bn"]) for c in colors)
+
+
+def test_figures_fit_the_books_column_with_at_most_three_panels_a_row():
+    import pandas as pd
+
+    from revisit_bn import plots
+
+    plots.set_theme()
+    frame = pd.DataFrame({"epoch": [1, 2] * 2, "norm": ["fn", "fn", "bn", "bn"], "seed": 0, "test_loss": [1.0, 0.5, 1.1, 0.6],
+                          "train_loss": 1.0, "test_acc": 0.5})
+    fig = plots.curves(frame, ["train_loss", "test_loss", "test_acc"])
+    width_px = fig.get_figwidth() * fig.dpi
+    assert width_px <= 760 and not any(ax.get_title() == "" for ax in fig.axes)
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    with pytest.raises(ValueError, match="at most 3 panels"):
+        plots.curves(frame, ["train_loss", "test_loss", "test_acc", "train_loss"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 
 import matplotlib.pyplot as plt
 import seaborn as sns
@@ -11,6 +10,7 @@ NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_c
                "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
                 "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
+UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
 METRIC_LABELS = {
     "test_error": "test error",
     "train_loss": "training loss, training mode (nats)",
@@ -41,12 +41,42 @@ def results_table(frame, digits: int = 3, significant: bool = False):
     return frame.round(digits)
 
 
+# Figures are drawn for the book's ~700-px text column: at most 3 panels a row, 7.2 inches at 100 dpi.
+COLUMN_WIDTH_IN, DPI = 7.2, 100
+
+
 def set_theme() -> None:
-    """The book's seaborn theme."""
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    """The book's seaborn theme: colorblind palette, fonts sized for 3 panels across a 700-px column."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.75,
+                  rc={"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": "medium"})
 
 
-def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: str = "", log_y: bool = True,
+def _figure(nrows: int, ncols: int, row_height: float = 2.3, **kwargs):
+    """A grid of panels as wide as the text column (narrower for one panel); raises if wider than 3 panels."""
+    if ncols > 3:
+        raise ValueError(f"a figure row holds at most 3 panels for the book's column, got {ncols}")
+    width = COLUMN_WIDTH_IN if ncols > 1 else 4.4
+    return plt.subplots(nrows, ncols, figsize=(width, row_height * nrows + 0.5), squeeze=False,
+                        constrained_layout=True, **kwargs)
+
+
+def _shared_legend(fig, axes, rename=lambda name: name, title: str | None = None):
+    """One legend for the whole figure, under the panels, from the first panel's entries; panel legends removed."""
+    handles, names = [], []
+    for ax in axes.flat:
+        h, n = ax.get_legend_handles_labels()
+        for handle, name in zip(h, n):
+            if name not in names and not name.startswith("_"):
+                handles.append(handle)
+                names.append(name)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, [rename(n) for n in names], loc="outside lower center", ncols=min(4, len(handles)),
+                   frameon=False, title=title)
+
+
+def curves(frame, metrics, hue: str = "norm", row: str | None = None, log_y: bool = True,
            labels: dict | None = None, x: str = "epoch", x_label: str = "epoch"):
     """Metric per epoch: one row of panels per value of ``row``, one column per metric, a line per ``hue``.
 
@@ -56,7 +86,6 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
         frame: long frame with columns ``x``, ``hue``, ``row`` (if given), ``seed`` and ``metrics``.
         metrics: columns to plot, one panel column each (titles from :data:`METRIC_LABELS`).
         hue, row: column names; their values are shown through ``labels`` when it maps them.
-        caption: figure title (say which notebook and profile made it); wrapped to the width.
         log_y: logarithmic axis for loss metrics.
         labels: display names of values (default: norms and batch orders).
 
@@ -67,8 +96,7 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
     rows = [None] if row is None else list(dict.fromkeys(frame[row]))
     hues = list(dict.fromkeys(frame[hue]))
     palette, markers = _palette(hues), _markers(hues)
-    fig, axes = plt.subplots(len(rows), len(metrics), figsize=(5.2 * len(metrics), 3.6 * len(rows)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = _figure(len(rows), len(metrics))
     for r, row_value in enumerate(rows):
         data = frame if row is None else frame[frame[row] == row_value]
         present = [h for h in hues if h in set(data[hue])]
@@ -77,31 +105,27 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, caption: s
             sns.lineplot(data=data, x=x, y=metric, hue=hue, hue_order=present, palette=palette, style=hue,
                          style_order=present, markers=markers, dashes=False, errorbar=("pi", 100), ax=ax)
             title = METRIC_LABELS.get(metric, metric)
-            ax.set_title(title if row is None else f"{labels.get(row_value, row_value)}\n{title}", fontsize="medium")
+            ax.set_title(title if row is None else f"{labels.get(row_value, row_value)}\n{title}")
             ax.set_xlabel(x_label)
             ticks = sorted(set(data[x]))
             if len(ticks) <= 12:
                 ax.set_xticks(ticks)
-            ax.set_ylabel("loss (nats)" if "loss" in metric else metric.replace("_", " "))
+            ax.set_ylabel("loss (nats)" if "loss" in metric else UNITS.get(metric, metric.replace("_", " ")))
             if log_y and "loss" in metric:
                 ax.set_yscale("log")
-            handles, _ = ax.get_legend_handles_labels()
-            ax.legend(handles, [str(labels.get(h, h)) + diverged_suffix(data, hue, h) for h in present],
-                      title=hue.replace("_", " "), fontsize="small")
-    if caption:
-        fig.suptitle(textwrap.fill(caption, 110), fontsize="medium")
-    plt.close(fig)  # shown by the notebook's display, not twice
-    return fig
+    _shared_legend(fig, axes, lambda h: str(labels.get(_value(hues, h), h)) + diverged_suffix(frame, hue, _value(hues, h)),
+                   title=hue.replace("_", " "))
+    return _finish(fig)
 
 
-def loss_curves(frame, metrics=("train_loss", "test_loss"), caption: str = "", log_y: bool = True):
+def loss_curves(frame, metrics=("train_loss", "test_loss"), log_y: bool = True):
     """Lian & Liu (2019) Figures 4 and 7: a row per batch order (label-sorted first), a line per norm.
 
     See :func:`curves`; returns the :class:`matplotlib.figure.Figure`.
     """
     rank = {name: i for i, name in enumerate([*ORDER_LABELS, *NORM_LABELS])}  # Figure 4 first; norms in order
     frame = frame.sort_values(["batch_order", "norm"], key=lambda col: col.map(rank), kind="stable")
-    return curves(frame, metrics, hue="norm", row="batch_order", caption=caption, log_y=log_y)
+    return curves(frame, metrics, hue="norm", row="batch_order", log_y=log_y)
 
 
 _CB = sns.color_palette("colorblind", 10)
@@ -148,14 +172,17 @@ def _markers(values):
     return {v: NORM_MARKERS.get(_norm_of(v), "o") for v in dict.fromkeys(values)}
 
 
-def _finish(fig, caption: str):
-    if caption:
-        fig.suptitle(textwrap.fill(caption, 110), fontsize="medium")
-    plt.close(fig)
+def _value(values, name: str):
+    """The hue value whose string is ``name`` (legend entries are strings; hues may be numbers)."""
+    return next((v for v in values if str(v) == name), name)
+
+
+def _finish(fig):
+    plt.close(fig)  # shown by the notebook (glue or display), not twice
     return fig
 
 
-def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20, caption: str = "", log_y: bool = True):
+def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20, log_y: bool = True):
     """Training loss per SGD step (moving average over ``window`` steps), a panel per ``row`` value.
 
     Santurkar et al. (2018), Figure 1 plots training curves of VGG with and without BN at two
@@ -165,7 +192,6 @@ def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20
         steps: the ``"steps"`` table of :func:`revisit_bn.train.run_grid` (``step``, ``train_loss``, ...).
         row, hue: columns giving panels and lines.
         window: moving-average width in steps (the raw per-batch losses are noisy).
-        caption: figure title (notebook and profile).
         log_y: logarithmic loss axis.
 
     Returns:
@@ -173,29 +199,28 @@ def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20
     """
     rows = list(dict.fromkeys(steps[row]))
     palette = _palette(steps[hue])
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 3.6), squeeze=False, constrained_layout=True)
+    fig, axes = _figure(1, len(rows), row_height=2.6)
     for ax, value in zip(axes[0], rows):
         data = steps[steps[row] == value].sort_values("step").copy()
         data["smoothed"] = data.groupby(hue, sort=False).train_loss.transform(lambda v: v.rolling(window, min_periods=1).mean())
         sns.lineplot(data=data, x="step", y="smoothed", hue=hue, palette=palette, ax=ax)
-        ax.set_title(f"{row.replace('_', ' ')} = {value}", fontsize="medium")
+        ax.set_title(f"{row.replace('_', ' ')} = {value}")
         ax.set_xlabel("SGD step")
         ax.set_ylabel(f"training loss (nats, {window}-step mean)")
         if log_y:
             ax.set_yscale("log")
-        handles, names = ax.get_legend_handles_labels()
-        ax.legend(handles, [NORM_LABELS.get(n, n) + diverged_suffix(data, hue, n) for n in names], fontsize="small")
-    return _finish(fig, caption)
+    _shared_legend(fig, axes, lambda n: NORM_LABELS.get(n, n) + diverged_suffix(steps, hue, n))
+    return _finish(fig)
 
 
 LANDSCAPE_PANELS = (
-    ("loss_min", "loss_max", "loss along the gradient (nats)", "loss landscape: range over step sizes"),
-    ("grad_change_min", "grad_change_max", "gradient change, l2 norm", "gradient predictiveness: range over step sizes"),
-    ("effective_beta_smoothness", None, "max gradient change / distance", "effective beta-smoothness"),
+    ("loss_min", "loss_max", "loss along the gradient (nats)", "loss range over step sizes"),
+    ("grad_change_min", "grad_change_max", "gradient change, ℓ2 norm", "gradient predictiveness"),
+    ("effective_beta_smoothness", None, "max gradient change / distance (1/step)", "effective β-smoothness"),
 )
 
 
-def landscape_bands(probes, hue: str = "norm", caption: str = "", log_y: bool = True):
+def landscape_bands(probes, hue: str = "norm", log_y: bool = True):
     r"""Santurkar et al. (2018) Figure 4: three panels over training steps, a band or a line per ``hue``.
 
     (a) the range of :math:`\mathcal L(w-\eta g)` over the step sizes, (b) the range of
@@ -204,7 +229,6 @@ def landscape_bands(probes, hue: str = "norm", caption: str = "", log_y: bool = 
     Args:
         probes: the ``"probes"`` table of :func:`revisit_bn.train.run_grid` for one learning rate.
         hue: the column that separates networks.
-        caption: figure title.
         log_y: logarithmic y axes.
 
     Returns:
@@ -212,8 +236,8 @@ def landscape_bands(probes, hue: str = "norm", caption: str = "", log_y: bool = 
     """
     wide = probes.pivot_table(index=[hue, "step"], columns="quantity", values="value").reset_index()
     palette = _palette(probes[hue])
-    fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.8), constrained_layout=True)
-    for ax, (low, high, ylabel, title) in zip(axes, LANDSCAPE_PANELS):
+    fig, axes = _figure(1, 3, row_height=2.6)
+    for ax, (low, high, ylabel, title) in zip(axes[0], LANDSCAPE_PANELS):
         for name in palette:  # in the frame's order
             data = wide[wide[hue] == name]
             color = palette[name]
@@ -226,11 +250,11 @@ def landscape_bands(probes, hue: str = "norm", caption: str = "", log_y: bool = 
         ax.set(title=title, xlabel="SGD step", ylabel=ylabel)
         if log_y:
             ax.set_yscale("log")
-        ax.legend(fontsize="small")
-    return _finish(fig, caption)
+    _shared_legend(fig, axes)
+    return _finish(fig)
 
 
-def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, caption: str = "", layer_labels=None):
+def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, layer_labels=None):
     """Santurkar et al. (2018) Figure 3: internal covariate shift (l2 and cosine) per layer over training.
 
     Args:
@@ -238,7 +262,6 @@ def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, captio
         layers: the layer parameter names to show, one panel column each.
         hue: the column that separates networks (a line each).
         row: an extra column whose values give extra rows of panels (e.g. ``"lr"``), or ``None``.
-        caption: figure title.
         layer_labels: display names of ``layers`` (default the names).
 
     Returns:
@@ -247,11 +270,10 @@ def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, captio
     labels = dict(zip(layers, layer_labels or layers))
     row_values = [None] if row is None else list(dict.fromkeys(probes[row]))
     palette = _palette(probes[hue])
-    fig, axes = plt.subplots(2 * len(row_values), len(layers), figsize=(4.2 * len(layers), 3.0 * 2 * len(row_values)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = _figure(2 * len(row_values), len(layers), row_height=1.9)
     for r, value in enumerate(row_values):
         data = probes if row is None else probes[probes[row] == value]
-        for q, (quantity, ylabel) in enumerate((("ics_l2", "||G - G'|| (l2)"), ("ics_cos", "cos(G, G')"))):
+        for q, (quantity, ylabel) in enumerate((("ics_l2", "‖G − G′‖ (ℓ2, gradient units)"), ("ics_cos", "cos(G, G′)"))):
             for c, layer in enumerate(layers):
                 ax = axes[2 * r + q, c]
                 part = data[(data.quantity == quantity) & (data.layer == layer)]
@@ -263,12 +285,11 @@ def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, captio
                     ax.set_ylim(bottom=0)
                 else:
                     ax.set_ylim(-1.05, 1.05)
-                handles, names = ax.get_legend_handles_labels()
-                ax.legend(handles, [NORM_LABELS.get(n, n) for n in names], fontsize="x-small")
-    return _finish(fig, caption)
+    _shared_legend(fig, axes, lambda n: NORM_LABELS.get(n, n))
+    return _finish(fig)
 
 
-def activation_bands(probes, positions, hue: str = "norm", caption: str = "", position_labels=None):
+def activation_bands(probes, positions, hue: str = "norm", position_labels=None):
     """Santurkar et al. (2018) Figure 2: one channel's activation distribution at a few layers over training.
 
     Each panel shows the 5-95% band (light), the 25-75% band (dark) and the median of the
@@ -278,7 +299,6 @@ def activation_bands(probes, positions, hue: str = "norm", caption: str = "", po
         probes: a ``"probes"`` table with the ``act_q*`` rows.
         positions: module names (see :func:`revisit_bn.landscape.norm_positions`), one column each.
         hue: the column whose values give the rows of panels.
-        caption: figure title.
         position_labels: display names of ``positions``.
 
     Returns:
@@ -287,8 +307,7 @@ def activation_bands(probes, positions, hue: str = "norm", caption: str = "", po
     labels = dict(zip(positions, position_labels or positions))
     names = list(dict.fromkeys(probes[hue]))
     palette = _palette(names)
-    fig, axes = plt.subplots(len(names), len(positions), figsize=(4.2 * len(positions), 2.8 * len(names)),
-                             squeeze=False, constrained_layout=True, sharey="col")
+    fig, axes = _figure(len(names), len(positions), row_height=1.8, sharey="col")
     for r, name in enumerate(names):
         for c, position in enumerate(positions):
             part = probes[(probes[hue] == name) & (probes.layer == position)]
@@ -298,6 +317,5 @@ def activation_bands(probes, positions, hue: str = "norm", caption: str = "", po
             ax.fill_between(wide.index, wide.act_q25, wide.act_q75, color=color, alpha=0.55, label="25-75%")
             ax.plot(wide.index, wide.act_q50, color=color, linewidth=1.2, label="median")
             ax.set(title=f"{NORM_LABELS.get(name, name)}, {labels[position]}", xlabel="SGD step", ylabel="activation value")
-            if r == 0 and c == 0:
-                ax.legend(fontsize="x-small")
-    return _finish(fig, caption)
+    _shared_legend(fig, axes, lambda n: f"{n} of the batch's values")
+    return _finish(fig)
