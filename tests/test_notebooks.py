@@ -113,3 +113,24 @@ def test_numbers_quoted_in_a_summary_are_printed_by_the_notebook(nb):
     summary = "".join(c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("## Summary"))
     quoted = re.findall(r"(?<![\d.])-?\d+\.\d{2,}(?!\d)", summary)
     assert not [n for n in quoted if n not in printed], f"numbers in the summary of {nb.stem} not in its outputs"
+
+
+PROGRESS = re.compile(r"(it|epoch|step)/s\]|s/(it|epoch|step)\]|\| *\d+/\d+ \[|\d+%\|")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_hold_no_progress_bar_and_no_line_wider_than_the_output_box(nb):
+    from revisit_bn.plots import OUTPUT_WIDTH
+
+    for cell in nbformat.read(nb, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            data = output.get("data", {})
+            # What the book shows as text: streams, and plain text without an HTML or image form.
+            shown = output.get("text", "") if output.output_type == "stream" else (
+                data.get("text/plain", "") if not ({"text/html", "image/png", "text/markdown"} & set(data)) else "")
+            assert not PROGRESS.search(shown), f"{nb.stem}: a progress bar in the stored outputs"
+            wide = [line for line in shown.splitlines() if len(line) > OUTPUT_WIDTH]
+            assert not wide, f"{nb.stem}: {len(wide)} output lines wider than {OUTPUT_WIDTH} characters: {wide[0]!r}"
+        assert "nbval-ignore-output" not in cell.source and "nbval-ignore-output" not in cell.metadata.get("tags", [])

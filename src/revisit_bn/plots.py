@@ -30,6 +30,16 @@ def diverged_suffix(data, column: str, value) -> str:
     return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
 
 
+OUTPUT_WIDTH = 92  # characters a notebook output box shows in the book without cutting a line
+
+
+def wrapped(text: str, width: int = OUTPUT_WIDTH) -> str:
+    """``text`` wrapped to the book's output box (continuation lines indented), for ``print`` in a notebook."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in text.splitlines())
+
+
 def results_table(frame, digits: int = 3, significant: bool = False):
     """``frame`` with its floats rounded for display (``digits`` decimals, or significant digits).
 
