@@ -181,3 +181,11 @@ def test_learning_rate_claim_needs_bn_ahead_at_both_rates(bn_at_05, expected):
                                                 ("none", 0.5): 2.3, ("bn", 0.5): bn_at_05, ("fn", 0.5): 1.2}.items()])
     verdict = claims.check_learning_rates(frame, "unit")
     assert verdict.reproduced is expected and "lr 0.5" in verdict.measured
+
+
+def test_a_verdict_shows_as_a_badge_and_a_sentence_and_prints_as_wrapped_text():
+    verdict = claims.Verdict("x-3", "paper", "a claim " * 20, "BN 0.1 < FN 0.2 & more", "scale", False)
+    html = verdict._repr_html_()
+    assert "not reproduced at this scale</span>" in html and 'id="verdict-x-3"' in html and "&amp; more" in html
+    assert repr(verdict) == verdict.line()
+    assert all(len(line) <= 92 for line in verdict.line().splitlines())

@@ -50,6 +50,20 @@ class Verdict:
     def verdict(self) -> str:
         return "reproduced" if self.reproduced else "not reproduced at this scale"
 
+    def __repr__(self) -> str:
+        return self.line()
+
+    def _repr_html_(self) -> str:
+        """A category badge, the claim as a sentence, and what we measured (how the book shows a verdict)."""
+        from html import escape
+
+        colour = "#1b7837" if self.reproduced else "#b35806"
+        badge = (f'<span style="background:{colour};color:white;border-radius:3px;padding:1px 6px;'
+                 f'font-size:85%;font-weight:600">{escape(self.verdict)}</span>')
+        return (f'<div class="verdict" id="verdict-{escape(self.claim_id)}" style="margin:0.4em 0">{badge} '
+                f'<code>{escape(self.claim_id)}</code> {escape(self.claim)}.'
+                f'<br><span style="color:#555">Measured: {escape(self.measured)}</span></div>')
+
     def line(self, width: int = 92) -> str:
         """``[id] VERDICT: claim`` and ``measured: ...``, wrapped to ``width`` columns for a notebook's output box."""
         head = textwrap.fill(f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}", width, subsequent_indent="    ")
