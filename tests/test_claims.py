@@ -188,4 +188,4 @@ def test_a_verdict_shows_as_a_badge_and_a_sentence_and_prints_as_wrapped_text():
     html = verdict._repr_html_()
     assert "not reproduced at this scale</span>" in html and 'id="verdict-x-3"' in html and "&amp; more" in html
     assert repr(verdict) == verdict.line()
-    assert all(len(line) <= 92 for line in verdict.line().splitlines())
+    assert all(len(line) <= 88 for line in verdict.line().splitlines())

@@ -64,7 +64,7 @@ class Verdict:
                 f'<code>{escape(self.claim_id)}</code> {escape(self.claim)}.'
                 f'<br><span style="color:#555">Measured: {escape(self.measured)}</span></div>')
 
-    def line(self, width: int = 92) -> str:
+    def line(self, width: int = 88) -> str:
         """``[id] VERDICT: claim`` and ``measured: ...``, wrapped to ``width`` columns for a notebook's output box."""
         head = textwrap.fill(f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}", width, subsequent_indent="    ")
         body = textwrap.fill(f"measured: {self.measured}", width, initial_indent="    ", subsequent_indent="        ")

@@ -157,7 +157,7 @@ class ChapterRun:
         values = ", ".join(f"{k}={v}" for k, v in self.params.items())
         where = "computed now if missing" if self.profile == "ci" else "read from the results store"
         runs = f"{len(self.configs)} runs ({where})" if self.configs else "no stored runs"
-        return textwrap.fill(f"Profile '{self.profile}': {values}", 92, subsequent_indent="    ") + f"\n{runs}"
+        return textwrap.fill(f"Profile '{self.profile}': {values}", 88, subsequent_indent="    ") + f"\n{runs}"
 
     def results(self, configs: list[Config] | None = None) -> list[RunResult]:
         """Every run of ``configs`` (default: the chapter's), from the store or, for ``ci`` or ``recompute``, computed."""

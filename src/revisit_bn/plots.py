@@ -30,7 +30,7 @@ def diverged_suffix(data, column: str, value) -> str:
     return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
 
 
-OUTPUT_WIDTH = 92  # characters a notebook output box shows in the book without cutting a line
+OUTPUT_WIDTH = 88  # characters a notebook output box shows in the book without cutting a line
 
 
 def wrapped(text: str, width: int = OUTPUT_WIDTH) -> str:
