@@ -40,6 +40,11 @@ def wrapped(text: str, width: int = OUTPUT_WIDTH) -> str:
     return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in text.splitlines())
 
 
+def print_wrapped(*parts, sep: str = " ") -> None:
+    """``print`` with the text wrapped to the book's output box (see :func:`wrapped`)."""
+    print(wrapped(sep.join(str(p) for p in parts)))
+
+
 def results_table(frame, digits: int = 3, significant: bool = False):
     """``frame`` with its floats rounded for display (``digits`` decimals, or significant digits).
 
