@@ -163,7 +163,7 @@ def check_batch_size_one(frame, scale: str) -> Verdict:
         "Lian & Liu 2019, Figure 1 (3 samples, 3-layer network, batch size 1)",
         "batch size 1: BN's training loss falls while its test loss (on the same 3 samples) rises",
         f"BN training loss {bn.train_loss.iloc[0]:.3f} -> {bn.train_loss.iloc[-1]:.3f} nats, test loss "
-        f"{bn.test_loss.iloc[0]:.3f} -> {bn.test_loss.iloc[-1]:.3f} nats (falls: {train_falls}, rises: {test_rises}); "
+        f"{bn.test_loss.iloc[0]:.3f} -> {bn.test_loss.iloc[-1]:.3f} nats (training loss falls: {'yes' if train_falls else 'no'}; test loss rises: {'yes' if test_rises else 'no'}); "
         f"FN's final test loss {fn:.3f} nats",
         scale,
         bool(train_falls and test_rises),
