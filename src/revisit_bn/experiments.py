@@ -305,6 +305,11 @@ def _images(n: int | None, total: int) -> str:
     return f"{n or total:,}"
 
 
+def _split(label: str, p: dict[str, Any], train_total: int, test_total: int) -> str:
+    """``"<label> 3,000 train / 2,000 test images"`` from a profile's subsets (``None``: the whole split)."""
+    return f"{label} {_images(p['train_subset'], train_total)} train / {_images(p['test_subset'], test_total)} test images"
+
+
 # --- 13: the theorem trace on a real layer ---
 
 def _grid_13(p):
@@ -330,8 +335,8 @@ def _vgg_base(p):
 
 
 def _vgg_scale(p):
-    return (f"{p['model'].upper()} at width {p['width']}, CIFAR-10 {_images(p['train_subset'], 50000)} train / "
-            f"{_images(p['test_subset'], 10000)} test images, batch {p['batch_size']}, {p['epochs']} epochs, plain SGD, "
+    return (f"{p['model'].upper()} at width {p['width']}, {_split('CIFAR-10', p, 50000, 10000)}, "
+            f"batch {p['batch_size']}, {p['epochs']} epochs, plain SGD, "
             f"seed {p['seed']}, probes every {p['probe_every']} steps")
 
 
@@ -466,7 +471,7 @@ _CHAPTER_LIST = [
                       ci=dict(seeds=[0], epochs=1, train_subset=3000, test_subset=1000, baselines=[]),
                       paper=dict(seeds=[0, 1, 2], epochs=20)),
             _grid_31,
-            lambda p: (f"MNIST {_images(p['train_subset'], 60000)} train / {_images(p['test_subset'], 10000)} test images, "
+            lambda p: (f"{_split('MNIST', p, 60000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1", ("lian-fig1",),
             _profiles(dict(seeds=[0, 1, 2], epochs=200, lr=0.1, norms=["bn_ref", "fn", "none"], device="cpu"),
@@ -483,8 +488,7 @@ _CHAPTER_LIST = [
                       ci=dict(seeds=[0], epochs=1, train_subset=200, test_subset=200),
                       paper=dict(seeds=[0, 1, 2, 3, 4], epochs=10, train_subset=None, test_subset=None)),
             _grid_34,
-            lambda p: (f"MNIST x log-uniform[0.1, 10], {_images(p['train_subset'], 60000)} train / "
-                       f"{_images(p['test_subset'], 10000)} test images, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, "
+            lambda p: (f"{_split('MNIST x log-uniform[0.1, 10],', p, 60000, 10000)}, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, "
                        f"{_seeds(p)}")),
     Chapter("35-cifar-batch-construction", "Lian & Liu 2019, Figures 5 and 8", ("lian-fig5", "lian-fig8"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "fn", "brn", "gn"], batch_orders=["label_limited", "shuffled"],
@@ -494,7 +498,7 @@ _CHAPTER_LIST = [
                       paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
                                  brn_warmup_steps=2000, brn_ramp_steps=8000)),
             _grid_35,
-            lambda p: (f"CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} test images, "
+            lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("36-resnet18-batch-sizes", "Lian & Liu 2019, Figure 2", ("lian-fig2",),
             _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 32, 128], norms=["bn", "fn"], epochs=2, lr=0.02,
@@ -503,8 +507,7 @@ _CHAPTER_LIST = [
                       paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], epochs=30, train_subset=None,
                                  test_subset=None)),
             _grid_36,
-            lambda p: (f"ResNet18, CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} "
-                       f"test images, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, {_seeds(p)}")),
+            lambda p: (f"{_split('ResNet18, CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.3 and 4.4", ("ioffe-noniid", "ioffe-microbatch"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "fn", "gn"], epochs=3, lr=0.002, sgd_momentum=0.9,
                            train_subset=5000, test_subset=2000, brn_warmup_steps=100, brn_ramp_steps=300, device="auto"),
@@ -512,7 +515,7 @@ _CHAPTER_LIST = [
                       paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
                                  brn_warmup_steps=5000, brn_ramp_steps=35000)),
             _grid_37,
-            lambda p: (f"CIFAR-10 {_images(p['train_subset'], 50000)} train / {_images(p['test_subset'], 10000)} test images, "
+            lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batches of 32, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("90-claims-ledger", "every claim the book tests", (), _profiles(dict(run_missing=True), ci=dict(run_missing=False))),
 ]
