@@ -1,7 +1,6 @@
 """The results store: keys, fingerprints, atomic strict-JSON writes, digests, validation."""
 
 import json
-import os
 
 import pytest
 
