@@ -15,6 +15,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+# Characters a notebook output box shows in the book without cutting a line (verdicts, printed lines).
+OUTPUT_WIDTH = 88
 # "Comparable" losses: within a factor of 2, or within 0.05 nats of each other.
 COMPARABLE_RATIO, COMPARABLE_NATS = 2.0, 0.05
 # "Far above": at least twice as large and at least 0.1 nats larger.
@@ -64,7 +66,7 @@ class Verdict:
                 f'<code>{escape(self.claim_id)}</code> {escape(self.claim)}.'
                 f'<br><span style="color:#555">Measured: {escape(self.measured)}</span></div>')
 
-    def line(self, width: int = 88) -> str:
+    def line(self, width: int = OUTPUT_WIDTH) -> str:
         """``[id] VERDICT: claim`` and ``measured: ...``, wrapped to ``width`` columns for a notebook's output box."""
         head = textwrap.fill(f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}", width, subsequent_indent="    ")
         body = textwrap.fill(f"measured: {self.measured}", width, initial_indent="    ", subsequent_indent="        ")

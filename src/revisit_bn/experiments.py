@@ -143,6 +143,8 @@ class ChapterRun:
     configs: list[Config]
     root: Path
     recompute: bool = False
+    # Runs already read or computed, by config: setup's existence check, frame() and record() share them.
+    _loaded: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def scale(self) -> str:
@@ -154,22 +156,26 @@ class ChapterRun:
         """One line per parameter group: the profile, its values, and the runs it reads."""
         import textwrap
 
+        from .claims import OUTPUT_WIDTH
+
         values = ", ".join(f"{k}={v}" for k, v in self.params.items())
         where = "computed now if missing" if self.profile == "ci" else "read from the results store"
         runs = f"{len(self.configs)} runs ({where})" if self.configs else "no stored runs"
-        return textwrap.fill(f"Profile '{self.profile}': {values}", 88, subsequent_indent="    ") + f"\n{runs}"
+        return textwrap.fill(f"Profile '{self.profile}': {values}", OUTPUT_WIDTH, subsequent_indent="    ") + f"\n{runs}"
 
     def results(self, configs: list[Config] | None = None) -> list[RunResult]:
         """Every run of ``configs`` (default: the chapter's), from the store or, for ``ci`` or ``recompute``, computed."""
         out = []
         for config in configs if configs is not None else self.configs:
-            if self.recompute or self.profile == "ci":
-                out.append(run(config, recompute=self.recompute, root=self.root))
-            else:
-                stored = lookup(config, self.root)
-                if stored is None:
-                    raise missing_error(self.chapter, self.profile, [config])
-                out.append(stored)
+            if config not in self._loaded:
+                if self.recompute or self.profile == "ci":
+                    self._loaded[config] = run(config, recompute=self.recompute, root=self.root)
+                else:
+                    stored = lookup(config, self.root)
+                    if stored is None:
+                        raise missing_error(self.chapter, self.profile, [config])
+                    self._loaded[config] = stored
+            out.append(self._loaded[config])
         return out
 
     def select(self, **where: Any) -> list[Config]:
@@ -280,14 +286,16 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
     root = results_mod.results_root(profile)
     if configs and (recompute or profile == "ci"):
         results_mod.check_writable(root)
+    loaded = {}
     if configs and not recompute and profile != "ci":
-        missing = [c for c in configs if lookup(c, root, report=lambda msg: print(msg, file=sys.stderr)) is None]
+        loaded = {c: lookup(c, root, report=lambda msg: print(msg, file=sys.stderr)) for c in configs}
+        missing = [c for c, result in loaded.items() if result is None]
         if missing:
             raise missing_error(chapter, profile, missing)
     if chapter.claims:
         results_mod.check_writable(root / "claims")  # verdicts are recorded there
     namespace.update(params)  # the notebook's cells read the resolved values by name
-    return ChapterRun(chapter, profile, params, configs, root, recompute)
+    return ChapterRun(chapter, profile, params, configs, root, recompute, loaded)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -653,6 +661,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_runs(args.profile)
     print(f"profile '{args.profile}': {len(todo)} runs needed, {len(todo) - len(missing)} stored, {len(missing)} missing, "
           f"{len(stale)} stale files")
+    minutes: dict[str, float] = {}
+    for name, config in todo:  # each run counted under the first chapter that reads it
+        stored = lookup(config, root)
+        minutes[name] = minutes.get(name, 0.0) + (stored.provenance["seconds"] / 60 if stored else 0.0)
+    print(f"compute of the stored runs (provenance seconds): {sum(minutes.values()):.1f} min; "
+          + ", ".join(f"{name.split('-')[0]}: {m:.1f}" for name, m in minutes.items()))
     for path in stale:
         print(f"  stale: {path}")
     return 0

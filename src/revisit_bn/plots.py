@@ -6,6 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from .claims import OUTPUT_WIDTH  # the book's output box; verdict lines share it
+
 NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_const": "FN, constant estimates",
                "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
@@ -30,7 +32,6 @@ def diverged_suffix(data, column: str, value) -> str:
     return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
 
 
-OUTPUT_WIDTH = 88  # characters a notebook output box shows in the book without cutting a line
 
 
 def wrapped(text: str, width: int = OUTPUT_WIDTH) -> str:

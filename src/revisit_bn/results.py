@@ -268,8 +268,8 @@ def git_commit() -> str | None:
         return None
 
 
-def provenance(device: str, seconds: float) -> dict[str, Any]:
-    """Versions, device, thread count, git commit and timestamps of a run (not part of its key)."""
+def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
+    """Versions, device, the thread count it trained with, git commit and timestamps of a run (not part of its key)."""
     import torch
 
     from . import __version__
@@ -280,7 +280,7 @@ def provenance(device: str, seconds: float) -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "device": device,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "git_commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),

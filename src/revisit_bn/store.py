@@ -90,8 +90,7 @@ def compute(config: Config, progress: bool = False) -> dict[str, Any]:
     nonfinite_metric = any(v is None or not math.isfinite(v) for vals in out["metrics"].values() for v in vals)
     if diverged_at is None and nonfinite_metric:
         diverged_at = len(losses)  # the losses were finite, the evaluation after the last step was not
-    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start)
-    prov["threads"] = config.threads
+    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start, config.threads)
     return results_mod.finite_or_none({
         "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
