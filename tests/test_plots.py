@@ -44,7 +44,7 @@ def test_santurkar_figures_have_labelled_panels():
     fig = plots.ics_curves(probes, ["a.weight", "b.weight"], layer_labels=["conv 1", "conv 2"])
     assert len(fig.axes) == 4 and fig.axes[0].get_title() == "conv 1" and "cos" in fig.axes[2].get_ylabel()
     fig = plots.activation_bands(probes, ["f.1"], position_labels=["after conv 2"])
-    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "BN, after conv 2"
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "BN\nafter conv 2"
     steps = pd.DataFrame([dict(norm=n, lr=lr, step=s, train_loss=2.0 - s / 100) for n in ("none", "bn")
                           for lr in (0.1, 0.5) for s in range(50)])
     fig = plots.step_loss_curves(steps)
