@@ -252,14 +252,14 @@ def test_repr_and_reset_mirror_batchnorm():
 
 def test_constant_estimates_ablation_passes_no_gradient_through_the_statistics():
     gen = torch.Generator().manual_seed(8)
-    layer = FullNorm2d(3, momentum=0.1, stats_gradient=False).double()
+    layer = FullNorm2d(3, momentum=0.1, backward="constant").double()
     _randomize_affine(layer, gen)
     x = torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64)
     (layer(x) * upstream).sum().backward()
     scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
     torch.testing.assert_close(x.grad, upstream * scale.view(1, -1, 1, 1).detach())
-    assert "stats_gradient=False" in repr(layer)
+    assert "backward='constant'" in repr(layer)
 
 
 # ----------------------------------------------------------------------------------------------

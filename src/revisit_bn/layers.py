@@ -1,4 +1,4 @@
-r"""Normalization layers: Full Normalization (FN) trained by MCSGD.
+r"""Normalization layers: Full Normalization (FN) and its gradient estimators, Batch Renorm, references.
 
 Lian & Liu (2019) replace BN's batch-dependent objective (their eq. 9) by the *full
 normalization* objective (eq. 10), which normalizes every layer input with the statistics of the
@@ -18,34 +18,47 @@ and the estimate rate :math:`\alpha_k` (``momentum``),
 and the output is :math:`y = \gamma\,(x-\hat m_k)/\sqrt{\hat s_k^2+\epsilon} + \beta`.
 The paper's inner function is :math:`g(u) = (u, u^{\circ 2})` (Section 5), so the estimates track
 the first two *raw* moments: their difference estimates the dataset variance, which includes the
-spread of the batch means. (An average of per-batch variances would not: with single-label batches
-it would estimate the within-label variance only.) We store :math:`\hat m` as ``running_mean`` and
-:math:`\hat s^2` as ``running_var``, the buffers of :class:`torch.nn.BatchNorm2d`, and recover
-:math:`\hat q = \hat s^2 + \hat m^2` from them.
+spread of the batch means. We store :math:`\hat m` as ``running_mean`` and :math:`\hat s^2` as
+``running_var`` (the buffers of :class:`torch.nn.BatchNorm2d`) and compute the same update without
+the cancellation of :math:`\hat q - \hat m^2` in float32:
+:math:`\hat s_k^2 = (1-\alpha_k)\hat s_{k-1}^2 + \alpha_k \operatorname{var}_B x
++ \alpha_k(1-\alpha_k)(\bar x_B - \hat m_{k-1})^2`.
 
 *Backward (Step 3: gradient with the estimates plugged in).* The gradient of objective (10) with
-respect to a layer input :math:`x_j` is BN's projection formula over the dataset; MCSGD replaces
-the dataset averages by averages over the current batch and the statistics by their estimates
-(the SCGD pattern: inner gradient from the sample, outer function at the estimate):
+respect to a layer input :math:`x_j` is BN's projection formula over the dataset. Every estimator
+here has the form
 
 .. math::
     \frac{\partial \ell}{\partial x_j} = \frac{1}{\sqrt{\hat s^2+\epsilon}}\Big(
-    \hat g_j - \operatorname{mean}_B \hat g - \hat x_j \operatorname{mean}_B(\hat g\,\hat x)\Big),
+    \hat g_j - T_g - \hat x_j\,T_{gx}\Big),
     \qquad \hat g = \gamma\,\frac{\partial \ell}{\partial y},\quad
-    \hat x = \frac{x-\hat m}{\sqrt{\hat s^2+\epsilon}}.
+    \hat x = \frac{x-\hat m}{\sqrt{\hat s^2+\epsilon}},
 
-With ``momentum=1`` the estimates are the batch's own statistics and this is exactly BN's
-forward and backward. For ``momentum < 1`` it is *by design* not the derivative of the forward
-pass (which would scale the statistics' paths by :math:`\alpha_k`).
+and they differ in where the statistics' terms :math:`T_g \approx \operatorname{mean}\hat g` and
+:math:`T_{gx} \approx \operatorname{mean}\hat g\hat x` (dataset averages in the exact gradient)
+come from (``backward=``):
 
-Alternatives we weighed (NOTES.md 2.4): (a) no gradient through the statistics (treat the
-estimates as constants) -- Ioffe (2017) reports that this makes training blow up, and it is not a
-gradient of (10); (b) the exact derivative of the forward pass, i.e. only an
-:math:`\alpha_k`-weighted path through the statistics -- it vanishes as :math:`\alpha_k \to 0`,
-so it too loses the statistics' term of the gradient of (10). Our choice follows the composition
-structure of eq. (11)-(12), which is what the paper's convergence proof analyses.
+- ``"mcsgd"`` (default, our reconstruction of Algorithm 4): the current batch,
+  :math:`T_g = \operatorname{mean}_B \hat g`, :math:`T_{gx} = \operatorname{mean}_B \hat g\hat x`.
+  Both factors of the statistics' term then come from the same samples, which Remark 1 says adds
+  bias; with one value per channel (batch size 1, no spatial dimensions) the input gradient is
+  exactly :math:`-\gamma\,\partial\ell/\partial y\;\hat x^2/\hat s`.
+- ``"decoupled"``: running averages of those batch terms over *previous* batches, updated after
+  use at the estimate rate :math:`\alpha_k` (buffers ``running_grad_mean`` and
+  ``running_grad_xhat_mean``, starting at 0), so that they are independent of the current batch,
+  as compositional SGD's analysis needs (Wang, Fang & Liu 2017).
+- ``"exact"``: the derivative of the moving-average forward,
+  :math:`T = \alpha_k \times` the current batch's terms (it vanishes as :math:`\alpha_k \to 0`).
+- ``"constant"``: :math:`T_g = T_{gx} = 0`, the estimates as constants (Ioffe 2017 reports that
+  this makes training blow up; it is not a gradient of (10)).
 
-Source: Lian & Liu (2019), Sections 5-6, Algorithms 3 and 4, eqs. (10)-(12).
+With ``momentum=1`` the estimates are the batch's own statistics, and ``"mcsgd"`` and ``"exact"``
+are exactly BN's forward and backward. The gradients of ``weight`` and ``bias`` are the same for
+every estimator (the affine map's own derivative). All passes run torch's native batch-norm
+kernels: the forward at the supplied estimates, the backward in training mode at the supplied
+statistics (``"mcsgd"``, ``"exact"``) or in evaluation mode plus a per-channel correction.
+
+Source: Lian & Liu (2019), Sections 5-6, Algorithms 3 and 4, eqs. (10)-(12), Remark 1.
 """
 
 from __future__ import annotations
@@ -95,30 +108,12 @@ class PolynomialMomentum:
     def __call__(self, step: int) -> float:
         return max(self.minimum, float(step) ** (-self.power))
 
+    def rate_tensor(self, step: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The rate at ``step`` (a 0-dim integer tensor) as a 0-dim tensor on its device (no host sync)."""
+        return step.clamp(min=1).to(dtype).pow(-self.power).clamp(min=self.minimum)
+
 
 Momentum = Union[float, None, Callable[[int], float]]
-
-
-class _NormalizeWithEstimates(torch.autograd.Function):
-    """x_hat = (x - mean) * invstd, with the MCSGD backward (BN's projection at the estimates)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, dims: tuple[int, ...]):
-        shape = _channel_shape(x)
-        x_hat = (x - mean.view(shape)) * invstd.view(shape)
-        ctx.save_for_backward(x_hat, invstd)
-        ctx.dims = dims
-        return x_hat
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x_hat, invstd = ctx.saved_tensors
-        dims, shape = ctx.dims, _channel_shape(grad)
-        # dx = invstd * (g - mean_B g - x_hat * mean_B(g x_hat))
-        mean_g = grad.mean(dim=dims, keepdim=True)
-        mean_gx = (grad * x_hat).mean(dim=dims, keepdim=True)
-        grad_x = (grad - mean_g - x_hat * mean_gx) * invstd.view(shape)
-        return grad_x, None, None, None
 
 
 def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
@@ -127,6 +122,18 @@ def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
 
 def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
+
+
+def _batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and population variance ``(C,)`` by the two-pass formula.
+
+    ``mean((x - mean)^2)`` does not cancel when the mean is large, and on the CPU it is several
+    times faster than :func:`torch.var_mean` over ``(N, H, W)`` (``benchmarks/norm_step_ratios.py``).
+    """
+    dims = _reduce_dims(x)
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).square_().mean(dim=dims)
+    return mean.flatten(), var
 
 
 class _NormBase(nn.Module):
@@ -228,51 +235,142 @@ class _NormBase(nn.Module):
         return (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
 
 
+# FN's gradient estimators (``backward=`` of FullNorm1d/2d; formulas in the module docstring).
+BACKWARDS = ("mcsgd", "decoupled", "constant", "exact")
+
+
+def _rate_tensor_or_float(momentum: "Momentum", step: torch.Tensor,
+                          dtype: torch.dtype = torch.float32) -> Union[float, torch.Tensor]:
+    """The estimate rate at ``step`` (a 0-dim int64 tensor, >= 1), without reading it on the host where avoidable."""
+    if momentum is None:  # cumulative average 1/k, as a tensor (no host-device sync)
+        return 1.0 / step.clamp(min=1).to(dtype)
+    if isinstance(momentum, PolynomialMomentum):
+        return momentum.rate_tensor(step, dtype)
+    if callable(momentum):  # an arbitrary schedule needs the step as a Python int
+        k = max(int(step.item()), 1)
+        rate = float(momentum(k))
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"momentum schedule returned {rate} at step {k}; it must lie in (0, 1]")
+        return rate
+    return float(momentum)
+
+
+class _FullNormFunction(torch.autograd.Function):
+    """``y = weight * (x - mean) / sqrt(var + eps) + bias`` with one of FN's gradient estimators.
+
+    The forward is torch's evaluation-mode batch-norm kernel at the (already updated) estimates;
+    every backward is BN's projection formula with the statistics' terms taken from a source of
+    its own (see :class:`FullNorm1d`), computed with torch's native batch-norm backward kernel:
+    in training mode at the supplied statistics (the current batch's terms), in evaluation mode
+    (the direct term and the channel sums of ``g`` and ``g * x_hat``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, var, eps, mode, rate, grad_terms):
+        out = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, torch.backends.cudnn.enabled)
+        ctx.save_for_backward(x, weight, mean, var)
+        ctx.eps, ctx.mode, ctx.rate, ctx.grad_terms = eps, mode, rate, grad_terms
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, mean, var = ctx.saved_tensors
+        mode, rate, eps = ctx.mode, ctx.rate, ctx.eps
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad = grad.contiguous()
+        shape = _channel_shape(x)
+        if mode in ("mcsgd", "exact"):  # the statistics' terms from the current batch
+            invstd = torch.rsqrt(var + eps)
+            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+                grad, x, weight, None, None, mean, invstd, True, eps, [need_x, need_w, need_b])
+            if mode == "exact" and need_x:  # the terms scaled by the rate: rate * mcsgd + (1 - rate) * direct
+                direct = grad * (invstd if weight is None else weight * invstd).view(shape)
+                gx = torch.lerp(direct, gx, rate)
+            return gx, gw, gb, None, None, None, None, None, None
+        decoupled = mode == "decoupled"
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            grad, x, weight, mean, var, None, None, False, eps, [need_x, need_w or decoupled, need_b or decoupled])
+        if decoupled:  # the terms of previous batches (running averages), then this batch's folded in, after use
+            running_g, running_gx = ctx.grad_terms
+            if need_x:  # dx = invstd * (g_hat - T_g - x_hat * T_gx) = direct - slope * x + offset
+                invstd = torch.rsqrt(var + eps)
+                slope = running_gx * invstd * invstd
+                offset = torch.addcmul(slope * mean, invstd, running_g, value=-1.0)
+                gx = gx.add_(offset.view(shape)).addcmul_(x, slope.view(shape), value=-1.0)
+            with torch.no_grad():
+                per_sample = (1.0 if weight is None else weight) / (grad.numel() // grad.shape[1])
+                for running, batch_sum in ((running_g, gb), (running_gx, gw)):
+                    batch = batch_sum * per_sample  # mean_B g_hat and mean_B (g_hat * x_hat)
+                    running.copy_(torch.where(torch.isfinite(batch), torch.lerp(running, batch, rate), running))
+        return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None, None
+
+
 class _FullNorm(_NormBase):
     """Shared implementation of :class:`FullNorm1d` and :class:`FullNorm2d`."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Momentum = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, stats_gradient: bool = True, device=None, dtype=None) -> None:
+                 track_running_stats: bool = True, backward: str = "mcsgd", device=None, dtype=None) -> None:
+        if backward not in BACKWARDS:
+            raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self.stats_gradient = bool(stats_gradient)
+        self.backward = backward
+        if backward == "decoupled" and track_running_stats:
+            factory = {"device": device, "dtype": dtype}
+            self.register_buffer("running_grad_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_grad_xhat_mean", torch.zeros(num_features, **factory))
+
+    def reset_running_stats(self) -> None:
+        """Estimates back to mean 0, variance 1, step 0; the decoupled gradient terms to 0."""
+        super().reset_running_stats()
+        if getattr(self, "running_grad_mean", None) is not None:
+            self.running_grad_mean.zero_()
+            self.running_grad_xhat_mean.zero_()
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.stats_gradient else ", stats_gradient=False")
+        return super().extra_repr() + ("" if self.backward == "mcsgd" else f", backward={self.backward!r}")
 
     def current_rate(self) -> float:
-        r"""The estimate rate :math:`\alpha_k` for the step ``k = num_batches_tracked`` (>= 1)."""
-        step = max(int(self.num_batches_tracked.item()), 1)
-        if self.momentum is None:
-            return 1.0 / step
-        rate = float(self.momentum(step)) if callable(self.momentum) else float(self.momentum)
-        if not 0.0 < rate <= 1.0:
-            raise ValueError(f"momentum schedule returned {rate} at step {step}; it must lie in (0, 1]")
-        return rate
+        r"""The estimate rate :math:`\alpha_k` for the step ``k = num_batches_tracked`` (>= 1), as a float."""
+        rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked)
+        return float(rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalize ``x``; in training, first update the estimates (MCSGD Step 2)."""
+        """Normalize ``x``; in training, first update the estimates (MCSGD Step 2).
+
+        A batch with no samples returns an empty output and changes nothing; a channel whose
+        batch statistics are not finite (a NaN or inf in the batch) keeps its estimates.
+        """
         self._check_input(x)
         if not self.track_running_stats:  # no estimates kept: the batch's own statistics (BN)
             return self._affine(self._normalize_with_batch_stats(x))
-        if not self.training:  # inference (Algorithm 2): the estimates, as constants
+        if not self.training or x.shape[0] == 0:  # inference (Algorithm 2): the estimates, as constants
             return self._affine(self._normalize_with_running_stats(x))
-        dims, shape = _reduce_dims(x), _channel_shape(x)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
-            rate = self.current_rate()
-            batch_mean = x.mean(dim=dims).to(self.running_mean.dtype)
-            batch_sq = (x * x).mean(dim=dims).to(self.running_mean.dtype)
-            second = self.running_var + self.running_mean.square()
-            self.running_mean.mul_(1.0 - rate).add_(batch_mean, alpha=rate)
-            second.mul_(1.0 - rate).add_(batch_sq, alpha=rate)
-            # q - m^2 can round below zero when the variance is tiny.
-            self.running_var.copy_((second - self.running_mean.square()).clamp_(min=0.0))
-        mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
-        if self.stats_gradient:
-            x_hat = _NormalizeWithEstimates.apply(x, mean, torch.rsqrt(var + self.eps), dims)
-        else:  # alternative (a): the estimates are constants for the gradient
-            x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return self._affine(x_hat)
+            rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked, self.running_mean.dtype)
+            batch_mean, batch_var = _batch_moments(x.detach())
+            running_mean, running_var = self.running_mean, self.running_var
+            if batch_mean.dtype != running_mean.dtype:  # reduced-precision inputs, float32 estimates
+                batch_mean, batch_var = batch_mean.to(running_mean.dtype), batch_var.to(running_var.dtype)
+            # Raw moments q = s^2 + m^2 averaged at rate a, written without the cancellation of q - m^2:
+            # m_k = m_{k-1} + a (mean_B - m_{k-1}),  s_k^2 = (1-a) s_{k-1}^2 + a var_B + a (1-a) (mean_B - m_{k-1})^2.
+            delta = batch_mean - running_mean
+            mean = torch.lerp(running_mean, batch_mean, rate)
+            var = torch.lerp(running_var, batch_var, rate)
+            if isinstance(rate, float):
+                var.addcmul_(delta, delta, value=rate * (1.0 - rate))
+            else:
+                var.addcmul_(delta * (rate * (1.0 - rate)), delta)
+            # A NaN or inf anywhere in a channel makes its batch variance NaN or inf: that channel keeps its estimates.
+            finite = batch_var < float("inf")
+            mean = torch.where(finite, mean, running_mean)
+            var = torch.where(finite, var, running_var)
+            running_mean.copy_(mean)
+            running_var.copy_(var)
+        terms = (self.running_grad_mean, self.running_grad_xhat_mean) if self.backward == "decoupled" else None
+        if mean.dtype != x.dtype:
+            mean, var = mean.to(x.dtype), var.to(x.dtype)
+        return _FullNormFunction.apply(x, self.weight, self.bias, mean, var, self.eps, self.backward, rate, terms)
 
 
 class FullNorm1d(_FullNorm):
@@ -299,18 +397,24 @@ class FullNorm1d(_FullNorm):
         track_running_stats: keep the estimates (default True). If False there are no estimates
             and the layer normalizes with batch statistics in training and evaluation (BN's
             behaviour).
-        stats_gradient: pass the gradient through the batch statistics at the estimates (the
-            MCSGD backward, default). False treats the estimates as constants, the alternative
-            (a) of the module docstring, kept for ablations.
+        backward: the gradient estimator, one of :data:`BACKWARDS`: ``"mcsgd"`` (default: the
+            statistics' terms from the current batch), ``"decoupled"`` (from previous batches),
+            ``"exact"`` (derivative of the moving-average forward) or ``"constant"`` (estimates
+            as constants); formulas in the module docstring.
 
     Shape:
         Input ``(N, C)`` or ``(N, C, L)``; output the same shape. Buffers ``running_mean``,
-        ``running_var`` of shape ``(C,)``, ``num_batches_tracked`` a scalar.
+        ``running_var`` of shape ``(C,)``, ``num_batches_tracked`` a scalar; with
+        ``backward="decoupled"`` also ``running_grad_mean`` and ``running_grad_xhat_mean``,
+        ``(C,)``. A batch with ``N = 0`` changes nothing; a channel whose batch holds a NaN or
+        inf keeps its estimates (its outputs for that batch are not finite).
 
     Raises:
-        ValueError: bad constructor arguments, an input that is not 2D/3D, or whose dim 1 is not C.
+        ValueError: bad constructor arguments (naming the argument and its allowed values), an
+            input that is not 2D/3D, or whose dim 1 is not C.
 
-    Source: Lian & Liu (2019), Algorithms 3-4 and eq. (10); the update is our reconstruction.
+    Source: Lian & Liu (2019), Algorithms 3-4, eq. (10) and Remark 1; the update and the
+    estimators are our reconstruction.
     """
 
     _allowed_dims = (2, 3)
@@ -329,8 +433,7 @@ class FullNorm2d(_FullNorm):
             default 0.1.
         affine: learn ``weight`` and ``bias`` (default True).
         track_running_stats: keep the estimates (default True).
-        stats_gradient: MCSGD backward through the batch statistics (default True); False treats
-            the estimates as constants (ablation).
+        backward: the gradient estimator (see :class:`FullNorm1d`), default ``"mcsgd"``.
 
     Shape:
         Input ``(N, C, H, W)``; output the same shape.
@@ -368,38 +471,50 @@ class _BatchRenorm(_NormBase):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"r_max={self.r_max}, d_max={self.d_max}, warmup_steps={self.warmup_steps}")
 
-    def _ramp(self, final: float, start: float, end: int) -> float:
-        step = int(self.num_batches_tracked.item())
-        if step <= self.warmup_steps:
-            return start
+    def _ramp(self, final: float, start: float, end: int) -> torch.Tensor:
+        """The limit at step ``num_batches_tracked``, as a 0-dim tensor (no host-device sync)."""
+        step = self.num_batches_tracked.to(self.running_mean.dtype)
         if end <= self.warmup_steps:
-            return final
-        return start + (final - start) * min(1.0, (step - self.warmup_steps) / (end - self.warmup_steps))
+            return torch.where(step <= self.warmup_steps, start, final).to(step.dtype)
+        progress = ((step - self.warmup_steps) / (end - self.warmup_steps)).clamp(0.0, 1.0)
+        return start + (final - start) * progress
 
     def current_limits(self) -> tuple[float, float]:
         """``(r_max, d_max)`` at the current step: 1 and 0 during warm-up, then linear ramps."""
-        return self._ramp(self.r_max, 1.0, self.r_ramp_end), self._ramp(self.d_max, 0.0, self.d_ramp_end)
+        return float(self._ramp(self.r_max, 1.0, self.r_ramp_end)), float(self._ramp(self.d_max, 0.0, self.d_ramp_end))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training: batch-normalize, then correct by the stop-gradient ``r``, ``d``; eval: moving averages."""
+        """Training: batch-normalize, then correct by the stop-gradient ``r``, ``d``; eval: moving averages.
+
+        In training the layer is torch's batch-norm kernels at the batch's statistics with the
+        affine map folded with the corrections, ``weight * r`` and ``weight * d + bias`` (the same
+        function and gradient as Algorithm 1, since ``r`` and ``d`` are constants for the gradient). A batch with no
+        samples returns an empty output and changes nothing; a channel whose batch statistics are
+        not finite keeps its moving averages.
+        """
         self._check_input(x)
-        if not self.training:
+        if not self.training or x.shape[0] == 0:
             return self._affine(self._normalize_with_running_stats(x))
-        dims, shape = _reduce_dims(x), _channel_shape(x)
-        var, mean = torch.var_mean(x, dim=dims, unbiased=False)
-        std = torch.sqrt(var + self.eps)
         with torch.no_grad():
+            mean, var = _batch_moments(x.detach())
+            mean, var = mean.to(self.running_mean.dtype), var.to(self.running_var.dtype)
+            std = torch.sqrt(var + self.eps)
             self.num_batches_tracked.add_(1)
-            r_max, d_max = self.current_limits()
+            r_max, d_max = self._ramp(self.r_max, 1.0, self.r_ramp_end), self._ramp(self.d_max, 0.0, self.d_ramp_end)
             running_std = torch.sqrt(self.running_var + self.eps)
-            r = (std / running_std).clamp(1.0 / r_max, r_max)
-            d = ((mean - self.running_mean) / running_std).clamp(-d_max, d_max)
+            r = torch.minimum(torch.maximum(std / running_std, 1.0 / r_max), r_max)
+            d = torch.minimum(torch.maximum((mean - self.running_mean) / running_std, -d_max), d_max)
             # moving mean and moving standard deviation (Ioffe 2017, Algorithm 1)
-            self.running_mean.add_(self.momentum * (mean.detach() - self.running_mean))
-            new_std = running_std + self.momentum * (std.detach() - running_std)
-            self.running_var.copy_((new_std.square() - self.eps).clamp_(min=0.0))
-        x_hat = (x - mean.view(shape)) / std.view(shape) * r.view(shape) + d.view(shape)
-        return self._affine(x_hat)
+            finite = torch.isfinite(mean) & torch.isfinite(var)
+            new_mean = self.running_mean + self.momentum * (mean - self.running_mean)
+            new_std = running_std + self.momentum * (std - running_std)
+            self.running_mean.copy_(torch.where(finite, new_mean, self.running_mean))
+            self.running_var.copy_(torch.where(finite, (new_std.square() - self.eps).clamp_(min=0.0), self.running_var))
+            r, d = r.to(x.dtype), d.to(x.dtype)
+        scale = r if self.weight is None else self.weight * r
+        shift = d if self.bias is None else self.weight * d + self.bias
+        # BN's kernels at the batch's statistics, with the corrections folded into the affine map
+        return _FullNormFunction.apply(x, scale, shift, mean.to(x.dtype), var.to(x.dtype), self.eps, "mcsgd", None, None)
 
 
 class BatchRenorm1d(_BatchRenorm):

@@ -25,7 +25,9 @@ from .layers import (
     ReferenceBatchNorm2d,
 )
 
-NORMS = ("none", "bn", "fn", "fn_const", "brn", "gn", "bn_ref", "noisy_bn")
+NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn")
+# FN's gradient estimators by norm name (FullNorm2d's ``backward``).
+FN_BACKWARDS = {"fn": "mcsgd", "fn_decoupled": "decoupled", "fn_exact": "exact", "fn_const": "constant"}
 MODELS = ("simple", "simple_wide", "resnet18", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
 # Santurkar et al.'s noisy BN: our default noise (see NoisyBatchNorm1d): shift in [-1, 1], scale in [1, 2], s = 0.5.
 NOISE_DEFAULTS = (1.0, 2.0, 0.5)
@@ -45,9 +47,10 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
 
     Args:
         kind: ``"none"`` (identity), ``"bn"`` (:class:`torch.nn.BatchNorm1d`/``2d``), ``"fn"``
-            (:class:`~revisit_bn.layers.FullNorm1d`/``2d``, MCSGD backward) or ``"fn_const"``
-            (the same forward, with the estimates treated as constants in the backward pass:
-            an ablation of the MCSGD gradient).
+            (:class:`~revisit_bn.layers.FullNorm1d`/``2d``, MCSGD backward), or FN with another
+            gradient estimator (:data:`FN_BACKWARDS`): ``"fn_decoupled"`` (the statistics' terms
+            from previous batches), ``"fn_exact"`` (the derivative of the moving-average forward)
+            or ``"fn_const"`` (the estimates as constants).
         dim: 1 for inputs ``(N, C)`` or ``(N, C, L)``, 2 for ``(N, C, H, W)``.
         momentum: running-average rate of BN; FN's estimate rate :math:`\alpha` (constant when
             ``fn_momentum_power`` is 0, else the floor of the schedule).
@@ -81,11 +84,10 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     if kind == "bn":
         cls = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
         make = lambda c: cls(c, momentum=momentum)
-    elif kind in ("fn", "fn_const"):
+    elif kind in FN_BACKWARDS:
         cls = FullNorm1d if dim == 1 else FullNorm2d
         rate = PolynomialMomentum(fn_momentum_power, momentum) if fn_momentum_power > 0 else momentum
-        grad = kind == "fn"
-        make = lambda c: cls(c, momentum=rate, stats_gradient=grad)
+        make = lambda c: cls(c, momentum=rate, backward=FN_BACKWARDS[kind])
     elif kind == "brn":
         cls = BatchRenorm1d if dim == 1 else BatchRenorm2d
         end = brn_warmup_steps + brn_ramp_steps

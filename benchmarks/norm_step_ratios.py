@@ -1,0 +1,90 @@
+"""SGD step time of every normalization over torch's BatchNorm2d, interleaved in one run.
+
+Usage: ``.tools/bin/uv run python benchmarks/norm_step_ratios.py [--repeats 15] [--threads 2]``
+
+For each of the book's three convolutional networks (SimpleNet at batch 64 on MNIST-sized
+inputs, VGG11 at quarter width at batch 128 and ResNet18 at batch 64 on CIFAR-sized inputs) it
+times one full SGD step (forward, cross-entropy, backward, update) with every normalization,
+round-robin (one step of each in turn, ``repeats`` rounds, after warm-up), and prints the median
+step time of each over BN's: the machine's speed cancels in the ratio. Then FN at batch size 1
+(each estimator) over the unnormalized SimpleNet at batch size 1. Targets (issue "FN's
+gradient"): every FN estimator and Batch Renorm at most 1.10 times BN; FN at batch size 1 at most
+1.5 times the unnormalized step. Not a test: the numbers depend on the machine.
+"""
+
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from revisit_bn.models import build_model
+
+NORMS = ("bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn")
+NETWORKS = (  # (label, model, width, batch size, channels, image side)
+    ("SimpleNet, batch 64", "simple", 1.0, 64, 1, 28),
+    ("VGG11 x0.25, batch 128", "vgg11", 0.25, 128, 3, 32),
+    ("ResNet18, batch 64", "resnet18", 1.0, 64, 3, 32),
+)
+
+
+def model_for(model: str, norm: str, width: float, channels: int, side: int) -> nn.Module:
+    config = SimpleNamespace(model=model, norm=norm, norm_momentum=0.1, fn_momentum_power=0.0, norm_group_size=None,
+                             brn_warmup_steps=0, brn_ramp_steps=10, noise_mean_max=1.0, noise_scale_max=2.0,
+                             noise_std=0.5, width=width)
+    torch.manual_seed(0)
+    return build_model(config, channels, side, 10)
+
+
+def sgd_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return step
+
+
+def interleaved_medians(steps: dict, repeats: int, warmup: int = 3) -> dict:
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} interleaved steps; "
+          f"ratio = step time / BN's (target <= 1.10)")
+    print(f"{'network':26s}" + "".join(f"{n:>14s}" for n in NORMS) + "   BN ms/step")
+    for label, model, width, batch, channels, side in NETWORKS:
+        gen = torch.Generator().manual_seed(0)
+        images = torch.randn(batch, channels, side, side, generator=gen)
+        labels = torch.randint(0, 10, (batch,), generator=gen)
+        steps = {n: sgd_step(model_for(model, n, width, channels, side).train(), images, labels) for n in NORMS}
+        t = interleaved_medians(steps, args.repeats)
+        print(f"{label:26s}" + "".join(f"{t[n] / t['bn']:14.2f}" for n in NORMS) + f"   {1e3 * t['bn']:.1f}")
+    gen = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(1, 1, 28, 28, generator=gen), torch.randint(0, 10, (1,), generator=gen)
+    one = ("none", "fn", "fn_decoupled", "fn_exact", "fn_const")
+    steps = {n: sgd_step(model_for("simple", n, 1.0, 1, 28).train(), images, labels) for n in one}
+    t = interleaved_medians(steps, 10 * args.repeats)
+    print("SimpleNet, batch 1, over the unnormalized step (target <= 1.5): "
+          + ", ".join(f"{n} {t[n] / t['none']:.2f}" for n in one[1:]) + f"; unnormalized {1e3 * t['none']:.2f} ms/step")
+
+
+if __name__ == "__main__":
+    main()
