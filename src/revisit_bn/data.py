@@ -479,6 +479,32 @@ class LabelSortedOrder(BatchOrder):
         return _label_pieces(self.groups, self.batch_size, _epoch_generator(self.seed, epoch))
 
 
+class UnshuffledOrder(LabelSortedOrder):
+    """The literal "unshuffled" order: every batch holds one label, and the labels come in sequence.
+
+    Each epoch visits all full batches of label 0, then all of label 1, and so on (the samples
+    within a label are permuted every epoch; a label's remainder sits out as in
+    :class:`LabelSortedOrder`). This is what an unshuffled, label-sorted dataset fed in order
+    gives; the book's main single-label setting (:class:`LabelSortedOrder`) randomizes the order
+    of the batches instead.
+
+    Args, Raises: as :class:`LabelSortedOrder`.
+
+    Source: Lian & Liu (2019), Section 6.2, "unshuffled case" (Figure 4), read literally (our
+    choice of the within-label permutation).
+    """
+
+    name = "unshuffled"
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        gen = _epoch_generator(self.seed, epoch)
+        out: list[torch.Tensor] = []
+        for group in self.groups:
+            shuffled = group[torch.randperm(len(group), generator=gen)]
+            out.extend(shuffled[: len(group) // self.batch_size * self.batch_size].split(self.batch_size))
+        return out
+
+
 class LabelLimitedOrder(BatchOrder):
     """Batches drawing on at most ``max_labels`` labels each.
 
@@ -554,7 +580,7 @@ class LabelPairsOrder(BatchOrder):
         return list(self.table[drawn, position].unbind(0))
 
 
-BATCH_ORDERS = ("shuffled", "label_sorted", "label_limited", "label_pairs")
+BATCH_ORDERS = ("shuffled", "label_sorted", "unshuffled", "label_limited", "label_pairs")
 
 
 def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int = 0) -> BatchOrder:
@@ -573,6 +599,8 @@ def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int
         return ShuffledOrder(len(labels), batch_size, seed)
     if name == "label_sorted":
         return LabelSortedOrder(labels, batch_size, seed)
+    if name == "unshuffled":
+        return UnshuffledOrder(labels, batch_size, seed)
     if name == "label_limited":
         return LabelLimitedOrder(labels, batch_size, max_labels=3, seed=seed)
     if name == "label_pairs":

@@ -113,7 +113,7 @@ def _check_common(experiment: str, seed: Any, threads: Any, device: Any) -> None
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every parameter of one training run; validated on construction.
+    r"""Every parameter of one training run; validated on construction.
 
     Attributes:
         experiment: folder name under the results store (e.g. ``"mnist_batch_construction"``).
@@ -149,6 +149,11 @@ class TrainConfig:
             (``benchmarks/probe_cost.py`` measures it in SGD steps).
         trace_every: evaluate both sides of Santurkar et al.'s Theorems 4.1/4.2 at the second BN
             layer every this many steps (:class:`revisit_bn.landscape.TheoremTrace`; BN SimpleNet only).
+        lr_power, lr_decay_steps: a decaying step size
+            :math:`\gamma_k = \mathrm{lr}\,(1 + k/\text{lr\_decay\_steps})^{-\text{lr\_power}}` at SGD step
+            ``k = 0, 1, ...`` (:class:`torch.optim.lr_scheduler.LambdaLR`); ``lr_power = 0`` keeps it
+            constant. With ``fn_momentum_power`` it gives Corollary 3's pair of polynomially decaying
+            rates (Lian & Liu 2019; our choice of the shift and exponents).
         threads: torch's intra-op thread count while training (float32 sums depend on it, so it
             is part of the key). Default 2, the CI machine's core count.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; recorded in the provenance, not part of the key.
@@ -169,6 +174,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     norm_momentum: float = 0.1
     fn_momentum_power: float = 0.0
+    lr_power: float = 0.0
+    lr_decay_steps: int = 1000
     seed: int = 0
     train_subset: int | None = None
     test_subset: int | None = None
@@ -212,6 +219,9 @@ class TrainConfig:
             raise ValueError(f"norm_momentum must lie in (0, 1], got {self.norm_momentum!r}")
         if not 0.0 <= _number("fn_momentum_power", self.fn_momentum_power) <= 1.0:
             raise ValueError(f"fn_momentum_power must lie in [0, 1], got {self.fn_momentum_power!r}")
+        if not 0.0 <= _number("lr_power", self.lr_power) <= 2.0:
+            raise ValueError(f"lr_power must lie in [0, 2], got {self.lr_power!r}")
+        _positive_int("lr_decay_steps", self.lr_decay_steps)
         if not _number("width", self.width) > 0:
             raise ValueError(f"width (VGG's channel multiplier) must be a positive number, got {self.width!r}")
         for name in ("noise_mean_max", "noise_scale_max", "noise_std"):
@@ -305,6 +315,10 @@ def train_model(
         model = build_model(config, channels, image_size, num_classes).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay)
+        schedule = None
+        if config.lr_power > 0:
+            decay = lambda k: (1.0 + k / config.lr_decay_steps) ** -config.lr_power  # noqa: E731
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
         metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}
         probes = []
@@ -332,6 +346,8 @@ def train_model(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 for _, probe in probes:
                     if isinstance(probe, TrainingProbe):
                         probe.after_step(model)
