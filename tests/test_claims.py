@@ -18,21 +18,6 @@ def _frame(label_sorted, shuffled):
     return pd.DataFrame(rows)
 
 
-def test_label_sorted_claim_reproduced_when_bn_test_loss_is_far_above():
-    frame = _frame({"bn": (0.05, 1.5, 0.7), "fn": (0.08, 0.2, 0.95)}, {"bn": (0.1, 0.1, 0.97), "fn": (0.1, 0.1, 0.97)})
-    verdict = claims.check_label_sorted(frame, "unit")
-    assert verdict.reproduced and "reproduced" in verdict.line().lower()
-    assert "1.500" in verdict.measured and "0.200" in verdict.measured
-
-
-@pytest.mark.parametrize("bn,fn", [((0.05, 0.3, 0.9), (0.08, 0.2, 0.95)),  # test loss not 2x
-                                   ((0.01, 1.5, 0.7), (0.5, 0.2, 0.95))])  # training losses not comparable
-def test_label_sorted_claim_not_reproduced_otherwise(bn, fn):
-    frame = _frame({"bn": bn, "fn": fn}, {"bn": (0.1, 0.1, 0.97), "fn": (0.1, 0.1, 0.97)})
-    verdict = claims.check_label_sorted(frame, "unit")
-    assert not verdict.reproduced and verdict.verdict == "not reproduced at this scale"
-
-
 @pytest.mark.parametrize("fn,expected", [((0.1, 0.12, 0.965), True), ((0.1, 0.2, 0.965), False), ((0.1, 0.12, 0.94), False)])
 def test_shuffled_claim_needs_matching_loss_and_accuracy(fn, expected):
     frame = _frame({"bn": (0.1, 0.1, 0.97), "fn": (0.1, 0.1, 0.97)}, {"bn": (0.1, 0.1, 0.97), "fn": fn})
@@ -44,23 +29,94 @@ def test_thresholds():
     assert claims.far_above(0.5, 0.2) and not claims.far_above(0.15, 0.07) and not claims.far_above(0.3, 0.2)
 
 
-def test_verdicts_average_over_seeds():
-    frame = _frame({"bn": (0.05, 0.5, 0.7), "fn": (0.05, 0.2, 0.9)}, {"bn": (0.1, 0.1, 0.97), "fn": (0.1, 0.1, 0.97)})
-    assert claims.check_label_sorted(frame, "unit").reproduced  # seed 0 alone: 0.5 >= 2 * 0.2
-    other = frame.copy()
-    other["seed"] = 1
-    other.loc[(other.norm == "bn") & (other.batch_order == "label_sorted"), "test_loss"] = 0.2
-    # Seeds 0 and 1 together: BN's mean test loss (0.5 + 0.2) / 2 = 0.35 < 2 * 0.2.
-    assert not claims.check_label_sorted(pd.concat([frame, other]), "unit").reproduced
+def _seeded(values, shuffled_acc=0.985, epochs=2):
+    """values: {(norm, order): [(train_loss, test_loss) per seed]} -> frame with lr_power 0 and a BN shuffled run per seed."""
+    rows = []
+    seeds = len(next(iter(values.values())))
+    values = {("bn", "shuffled"): [(0.05, 0.05)] * seeds, **values}
+    for (norm, order), per_seed in values.items():
+        for seed, (train, test) in enumerate(per_seed):
+            for epoch in range(1, epochs + 1):
+                factor = 2.0 if epoch < epochs else 1.0  # only the last epoch counts
+                rows.append(dict(epoch=epoch, norm=norm, batch_order=order, seed=seed, lr_power=0.0,
+                                 train_loss=train * factor, train_eval_loss=train * factor, test_loss=test * factor,
+                                 test_acc=shuffled_acc if order == "shuffled" else 0.9))
+    return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("sorted_eval,shuffled_eval,expected", [(0.3, 0.06, True), (0.08, 0.06, False), (0.3, 0.5, False)])
+def test_fig4_reproduced_when_every_seed_shows_the_gap():
+    frame = _seeded({("bn", "label_sorted"): [(0.05, 1.5), (0.05, 1.4), (0.05, 1.6)],
+                     ("fn", "label_sorted"): [(0.08, 0.2), (0.08, 0.25), (0.08, 0.22)]})
+    verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
+    assert verdict.category == "reproduced" and verdict.reproduced
+    assert "3 of 3 seeds" in verdict.measured and "t-interval" in verdict.measured
+
+
+def test_fig4_contradicted_when_the_interval_lies_below_the_threshold():
+    frame = _seeded({("bn", "label_sorted"): [(0.05, 0.21), (0.05, 0.22), (0.05, 0.20), (0.05, 0.21)],
+                     ("fn", "label_sorted"): [(0.08, 0.20), (0.08, 0.21), (0.08, 0.22), (0.08, 0.19)]})
+    assert claims.check_fig4_estimator(frame, "unit", "lian-fig4").category == "contradicted"
+
+
+def test_fig4_inconclusive_when_one_seed_would_flip_it():
+    # the seeds of the issue that reported it: FN vs BN 0.221 vs 0.219, 0.104 vs 0.235, 0.118 vs 0.265
+    frame = _seeded({("bn", "label_sorted"): [(0.05, 0.219), (0.05, 0.235), (0.05, 0.265)],
+                     ("fn", "label_sorted"): [(0.08, 0.221), (0.08, 0.104), (0.08, 0.118)]})
+    verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
+    assert verdict.category == "inconclusive" and not verdict.reproduced
+
+
+def test_fig4_in_part_when_training_losses_differ_and_inconclusive_below_the_gate():
+    values = {("bn", "label_sorted"): [(0.01, 1.5), (0.01, 1.4), (0.01, 1.6)],
+              ("fn", "label_sorted"): [(0.5, 0.2), (0.5, 0.25), (0.5, 0.22)]}
+    assert claims.check_fig4_estimator(_seeded(values), "unit", "x").category == "reproduced in part"
+    verdict = claims.check_fig4_estimator(_seeded(values, shuffled_acc=0.9), "unit", "x")
+    assert verdict.category == "inconclusive" and "gate" in verdict.measured
+
+
+@pytest.mark.parametrize("fn_losses,category", [([0.05, 0.06, 0.04], "reproduced"), ([0.3, 0.32, 0.31], "contradicted"),
+                                                ([0.05, 0.2, -0.05], "inconclusive")])
+def test_fig7_match_needs_the_interval_inside_the_band(fn_losses, category):
+    frame = _seeded({("fn", "shuffled"): [(0.05, v) for v in fn_losses]})
+    assert claims.check_fig7_match(frame, "unit").category == category
+
+
+@pytest.mark.parametrize("sorted_eval,shuffled_eval,expected", [(0.3, 0.06, "reproduced"), (0.08, 0.06, "contradicted"),
+                                                                  (0.3, 0.5, "reproduced in part")])
 def test_bn_mode_gap_needs_a_gap_only_under_label_sorted_batches(sorted_eval, shuffled_eval, expected):
-    frame = _frame({"bn": (0.05, 0.3, 0.9), "fn": (0.1, 0.2, 0.9)}, {"bn": (0.05, 0.06, 0.98), "fn": (0.05, 0.06, 0.98)})
-    frame["train_eval_loss"] = frame.train_loss
-    frame.loc[(frame.norm == "bn") & (frame.batch_order == "label_sorted") & (frame.epoch == 2), "train_eval_loss"] = sorted_eval
-    frame.loc[(frame.norm == "bn") & (frame.batch_order == "shuffled") & (frame.epoch == 2), "train_eval_loss"] = shuffled_eval
-    assert claims.check_bn_mode_gap(frame, "unit").reproduced is expected
+    frame = _seeded({("bn", "label_sorted"): [(0.05, 0.3)] * 3})
+    last = frame.epoch == 2
+    frame.loc[(frame.batch_order == "label_sorted") & last, "train_eval_loss"] = [sorted_eval, sorted_eval + 0.01,
+                                                                                  sorted_eval - 0.01]
+    frame.loc[(frame.batch_order == "shuffled") & last, "train_eval_loss"] = shuffled_eval
+    assert claims.check_bn_mode_gap(frame, "unit").category == expected
+
+
+def test_seed_interval_and_threshold_categories():
+    mean, low, high = claims.seed_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and low < 1.0 and high > 3.0
+    assert claims.seed_interval([1.0])[1] != claims.seed_interval([1.0])[1]  # NaN: no interval from one seed
+    assert claims.threshold_category(0.2, 0.3, 0.1) == "reproduced"
+    assert claims.threshold_category(0.0, 0.05, 0.1) == "contradicted"
+    assert claims.threshold_category(0.05, 0.3, 0.1) == "inconclusive"
+
+
+def test_verdict_category_must_be_known_and_agree_with_reproduced():
+    with pytest.raises(ValueError, match="category"):
+        claims.Verdict("x", "s", "c", "m", "unit", True, "mostly reproduced")
+    with pytest.raises(ValueError, match="disagrees"):
+        claims.Verdict("x", "s", "c", "m", "unit", True, "contradicted")
+    verdict = claims.Verdict.of("x", "s", "c", "m", "unit", "holds as printed")
+    assert verdict.reproduced and verdict.verdict == "holds as printed" and "HOLDS AS PRINTED" in verdict.line()
+
+
+def test_fn_trains_at_batch_size_one_is_judged_over_seeds():
+    rows = [dict(epoch=e, norm="fn", seed=s, test_loss=loss) for s in range(3)
+            for e, loss in ((1, 1.1), (2, 0.2 + 0.01 * s))]
+    assert claims.check_fn_trains_at_batch_size_one(pd.DataFrame(rows), "unit", "fn", "x").category == "reproduced"
+    rows = [dict(epoch=e, norm="fn", seed=s, test_loss=loss) for s in range(3)
+            for e, loss in ((1, 1.1), (2, 1.1 + 0.01 * s))]
+    assert claims.check_fn_trains_at_batch_size_one(pd.DataFrame(rows), "unit", "fn", "x").category == "contradicted"
 
 
 def _curves(norm_values):

@@ -63,6 +63,18 @@ def test_label_sorted_batches_hold_one_label_each(mnist):
     assert len(set(first_labels)) > 3
 
 
+def test_unshuffled_order_visits_the_labels_in_sequence(mnist):
+    labels = mnist[0].labels
+    order = make_batch_order("unshuffled", labels, 64, seed=0)
+    batches = order.batches(1)
+    batch_labels = [labels[b].unique().tolist() for b in batches]
+    assert all(len(b) == 64 and len(l) == 1 for b, l in zip(batches, batch_labels))
+    sequence = [l[0] for l in batch_labels]
+    assert sequence == sorted(sequence) and sequence[0] == 0 and sequence[-1] == 9  # all 0s, then all 1s, ...
+    assert len(batches) == len(LabelSortedOrder(labels, 64, seed=0).batches(1))  # the same batches, in label order
+    assert not torch.equal(torch.cat(batches), torch.cat(order.batches(2)))  # reshuffled within labels each epoch
+
+
 def test_label_sorted_order_is_seeded_and_new_each_epoch():
     labels = torch.arange(40) % 4
     a, b = LabelSortedOrder(labels, 5, seed=9), LabelSortedOrder(labels, 5, seed=9)

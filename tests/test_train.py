@@ -132,3 +132,23 @@ def test_run_stores_steps_and_probes_and_reads_them_back(mnist, results_root):
 def test_bad_probe_and_model_parameters_raise_a_clear_value_error(changes, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{**SMALL, **changes})
+
+
+def test_decaying_step_size_follows_the_schedule_and_validates(monkeypatch):
+    from revisit_bn.train import TrainConfig
+
+    seen = []
+    real = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    config = TrainConfig(experiment="unit", dataset="mnist", epochs=1, train_subset=256, test_subset=64, batch_size=64,
+                         lr=0.1, lr_power=0.75, lr_decay_steps=2, threads=1)
+    config.compute()
+    assert seen == pytest.approx([0.1 * (1 + k / 2) ** -0.75 for k in range(4)])
+    for bad in (dict(lr_power=-0.1), dict(lr_power="fast"), dict(lr_decay_steps=0)):
+        with pytest.raises(ValueError, match="lr_"):
+            config.replace(**bad)

@@ -8,10 +8,11 @@ import seaborn as sns
 
 from .claims import OUTPUT_WIDTH  # the book's output box; verdict lines share it
 
-NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_const": "FN, constant estimates",
+NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_decoupled": "FN, decoupled terms",
+               "fn_exact": "FN, exact derivative", "fn_const": "FN, constant estimates",
                "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
-                "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
+                "unshuffled": "one label per batch, labels in sequence", "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
 METRIC_LABELS = {
     "test_error": "test error",
@@ -147,9 +148,12 @@ def loss_curves(frame, metrics=("train_loss", "test_loss"), log_y: bool = True):
 _CB = sns.color_palette("colorblind", 10)
 # One colour and one marker per normalization for the whole book (seaborn's colorblind palette):
 # every figure that separates normalizations takes them from here.
-NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_const": _CB[6],
-               "none": _CB[7], "bn_ref": _CB[9]}
-NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_const": "D", "none": "X", "bn_ref": "P"}
+NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _CB[5],
+               "fn_const": _CB[6], "none": _CB[7], "fn_exact": _CB[8], "bn_ref": _CB[9]}
+NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
+                "none": "X", "fn_exact": ">", "bn_ref": "P"}
+# FN's gradient estimators (``backward=``) by the norm name that selects them, for the estimator figures.
+ESTIMATOR_NORMS = {"mcsgd": "fn", "decoupled": "fn_decoupled", "exact": "fn_exact", "constant": "fn_const"}
 # Chapter 22's variant names, mapped to the normalization whose colour they take.
 VARIANT_NORMS = {"standard": "none", "BN": "bn"}
 
