@@ -382,9 +382,17 @@ def _grid_31(p):
                        epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], norm_momentum=p["norm_momentum"],
                        fn_momentum_power=p["fn_momentum_power"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], device=p["device"])
-    runs = [base.replace(norm=n, batch_order=o, seed=s)
-            for n in p["norms"] for o in ("label_sorted", "shuffled") for s in p["seeds"]]
-    return runs + [base.replace(norm=n, batch_order="label_sorted", seed=s) for n in p["baselines"] for s in p["seeds"]]
+    seeds = p["seeds"]
+    runs = [base.replace(norm=n, batch_order=o, seed=s) for n in p["norms"] for o in ("label_sorted", "shuffled") for s in seeds]
+    runs += [base.replace(norm=n, batch_order="label_sorted", seed=s) for n in p["baselines"] for s in seeds]
+    # the literal reading of "unshuffled": one label per batch, the labels in sequence
+    runs += [base.replace(norm=n, batch_order="unshuffled", seed=s) for n in p["unshuffled_norms"] for s in seeds]
+    # Corollary 3's schedule: a decaying estimate rate and a faster-decaying step size
+    schedule = dict(fn_momentum_power=p["schedule_rate_power"], norm_momentum=p["schedule_rate_floor"],
+                    lr_power=p["schedule_lr_power"], lr_decay_steps=p["schedule_lr_decay_steps"])
+    runs += [base.replace(norm=n, batch_order="label_sorted", seed=s, **schedule)
+             for n in p["schedule_norms"] for s in seeds]
+    return runs
 
 
 def _grid_32(p):
@@ -457,6 +465,15 @@ _CHAPTER_LIST = [
                       paper=dict(steps=200_000, seeds=[0, 1, 2, 3, 4], num_logs=80)),
             _grid_14,
             lambda p: f"2 FN layers, 512 samples, {p['steps']:,} steps, {_seeds(p)}"),
+    Chapter("15-fn-gradient-bias", "Lian & Liu 2019, Remark 1 and Algorithm 4: the bias of FN's gradient estimators",
+            ("lian-remark1", "fn-decoupled-unbiased"),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], sizes=[1, 2, 3, 4, 6, 8, 12, 16, 20], momenta=[0.1, 0.001], draws=20_000,
+                           max_exact=50_000, per_label=20),
+                      ci=dict(seeds=[0, 1], sizes=[1, 2, 4, 20], draws=2_000, max_exact=2_000),
+                      paper=dict(draws=200_000, max_exact=600_000)),
+            None,
+            lambda p: (f"3 labels x {p['per_label']} points in 4 dimensions, hidden width 3, float64; every batch where "
+                       f"at most {p['max_exact']:,} exist, else {p['draws']:,} drawn; {_seeds(p)}")),
     Chapter("21-vgg-learning-rates", "Santurkar et al. 2018, Figure 1", ("santurkar-fig1",),
             _profiles(dict(_VGG, lrs=[0.1, 0.5], norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_21, _vgg_scale),
@@ -472,18 +489,25 @@ _CHAPTER_LIST = [
             _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("31-mnist-batch-construction", "Lian & Liu 2019, Figures 4 and 7",
-            ("lian-fig4", "lian-fig4-mechanism", "lian-fig7"),
-            _profiles(dict(seeds=[0], norms=["bn", "fn"], baselines=["none", "fn_const"], epochs=3, batch_size=64, lr=0.02,
-                           sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0, train_subset=None,
-                           test_subset=None, device="auto"),
-                      ci=dict(seeds=[0], epochs=1, train_subset=3000, test_subset=1000, baselines=[]),
-                      paper=dict(seeds=[0, 1, 2], epochs=20)),
+            ("lian-fig4", "lian-fig4-decoupled", "lian-fig4-exact", "lian-fig4-const", "lian-fig4-unshuffled",
+             "lian-fig4-unshuffled-decoupled", "lian-fig4-cor3", "lian-fig4-cor3-decoupled", "lian-fig4-mechanism",
+             "lian-fig7"),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], norms=["bn", "fn", "fn_decoupled", "fn_exact"], baselines=["none", "fn_const"],
+                           unshuffled_norms=["bn", "fn", "fn_decoupled"], schedule_norms=["fn", "fn_decoupled"],
+                           epochs=3, batch_size=64, lr=0.02, sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0,
+                           schedule_rate_power=0.5, schedule_rate_floor=0.01, schedule_lr_power=0.75,
+                           schedule_lr_decay_steps=1000, train_subset=None, test_subset=None, device="auto"),
+                      ci=dict(seeds=[0, 1], epochs=1, train_subset=3000, test_subset=1000, baselines=["fn_const"],
+                              unshuffled_norms=["bn", "fn"], schedule_norms=["fn"], schedule_lr_decay_steps=20),
+                      paper=dict(epochs=20)),
             _grid_31,
             lambda p: (f"{_split('MNIST', p, 60000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
-    Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1", ("lian-fig1",),
-            _profiles(dict(seeds=[0, 1, 2], epochs=200, lr=0.1, norms=["bn_ref", "fn", "none"], device="cpu"),
-                      ci=dict(seeds=[0], epochs=5), paper=dict(seeds=[0, 1, 2, 3, 4], epochs=1000)),
+    Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1",
+            ("lian-fig1", "lian-fig1-fn", "lian-fig1-fn-decoupled", "lian-fig1-fn-exact", "lian-fig1-fn-const"),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], epochs=200, lr=0.1,
+                           norms=["bn_ref", "fn", "fn_decoupled", "fn_exact", "fn_const", "none"], device="cpu"),
+                      ci=dict(seeds=[0, 1], epochs=5), paper=dict(epochs=1000)),
             _grid_32, lambda p: f"3 samples, batch size 1, {p['epochs']} epochs, {_seeds(p)}"),
     Chapter("33-large-variance", "Lian & Liu 2019, Figure 3", ("lian-fig3",),
             _profiles(dict(seeds=[0, 1, 2], epochs=20, batch_size=10, lr=0.1, plain_lr=0.0001, device="cpu"),
