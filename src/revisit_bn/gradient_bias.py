@@ -12,7 +12,8 @@ dimensions, and the network ``Linear(features, hidden) -> FullNorm1d(hidden) -> 
 Linear(hidden, labels)`` with cross-entropy. The state at which every gradient is taken: random
 parameters, FN's estimates at the dataset's statistics (the estimates' fixed point for these
 parameters), and, for the decoupled estimator, its running terms at their expectation over an
-independent batch of the same kind (what a running average of previous batches estimates).
+independent batch of the same kind (what a running average of previous batches estimates; a mean
+over every such batch, or over five times ``draws`` drawn ones).
 Each batch's forward then updates the estimates with the batch at rate ``momentum``, as training
 does. The compared parameters are those upstream of the normalization (the first layer's weight
 and bias), the only ones whose gradient passes through the statistics' terms.
@@ -263,7 +264,9 @@ def measure(problem: BiasProblem, sizes: list[int], kinds: tuple[str, ...] = BAT
         for size in sizes:
             index, enumerated = batches(problem, kind, size, labels)
             # the decoupled terms at their expectation over batches of the same kind and size
-            other, _ = batches(BiasProblem(**{**problem.__dict__, "seed": problem.seed + 7919}), kind, size, labels)
+            # (five times as many independent draws as the estimator's batches, where they are drawn)
+            independent = BiasProblem(**{**problem.__dict__, "seed": problem.seed + 7919, "draws": 5 * problem.draws})
+            other, _ = batches(independent, kind, size, labels)
             parts = [network.terms(inputs[c], labels[c], mean, var) for c in other.split(chunk)]
             terms = tuple(sum(p[i].sum(0) for p in parts) / len(other) for i in (0, 1))
             for estimator in estimators:

@@ -339,3 +339,39 @@ def activation_bands(probes, positions, hue: str = "norm", position_labels=None)
             ax.set(title=f"{NORM_LABELS.get(name, name)}\n{labels[position]}", xlabel="SGD step", ylabel="activation value")
     _shared_legend(fig, axes, lambda n: f"{n} of the batch's values")
     return _finish(fig)
+
+
+def estimator_bias(table, metric: str = "relative_bias", y_label: str = "relative bias of E[gradient]"):
+    """Chapter 15: an estimator's expected-gradient ``metric`` against batch size, a panel per (estimate rate, batch kind).
+
+    Lines are means over seeds, bands their range (log axes); a dotted grey line marks the Monte
+    Carlo noise floor where batches were drawn rather than enumerated.
+
+    Args:
+        table: rows of :func:`revisit_bn.gradient_bias.measure_all` (``momentum``, ``kind``, ``size``,
+            ``estimator``, ``seed``, ``metric``, ``noise_floor``).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    rates = sorted(table.momentum.unique(), reverse=True)
+    kinds = [k for k in ("random", "single_label") if k in set(table.kind)]
+    fig, axes = _figure(len(rates), len(kinds))
+    data = table.assign(norm=table.estimator.map(ESTIMATOR_NORMS))
+    order = [n for n in ESTIMATOR_NORMS.values() if n in set(data.norm)]
+    for r, rate in enumerate(rates):
+        for c, kind in enumerate(kinds):
+            ax = axes[r, c]
+            part = data[(data.momentum == rate) & (data.kind == kind)]
+            sns.lineplot(data=part, x="size", y=metric, hue="norm", style="norm", hue_order=order, style_order=order,
+                         palette=NORM_COLORS, markers=NORM_MARKERS, dashes=False, errorbar=("pi", 100), ax=ax)
+            drawn = part[part.noise_floor > 0].groupby("size").noise_floor.mean()
+            if len(drawn):
+                ax.plot(drawn.index, drawn.values, color="grey", ls=":", lw=1.2, label="Monte Carlo noise floor")
+            ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=y_label if c == 0 else "")
+            sizes = sorted(part["size"].unique())
+            ax.set_xticks(sizes, [str(s) if s in (1, 2, 4, 8, 16) or s == sizes[-1] else "" for s in sizes])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            ax.set_title(f"estimate rate {rate:g}, {kind.replace('_', '-')} batches")
+    _shared_legend(fig, axes, lambda name: NORM_LABELS.get(name, name), title="estimator")
+    return _finish(fig)
