@@ -1,27 +1,10 @@
-"""Verdicts turn measurements into 'reproduced' or not, both ways."""
+"""Verdicts turn measurements into categories, every way: reproduced, in part, contradicted, inconclusive."""
 
 import pandas as pd
 import pytest
 
 from revisit_bn import claims, results
 from revisit_bn.experiments import CHAPTERS
-
-
-def _frame(label_sorted, shuffled):
-    """label_sorted/shuffled: {norm: (train_loss, test_loss, test_acc)} at the last epoch."""
-    rows = []
-    for order, values in (("label_sorted", label_sorted), ("shuffled", shuffled)):
-        for norm, (train, test, acc) in values.items():
-            for epoch, factor in ((1, 2.0), (2, 1.0)):  # only the last epoch counts
-                rows.append(dict(epoch=epoch, norm=norm, batch_order=order, seed=0,
-                                 train_loss=train * factor, test_loss=test * factor, test_acc=acc))
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("fn,expected", [((0.1, 0.12, 0.965), True), ((0.1, 0.2, 0.965), False), ((0.1, 0.12, 0.94), False)])
-def test_shuffled_claim_needs_matching_loss_and_accuracy(fn, expected):
-    frame = _frame({"bn": (0.1, 0.1, 0.97), "fn": (0.1, 0.1, 0.97)}, {"bn": (0.1, 0.1, 0.97), "fn": fn})
-    assert claims.check_shuffled(frame, "unit").reproduced is expected
 
 
 def test_thresholds():
@@ -119,32 +102,143 @@ def test_fn_trains_at_batch_size_one_is_judged_over_seeds():
     assert claims.check_fn_trains_at_batch_size_one(pd.DataFrame(rows), "unit", "fn", "x").category == "contradicted"
 
 
-def _curves(norm_values):
-    """{norm: [(train_loss, test_loss, train_eval_loss) per epoch]} -> frame."""
-    rows = [dict(epoch=e + 1, norm=n, seed=0, batch_order="shuffled", train_loss=tr, test_loss=te, train_eval_loss=ev)
-            for n, values in norm_values.items() for e, (tr, te, ev) in enumerate(values)]
+def _per_seed(rows_by_key, columns, seeds=5, jitter=0.01, epochs=2, **fixed):
+    """{key tuple: final values tuple} -> a frame with one row per seed and epoch; the values get a
+    small seed-dependent jitter (so intervals exist) and are doubled before the last epoch."""
+    rows = []
+    for key, values in rows_by_key.items():
+        for seed in range(seeds):
+            for epoch in range(1, epochs + 1):
+                factor = 1.0 if epoch == epochs else 2.0
+                row = dict(zip(columns[:len(key)], key), seed=seed, epoch=epoch, **fixed)
+                row.update({c: (v + jitter * (seed - seeds // 2)) * factor
+                            for c, v in zip(columns[len(key):], values)})
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("bn_curve,expected", [([(1.1, 1.0, 1.0), (0.5, 5.0, 5.0)], True),   # falls and rises
-                                               ([(1.1, 1.0, 1.0), (1.1, 5.0, 5.0)], False),  # flat training loss
-                                               ([(1.1, 1.0, 1.0), (0.5, 1.0, 1.0)], False)])  # test loss does not rise
-def test_batch_size_one_claim_needs_both_halves(bn_curve, expected):
-    frame = _curves({"bn_ref": bn_curve, "fn": [(1.1, 1.0, 1.0), (0.1, 0.1, 0.1)]})
-    assert claims.check_batch_size_one(frame, "unit").reproduced is expected
+def test_effect_and_combine_categories():
+    assert claims.effect([0.3, 0.31, 0.29], 0.1)[-1] == "reproduced"
+    assert claims.effect([0.3, 0.31, 0.29], 0.1, below=True)[-1] == "contradicted"
+    assert claims.effect([0.0, 0.01, -0.01], 0.1, below=True)[-1] == "reproduced"
+    assert claims.effect([0.0, 0.3], 0.1)[-1] == "inconclusive"
+    assert claims.effect([0.3], 0.1)[-1] == "inconclusive"  # one seed: no interval
+    assert claims.combine(["reproduced", "reproduced"]) == "reproduced"
+    assert claims.combine(["reproduced", "contradicted"]) == "reproduced in part"
+    assert claims.combine(["contradicted", "contradicted"]) == "contradicted"
+    assert claims.combine(["contradicted", "inconclusive"]) == "inconclusive"
+    assert claims.combine(["inconclusive", "inconclusive"]) == "inconclusive"
 
 
-@pytest.mark.parametrize("bn_final,expected", [(0.6, True), (0.52, False)])
-def test_large_variance_claim_compares_bn_with_plain_regression(bn_final, expected):
-    frame = _curves({"bn": [(0, 0, 0.7), (0, 0, bn_final)], "fn": [(0, 0, 0.7), (0, 0, 0.55)], "none": [(0, 0, 0.7), (0, 0, 0.5)]})
-    assert claims.check_large_variance(frame, "unit").reproduced is expected
+def _bs1(bn_first, bn_last):
+    """BN (bn_ref) and FN at batch size 1: (train_loss, test_loss) at the first and last epoch, per seed lists."""
+    rows = []
+    for seed, (first, last) in enumerate(zip(bn_first, bn_last)):
+        for epoch, (train, test) in ((1, first), (2, last)):
+            rows.append(dict(norm="bn_ref", seed=seed, epoch=epoch, train_loss=train, test_loss=test))
+            rows.append(dict(norm="fn", seed=seed, epoch=epoch, train_loss=1.0 / epoch, test_loss=1.0 / epoch))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("last_tests,last_train,expected", [
+    ([50, 60, 55, 52, 58], 0.5, "reproduced"),  # falls and rises in every seed
+    ([50, 60, 0.0, 5000, 58], 0.5, "reproduced in part"),  # the rise depends on the seed: that half is inconclusive
+    ([50, 60, 55, 52, 58], 1.5, "reproduced in part"),  # the training loss rises: that half is contradicted
+    ([1.0, 1.01, 0.99, 1.0, 1.0], 1.5, "contradicted"),  # neither half
+])
+def test_batch_size_one_claim_judges_both_halves_over_seeds(last_tests, last_train, expected):
+    first = [(1.1 + 0.001 * s, 1.0) for s in range(5)]
+    last = [(last_train + 0.001 * s, t) for s, t in enumerate(last_tests)]
+    verdict = claims.check_batch_size_one(_bs1(first, last), "unit")
+    assert verdict.category == expected and verdict.seeds == 5
+
+
+def _logreg(bn_at_best, diverged_lr=None):
+    rows = {("bn", 0.1): (bn_at_best,), ("bn", 1e-4): (0.69,), ("fn", 0.1): (0.55,), ("fn", 1e-4): (0.69,),
+            ("none", 1e-4): (0.50,), ("none", 0.1): (float("nan") if diverged_lr == 0.1 else 0.9,)}
+    return _per_seed(rows, ["norm", "lr", "train_eval_loss"])
+
+
+def test_step_sizes_are_picked_by_one_rule_and_a_diverged_step_never_wins():
+    assert claims.pick_step_sizes(_logreg(0.6)) == {"bn": 0.1, "fn": 0.1, "none": 1e-4}
+    frame = _logreg(0.6, diverged_lr=0.1)
+    frame.loc[(frame.norm == "none") & (frame.lr == 0.1) & (frame.seed == 0), "train_eval_loss"] = 0.0  # best, but...
+    frame.loc[(frame.norm == "none") & (frame.lr == 0.1) & (frame.seed == 1), "train_eval_loss"] = float("nan")
+    assert claims.pick_step_sizes(frame)["none"] == 1e-4  # ...another seed diverged there
+
+
+@pytest.mark.parametrize("bn,expected", [(0.7, "reproduced"), (0.58, "reproduced in part"), (0.5, "contradicted")])
+def test_large_variance_claim_compares_bn_with_plain_regression_and_fn(bn, expected):
+    frame = _logreg(bn)
+    assert claims.check_large_variance(frame, "unit", claims.pick_step_sizes(frame)).category == expected
+
+
+def test_theorem_verdicts_are_mathematical_categories():
+    index = pd.MultiIndex.from_tuples([("Theorem 4.1", "1/m (appendix proof)"), ("Theorem 4.1", "1/sqrt(m) (printed in some copies)"),
+                                       ("Theorem 4.2", "general")], names=["statement", "form"])
+    table = pd.DataFrame({"instances": [100, 100, 200], "violations": [0, 97, 30], "at eps = 0": [0, 50, 0],
+                          "at eps > 0": [0, 47, 30]}, index=index)
+    v41, v42, v42eps = claims.check_theorem_bounds(table, 1e-7, "unit")
+    assert (v41.category, v42.category, v42eps.category) == ("holds as corrected", "holds as printed", "false as printed")
+    table.loc[("Theorem 4.1", "1/m (appendix proof)"), "violations"] = 3
+    assert claims.check_theorem_bounds(table, 1e-7, "unit")[0].category == "false as printed"
+    table.loc[("Theorem 4.1", "1/sqrt(m) (printed in some copies)"), "violations"] = 0
+    assert claims.check_theorem_bounds(table, 1e-7, "unit")[0].category == "holds as printed"
+
+
+def _fits(est, sgd_by_batch, mcsgd=0.6):
+    rows = []
+    for b, sgd in sgd_by_batch.items():
+        for seed in range(5):
+            j = 0.01 * (seed - 2)
+            rows += [dict(batch_size=b, seed=seed, method="mcsgd", quantity=f"estimation error, layer {k}", exponent=est + j)
+                     for k in (1, 2)]
+            rows += [dict(batch_size=b, seed=seed, method="mcsgd", quantity="squared gradient norm", exponent=mcsgd + j),
+                     dict(batch_size=b, seed=seed, method="sgd", quantity="squared gradient norm", exponent=sgd + 2 * j)]
+    return pd.DataFrame(rows)
+
+
+def test_mcsgd_rates_are_judged_per_batch_size():
+    lemma, cor3 = claims.check_mcsgd_rates(_fits(0.27, {8: 0.9, 128: 0.9}), "unit", 0.25)
+    assert lemma.category == "reproduced" and cor3.category == "reproduced" and "batch 128" in cor3.measured
+    lemma, cor3 = claims.check_mcsgd_rates(_fits(0.02, {8: 0.9, 128: 0.6}), "unit", 0.25)
+    assert lemma.category == "contradicted" and cor3.category == "reproduced in part"  # the gap closes at batch 128
+
+
+@pytest.mark.parametrize("bn_large,fn_large,acc,expected", [(0.3, 0.62, 0.95, "reproduced"), (0.3, 0.62, 0.85, "inconclusive"),
+                                                            (0.6, 0.3, 0.95, "contradicted")])
+def test_batch_size_robustness_needs_bn_apart_fn_together_and_the_gate(bn_large, fn_large, acc, expected):
+    rows = {("bn", 1): (0.6, 0.9), ("bn", 16): (bn_large, acc), ("fn", 1): (0.6, 0.9), ("fn", 16): (fn_large, 0.9)}
+    frame = _per_seed(rows, ["norm", "batch_size", "test_loss", "test_acc"], jitter=0.002)
+    assert claims.check_batch_size_robustness(frame, "unit", 1, 16).category == expected
+
+
+@pytest.mark.parametrize("bn_shuffled_acc,expected", [(0.75, "reproduced"), (0.5, "inconclusive")])
+def test_cifar_claims_count_only_past_the_gate(bn_shuffled_acc, expected):
+    rows = {("bn", "label_limited"): (2.0, 0.3, 0.4), ("fn", "label_limited"): (2.0, 0.3, 0.6),
+            ("bn", "shuffled"): (0.8, 0.8, bn_shuffled_acc), ("fn", "shuffled"): (0.8, 0.81, bn_shuffled_acc)}
+    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    assert claims.check_label_limited(frame, "unit").category == expected
+    assert claims.check_shuffled_cifar(frame, "unit").category == expected
+    sizes = {("bn", 8): (2.5, bn_shuffled_acc), ("bn", 128): (1.5, bn_shuffled_acc), ("fn", 8): (1.5, 0.5), ("fn", 128): (1.5, 0.5)}
+    frame = _per_seed(sizes, ["norm", "batch_size", "test_loss", "test_acc"], jitter=0.002)
+    assert claims.check_batch_size_dependence(frame, "unit").category == expected
+
+
+@pytest.mark.parametrize("brn,expected", [(0.56, "reproduced"), (0.50, "contradicted")])
+def test_renorm_claim_compares_brn_with_bn_per_seed(brn, expected):
+    rows = {("non_iid", "bn"): (0.5,), ("non_iid", "brn"): (brn,), ("non_iid", "gn"): (0.5,), ("reference", "bn"): (0.75,)}
+    frame = _per_seed(rows, ["setting", "norm", "test_acc"], jitter=0.002)
+    verdict = claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
+    assert verdict.category == expected and "GN" in verdict.measured
 
 
 def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
-    verdict = claims.Verdict("x-1", "paper", "claim", "measured", "scale", True)
+    verdict = claims.Verdict.of("x-1", "paper", "claim", "measured", "scale", "reproduced", seeds=3, interval="+0.1 [0, 0.2]")
     claims.record(verdict, "99-chapter", params={"epochs": 3}, runs=["b", "a"])
     ledger = claims.collect()
     assert ledger.claim_id.tolist() == ["x-1"] and ledger.verdict.tolist() == ["reproduced"]
+    assert ledger.seeds.tolist() == [3] and ledger.interval.tolist() == ["+0.1 [0, 0.2]"]
     assert ledger.chapter.tolist() == ["99-chapter"] and ledger.profile.tolist() == ["book"]
     row = ledger.iloc[0]
     assert row.params == {"epochs": 3} and row.runs == ["a", "b"] and row.code == results.code_fingerprint()
@@ -152,7 +246,7 @@ def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(resu
 
 
 def test_a_verdict_over_diverged_runs_is_recorded_as_inconclusive(results_root):
-    verdict = claims.Verdict("x-2", "paper", "claim", "BN 0.1, FN 0.2", "scale", True)
+    verdict = claims.Verdict.of("x-2", "paper", "claim", "BN 0.1, FN 0.2", "scale", "reproduced")
     claims.record(verdict, "99-chapter", diverged=["unit: bn/shuffled: diverged at step 7"])
     row = claims.collect().iloc[0]
     assert row.verdict == "inconclusive: runs diverged" and not row.reproduced
@@ -163,7 +257,7 @@ def test_ledger_knows_which_chapters_lack_verdicts(results_root):
     with_claims = [c.name for c in CHAPTERS.values() if c.claims]
     assert claims.ensure_recorded(run=False) == with_claims
     for claim_id in CHAPTERS["32-batch-size-one"].claims:
-        claims.record(claims.Verdict(claim_id, "p", "c", "m", "s", False), "32-batch-size-one")
+        claims.record(claims.Verdict.of(claim_id, "p", "c", "m", "s", "contradicted"), "32-batch-size-one")
     assert "32-batch-size-one" not in claims.ensure_recorded(run=False)
 
 
@@ -179,14 +273,17 @@ def test_every_chapter_spec_has_its_notebook():
 # ----------------------------------------------------------------------------------------------
 
 
-def _probes(values):
-    """values: {norm: {quantity: [value per probe step]}} (layer-free quantities and one layer for ics/act)."""
+def _probes(values, seeds=3):
+    """values: {norm: {quantity: [value per probe step]}} (layer-free quantities and one layer for ics/act),
+    repeated over ``seeds`` with a small seed-dependent jitter."""
     rows = []
-    for norm, quantities in values.items():
-        for quantity, series in quantities.items():
-            layer = "" if quantity in ("loss_min", "loss_max", "grad_change_max", "effective_beta_smoothness") else "l1"
-            for step, value in enumerate(series):
-                rows.append(dict(norm=norm, lr=0.1, step=10 * step, quantity=quantity, layer=layer, value=value))
+    for seed in range(seeds):
+        for norm, quantities in values.items():
+            for quantity, series in quantities.items():
+                layer = "" if quantity in ("loss_min", "loss_max", "grad_change_max", "effective_beta_smoothness") else "l1"
+                for step, value in enumerate(series):
+                    rows.append(dict(norm=norm, lr=0.1, seed=seed, step=10 * step, quantity=quantity, layer=layer,
+                                     value=value * (1 + 0.01 * seed)))
     return pd.DataFrame(rows)
 
 
@@ -195,53 +292,59 @@ def _landscape(loss_range, grad, beta):
             "effective_beta_smoothness": [beta] * 2}
 
 
-@pytest.mark.parametrize("bn,expected", [((0.2, 1.0, 5.0), True), ((0.2, 1.0, 50.0), False), ((2.0, 1.0, 5.0), False)])
+@pytest.mark.parametrize("bn,expected", [((0.2, 1.0, 5.0), "reproduced"), ((0.2, 1.0, 50.0), "reproduced in part"),
+                                         ((2.0, 5.0, 50.0), "contradicted")])
 def test_landscape_claim_needs_all_three_quantities_lower_with_bn(bn, expected):
     probes = _probes({"none": _landscape(1.0, 3.0, 20.0), "bn": _landscape(*bn), "fn": _landscape(0.5, 2.0, 10.0)})
     summary = claims.landscape_summary(probes)
-    assert summary.loc["none", "loss_range"] == pytest.approx(1.0)
+    assert summary.loc["none", "loss_range"] == pytest.approx(1.01)
     verdict = claims.check_landscape(probes, "unit")
-    assert verdict.reproduced is expected and "FN" in verdict.measured
+    assert verdict.category == expected and verdict.seeds == 3
 
 
-@pytest.mark.parametrize("bn_cos,expected", [(0.5, True), (0.74, True), (0.9, False)])
+@pytest.mark.parametrize("bn_cos,expected", [(0.5, "reproduced"), (0.75, "inconclusive"), (0.9, "contradicted")])
 def test_ics_claim_holds_unless_bn_raises_the_cosine(bn_cos, expected):
     probes = _probes({"none": {"ics_cos": [0.7, 0.7], "ics_l2": [0.1, 0.1]}, "bn": {"ics_cos": [bn_cos] * 2, "ics_l2": [0.3, 0.3]}})
-    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim").reproduced is expected
-    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim", by="lr").reproduced is expected
+    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim").category == expected
+    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim", by="lr").category == expected
 
 
 def test_activation_drift_is_the_mean_change_in_units_of_the_spread():
     probes = _probes({"bn": {"act_mean": [0.0, 0.0, 0.0], "act_std": [1.0, 1.0, 1.0]},
-                      "noisy_bn": {"act_mean": [0.0, 1.0, -1.0], "act_std": [2.0, 2.0, 2.0]}})
+                      "noisy_bn": {"act_mean": [0.0, 1.0, -1.0], "act_std": [2.0, 2.0, 2.0]}}, seeds=1)
     drift = claims.activation_drift(probes)
     assert drift["bn"] == 0.0 and drift["noisy_bn"] == pytest.approx((0.5 + 1.0) / 2)
+    by_seed = claims.activation_drift(_probes({"noisy_bn": {"act_mean": [0.0, 1.0], "act_std": [2.0, 2.0]}}, seeds=2),
+                                      by=["seed", "norm"])
+    assert set(by_seed) == {(0, "noisy_bn"), (1, "noisy_bn")} and by_seed[(0, "noisy_bn")] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("noisy_loss,noisy_mean,expected", [(0.5, [0.0, 1.0, -1.0], True),  # trains, shifts
-                                                            (2.0, [0.0, 1.0, -1.0], False),  # does not train as well
-                                                            (0.5, [0.0, 0.01, 0.0], False)])  # no larger shift
-def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_loss, noisy_mean, expected):
+@pytest.mark.parametrize("noisy_acc,noisy_mean,expected", [(0.5, [0.0, 1.0, -1.0], "reproduced"),  # trains, shifts
+                                                           (0.3, [0.0, 1.0, -1.0], "contradicted"),  # shifts, trains worse
+                                                           (0.5, [0.0, 0.01, 0.0], "reproduced in part")])  # no larger shift
+def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_acc, noisy_mean, expected):
     probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0], "act_std": [1.0] * 3},
                       "bn": {"act_mean": [0.0, 0.05, 0.0], "act_std": [1.0] * 3},
                       "noisy_bn": {"act_mean": noisy_mean, "act_std": [1.0] * 3}})
-    frame = pd.DataFrame([dict(epoch=1, norm=n, train_loss=loss, test_acc=0.5)
-                          for n, loss in (("none", 1.5), ("bn", 0.5), ("noisy_bn", noisy_loss))])
-    assert claims.check_noisy_bn(frame, probes, "unit").reproduced is expected
+    frame = _per_seed({("none",): (1.5, 0.45), ("bn",): (0.5, 0.5), ("noisy_bn",): (0.6, noisy_acc)},
+                      ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002)
+    assert claims.check_noisy_bn(frame, probes, "unit").category == expected
 
 
-@pytest.mark.parametrize("bn_at_05,expected", [(1.0, True), (2.5, False)])
-def test_learning_rate_claim_needs_bn_ahead_at_both_rates(bn_at_05, expected):
-    frame = pd.DataFrame([dict(epoch=2, norm=n, lr=lr, train_loss=loss, test_acc=0.5)
-                          for (n, lr), loss in {("none", 0.1): 1.5, ("bn", 0.1): 0.9, ("fn", 0.1): 1.0,
-                                                ("none", 0.5): 2.3, ("bn", 0.5): bn_at_05, ("fn", 0.5): 1.2}.items()])
-    verdict = claims.check_learning_rates(frame, "unit")
-    assert verdict.reproduced is expected and "lr 0.5" in verdict.measured
+@pytest.mark.parametrize("bn_at_05,bn_at_01,expected", [(1.0, 0.9, "reproduced"), (2.5, 0.9, "reproduced in part"),
+                                                        (1.0, 1.3, "inconclusive")])  # BN did not learn: the gate
+def test_learning_rate_claim_needs_bn_ahead_at_both_rates_and_the_gate(bn_at_05, bn_at_01, expected):
+    rows = {("none", 0.1): (1.5, 0.4), ("bn", 0.1): (bn_at_01, 0.45), ("fn", 0.1): (1.0, 0.45),
+            ("none", 0.5): (2.3, 0.1), ("bn", 0.5): (bn_at_05, 0.3), ("fn", 0.5): (1.2, 0.3)}
+    verdict = claims.check_learning_rates(_per_seed(rows, ["norm", "lr", "train_loss", "test_acc"], seeds=3), "unit")
+    assert verdict.category == expected and "lr 0.5" in verdict.measured
 
 
 def test_a_verdict_shows_as_a_badge_and_a_sentence_and_prints_as_wrapped_text():
-    verdict = claims.Verdict("x-3", "paper", "a claim " * 20, "BN 0.1 < FN 0.2 & more", "scale", False)
+    verdict = claims.Verdict.of("x-3", "paper", "a claim " * 20, "BN 0.1 < FN 0.2 & more", "scale", "inconclusive")
     html = verdict._repr_html_()
-    assert "not reproduced at this scale</span>" in html and 'id="verdict-x-3"' in html and "&amp; more" in html
+    assert "inconclusive</span>" in html and 'id="verdict-x-3"' in html and "&amp; more" in html
     assert repr(verdict) == verdict.line()
     assert all(len(line) <= 88 for line in verdict.line().splitlines())
+    with pytest.raises(ValueError, match="category"):
+        claims.Verdict("x-4", "paper", "claim", "measured", "scale", True)  # a verdict without a category

@@ -2,9 +2,10 @@
 
 Each check takes the long results frame of a notebook (one row per run and epoch, see
 :meth:`revisit_bn.train.RunResult.to_frame`) and returns a :class:`Verdict`: the claim in one
-line, what we measured, and whether it is reproduced at our scale. The thresholds that turn words
-such as "comparable" or "far above" into numbers are ours; they are module constants, stated in
-the book next to every verdict that uses them.
+line, what we measured, and its category (:data:`CATEGORIES`): an effect computed per seed, its
+t-interval, the count of seeds that agree, and a learnability gate where the claim is about what a
+network learned. The thresholds that turn words such as "comparable" or "far above" into numbers
+are ours; they are module constants, stated in the book next to every verdict that uses them.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ COMPARABLE_RATIO, COMPARABLE_NATS = 2.0, 0.05
 FAR_RATIO, FAR_NATS = 2.0, 0.1
 # "Match": final test losses within 0.05 nats and test accuracies within 1 percentage point.
 MATCH_NATS, MATCH_ACC = 0.05, 0.01
-# Verdict categories: for experiments, then for mathematics (a verdict without one is binary, the older form).
+# Verdict categories: for experiments, then for mathematics.
 CATEGORIES = ("reproduced", "reproduced in part", "contradicted", "inconclusive",
               "holds as printed", "holds as corrected", "false as printed")
 SUPPORTING = ("reproduced", "holds as printed", "holds as corrected")
 _BADGE = {"reproduced": "#1b7837", "holds as printed": "#1b7837", "reproduced in part": "#5aae61",
           "holds as corrected": "#5aae61", "contradicted": "#b2182b", "false as printed": "#b2182b",
           "inconclusive": "#777777"}
+# "Far behind" in accuracy: at least 5 percentage points lower; "improves": at least 1 point higher.
+FAR_ACC, BETTER_ACC = 0.05, 0.01
 # Seed intervals: two-sided t-intervals at this confidence over per-seed effects.
 CONFIDENCE = 0.95
 
@@ -44,12 +47,13 @@ class Verdict:
         claim: the claim in one line.
         measured: our numbers in one line.
         scale: the scale they were measured at.
-        reproduced: whether the measurement supports the claim at this scale.
-        category: one of :data:`CATEGORIES` (empty for the older binary verdicts); when given,
-            ``reproduced`` must agree with it (True exactly for :data:`SUPPORTING`).
+        reproduced: whether the measurement supports the claim (True exactly for :data:`SUPPORTING`).
+        category: one of :data:`CATEGORIES`.
+        seeds: how many seeds the effect was measured over (0: not a seeded measurement).
+        interval: the effect with its interval, e.g. ``"+0.179 [+0.126, +0.231]"`` ("" when none).
 
     Raises:
-        ValueError: an unknown category, or one that disagrees with ``reproduced``.
+        ValueError: a missing or unknown category, or one that disagrees with ``reproduced``.
     """
 
     claim_id: str
@@ -59,24 +63,26 @@ class Verdict:
     scale: str
     reproduced: bool
     category: str = ""
+    seeds: int = 0
+    interval: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reproduced", bool(self.reproduced))  # numpy bools are not JSON
-        if self.category and self.category not in CATEGORIES:
+        object.__setattr__(self, "seeds", int(self.seeds))
+        if self.category not in CATEGORIES:
             raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
-        if self.category and self.reproduced != (self.category in SUPPORTING):
+        if self.reproduced != (self.category in SUPPORTING):
             raise ValueError(f"reproduced={self.reproduced} disagrees with category {self.category!r}")
 
     @classmethod
-    def of(cls, claim_id: str, source: str, claim: str, measured: str, scale: str, category: str) -> "Verdict":
+    def of(cls, claim_id: str, source: str, claim: str, measured: str, scale: str, category: str,
+           seeds: int = 0, interval: str = "") -> "Verdict":
         """A verdict with a category (``reproduced`` follows from it)."""
-        return cls(claim_id, source, claim, measured, scale, category in SUPPORTING, category)
+        return cls(claim_id, source, claim, measured, scale, category in SUPPORTING, category, seeds, interval)
 
     @property
     def verdict(self) -> str:
-        if self.category:
-            return self.category
-        return "reproduced" if self.reproduced else "not reproduced at this scale"
+        return self.category
 
     def __repr__(self) -> str:
         return self.line()
@@ -85,7 +91,7 @@ class Verdict:
         """A category badge, the claim as a sentence, and what we measured (how the book shows a verdict)."""
         from html import escape
 
-        colour = _BADGE.get(self.category, "#1b7837" if self.reproduced else "#b35806")
+        colour = _BADGE[self.category]
         badge = (f'<span style="background:{colour};color:white;border-radius:3px;padding:1px 6px;'
                  f'font-size:85%;font-weight:600">{escape(self.verdict)}</span>')
         return (f'<div class="verdict" id="verdict-{escape(self.claim_id)}" style="margin:0.4em 0">{badge} '
@@ -111,9 +117,10 @@ def seed_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float,
     mean = float(values.mean())
     if len(values) < 2:
         return mean, float("nan"), float("nan")
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=stats.sem(values))
-    if not np.isfinite(low):  # all seeds equal: no spread
-        low = high = mean
+    sem = stats.sem(values)
+    if not sem > 0:  # all seeds equal: no spread
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
     return mean, float(low), float(high)
 
 
@@ -146,22 +153,6 @@ def final_by_norm(frame, batch_order: str, metric: str) -> dict[str, float]:
     return last.groupby("norm")[metric].mean().to_dict()
 
 
-def check_shuffled(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 7: with shuffled batches, BN's and FN's curves match."""
-    test = final_by_norm(frame, "shuffled", "test_loss")
-    acc = final_by_norm(frame, "shuffled", "test_acc")
-    ok = abs(test["bn"] - test["fn"]) <= MATCH_NATS and abs(acc["bn"] - acc["fn"]) <= MATCH_ACC
-    return Verdict(
-        "lian-fig7",
-        "Lian & Liu 2019, Figure 7 (MNIST, shuffled batches of 64)",
-        "shuffled batches: BN and FN match (training and test loss)",
-        f"final test loss BN {test['bn']:.3f} vs FN {test['fn']:.3f} nats; "
-        f"test accuracy BN {acc['bn']:.3f} vs FN {acc['fn']:.3f}",
-        scale,
-        ok,
-    )
-
-
 def check_bn_mode_gap(frame, scale: str) -> Verdict:
     """Lian & Liu Section 6.2 (mechanism of Figure 4): with single-label batches, BN's running
     statistics differ from every batch's, so on the *same training images* its evaluation-mode
@@ -187,7 +178,7 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
         f"{get('train_loss', 'label_sorted').mean():.3f} nats, difference {_interval_text(mean, low, high)} "
         f"({len(gap)} seeds); shuffled {get('train_eval_loss', 'shuffled').mean():.3f} vs "
         f"{get('train_loss', 'shuffled').mean():.3f} nats ({'' if shuffled_ok else 'not '}comparable)",
-        scale, category)
+        scale, category, len(gap), _interval_text(mean, low, high))
 
 
 def final_metric(frame, metric: str, **where) -> dict[str, float]:
@@ -197,117 +188,6 @@ def final_metric(frame, metric: str, **where) -> dict[str, float]:
         rows = rows[rows[column] == value]
     last = rows[rows.epoch == rows.epoch.max()]
     return last.groupby("norm")[metric].mean().to_dict()
-
-
-def check_batch_size_one(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 1: at batch size 1, BN's training loss falls while its test loss rises
-    (the test set is the training set); FN beside it."""
-    bn = frame[frame.norm == "bn_ref"].groupby("epoch")[["train_loss", "test_loss"]].mean()
-    fn = final_metric(frame, "test_loss")["fn"]
-    train_falls = bn.train_loss.iloc[-1] < bn.train_loss.iloc[0] - COMPARABLE_NATS
-    test_rises = bn.test_loss.iloc[-1] > bn.test_loss.iloc[0] + FAR_NATS
-    return Verdict(
-        "lian-fig1",
-        "Lian & Liu 2019, Figure 1 (3 samples, 3-layer network, batch size 1)",
-        "batch size 1: BN's training loss falls while its test loss (on the same 3 samples) rises",
-        f"BN training loss {bn.train_loss.iloc[0]:.3f} -> {bn.train_loss.iloc[-1]:.3f} nats, test loss "
-        f"{bn.test_loss.iloc[0]:.3f} -> {bn.test_loss.iloc[-1]:.3f} nats (training loss falls: {'yes' if train_falls else 'no'}; test loss rises: {'yes' if test_rises else 'no'}); "
-        f"FN's final test loss {fn:.3f} nats",
-        scale,
-        bool(train_falls and test_rises),
-    )
-
-
-def check_large_variance(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 3: on data of large variance, BN's logistic regression does not converge
-    (to the optimum of the common objective); FN and plain logistic regression beside it."""
-    final = final_metric(frame, "train_eval_loss")
-    ok = final["bn"] - final["none"] > COMPARABLE_NATS
-    return Verdict(
-        "lian-fig3",
-        "Lian & Liu 2019, Figure 3 (convex logistic regression, synthetic data of large variance)",
-        "large-variance data: logistic regression with BN fails to converge where plain logistic regression does",
-        f"final loss on the whole training set (evaluation mode): BN {final['bn']:.3f}, FN {final['fn']:.3f}, "
-        f"plain {final['none']:.3f} nats",
-        scale,
-        bool(ok),
-    )
-
-
-# "Far behind" in accuracy: at least 5 percentage points lower; "improves": at least 1 point higher.
-FAR_ACC, BETTER_ACC = 0.05, 0.01
-
-
-def check_batch_size_robustness(frame, scale: str, small: int, large: int) -> Verdict:
-    """Lian & Liu Figure 9: on MNIST with random per-sample scales, BN's runs at batch sizes 1 and
-    16 end apart while FN's end together."""
-    final = frame[frame.epoch == frame.epoch.max()].groupby(["norm", "batch_size"]).test_loss.mean()
-    gap = {n: abs(final[(n, small)] - final[(n, large)]) for n in ("bn", "fn")}
-    return Verdict(
-        "lian-fig9",
-        "Lian & Liu 2019, Figure 9 (MNIST x random scale, batch sizes 1 and 16)",
-        f"BN's runs at batch sizes {small} and {large} converge to different points; FN's nearly agree",
-        f"final test loss, batch size {small} vs {large}: BN {final[('bn', small)]:.3f} vs {final[('bn', large)]:.3f} "
-        f"(gap {gap['bn']:.3f}); FN {final[('fn', small)]:.3f} vs {final[('fn', large)]:.3f} (gap {gap['fn']:.3f}) nats",
-        scale,
-        far_above(gap["bn"], gap["fn"]),
-    )
-
-
-def check_label_limited(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: training losses comparable,
-    BN's test error far behind FN's."""
-    train = final_by_norm(frame, "label_limited", "train_loss")
-    acc = final_by_norm(frame, "label_limited", "test_acc")
-    ok = comparable(train["bn"], train["fn"]) and acc["fn"] - acc["bn"] >= FAR_ACC
-    return Verdict(
-        "lian-fig5",
-        "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)",
-        "label-restricted batches: comparable training loss, but BN's test error far behind FN's",
-        f"final training loss BN {train['bn']:.3f} vs FN {train['fn']:.3f} nats; test error "
-        f"BN {1 - acc['bn']:.3f} vs FN {1 - acc['fn']:.3f}",
-        scale,
-        ok,
-    )
-
-
-def check_shuffled_cifar(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 8: CIFAR-10 with shuffled batches: BN's and FN's curves match."""
-    verdict = check_shuffled(frame, scale)
-    return dataclasses.replace(verdict, claim_id="lian-fig8",
-                               source="Lian & Liu 2019, Figure 8 (CIFAR-10, shuffled batches)")
-
-
-def check_batch_size_dependence(frame, scale: str) -> Verdict:
-    """Lian & Liu Figure 2: ResNet18 on CIFAR-10: BN converges to different solutions at different
-    batch sizes, and smaller batches give worse solutions."""
-    final = frame[(frame.epoch == frame.epoch.max()) & (frame.norm == "bn")].groupby("batch_size").test_loss.mean()
-    sizes = sorted(final.index)
-    worse = final[sizes[0]] - final[sizes[-1]]
-    fn = frame[(frame.epoch == frame.epoch.max()) & (frame.norm == "fn")].groupby("batch_size").test_loss.mean()
-    return Verdict(
-        "lian-fig2",
-        "Lian & Liu 2019, Figure 2 (ResNet18, CIFAR-10, several batch sizes)",
-        "BN's solution moves with the batch size; the smaller the batch, the worse the solution",
-        "BN final test loss by batch size: " + ", ".join(f"{b}: {final[b]:.3f}" for b in sizes)
-        + "; FN: " + ", ".join(f"{b}: {fn[b]:.3f}" for b in sizes if b in fn.index) + " nats",
-        scale,
-        bool(worse >= COMPARABLE_NATS),
-    )
-
-
-def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source: str, claim: str) -> Verdict:
-    """Ioffe 2017: in ``setting`` (a value of the frame's ``setting`` column), Batch Renorm's test
-    accuracy is above BN's by at least one percentage point."""
-    rows = frame[(frame.setting == setting) & (frame.epoch == frame.epoch.max())]
-    acc = rows.groupby("norm").test_acc.mean()
-    others = ", ".join(f"{n.upper()} {acc[n]:.3f}" for n in acc.index if n not in ("bn", "brn"))
-    return Verdict(
-        claim_id, source, claim,
-        f"final test accuracy BN {acc['bn']:.3f} vs BRN {acc['brn']:.3f}" + (f"; {others}" if others else ""),
-        scale,
-        bool(acc["brn"] - acc["bn"] >= BETTER_ACC),
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,105 +210,36 @@ def ics_summary(probes, by="norm"):
     return rows.pivot_table(index=by, columns="quantity", values="value", aggfunc="median")[["ics_cos", "ics_l2"]]
 
 
-def landscape_summary(probes, by: str = "norm"):
+def landscape_summary(probes, by="norm"):
     """Per network, medians over training of the loss range, the largest gradient change and beta_eff.
 
-    Returns a :class:`pandas.DataFrame` indexed by ``by`` with columns ``loss_range`` (nats),
+    ``by`` is a column name or a list of them (e.g. ``["seed", "norm"]``). Returns a
+    :class:`pandas.DataFrame` indexed by ``by`` with columns ``loss_range`` (nats),
     ``grad_change_max`` and ``effective_beta_smoothness``.
     """
-    wide = probes.pivot_table(index=[by, "step"], columns="quantity", values="value")
+    by = [by] if isinstance(by, str) else list(by)
+    wide = probes.pivot_table(index=[*by, "step"], columns="quantity", values="value")
     wide["loss_range"] = wide.loss_max - wide.loss_min
     return wide.groupby(by)[["loss_range", "grad_change_max", "effective_beta_smoothness"]].median()
 
 
-def activation_drift(probes, by: str = "norm"):
+def activation_drift(probes, by="norm"):
     r"""How far a channel's distribution moves between probes: the mean over recorded layers and
     consecutive probes of :math:`|\Delta\,\text{mean}| / \text{std}` (the change of the channel's mean in
-    units of its spread). Returns ``{by value: drift}``."""
+    units of its spread). ``by``: a column or a list of them (e.g. ``["seed", "norm"]``). Returns
+    ``{by value: drift}`` (a tuple key for a list)."""
+    keys = [by] if isinstance(by, str) else list(by)
     rows = probes[probes.quantity.isin(["act_mean", "act_std"])]
-    wide = rows.pivot_table(index=[by, "layer", "step"], columns="quantity", values="value").sort_index()
+    wide = rows.pivot_table(index=[*keys, "layer", "step"], columns="quantity", values="value").sort_index()
     out = {}
-    for name, part in wide.groupby(level=0):
+    for name, part in wide.groupby(level=list(range(len(keys))) if len(keys) > 1 else 0):
         drifts = []
-        for _, layer in part.groupby(level=1):
+        for _, layer in part.groupby(level=len(keys)):
             mean, std = layer.act_mean.to_numpy(), layer.act_std.to_numpy()
             if len(mean) > 1:
                 drifts.extend(abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12))
         out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
     return out
-
-
-def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
-    """Santurkar et al. Figure 1: VGG with BN trains faster than without at lr 0.1, and at the larger
-    lr 0.5 too (where the standard network does worse)."""
-    last = frame[frame.epoch == frame.epoch.max()].groupby(["norm", "lr"])[["train_loss", "test_acc"]].mean()
-    better = all(last.train_loss[("bn", lr)] < last.train_loss[("none", lr)] - COMPARABLE_NATS for lr in lrs)
-    measured = "; ".join(
-        f"lr {lr}: training loss BN {last.train_loss[('bn', lr)]:.3f} vs standard {last.train_loss[('none', lr)]:.3f}"
-        + (f" vs FN {last.train_loss[('fn', lr)]:.3f}" if ("fn", lr) in last.index else "")
-        + f" nats, test accuracy BN {last.test_acc[('bn', lr)]:.3f} vs standard {last.test_acc[('none', lr)]:.3f}"
-        + (f" vs FN {last.test_acc[('fn', lr)]:.3f}" if ("fn", lr) in last.index else "")
-        for lr in lrs)
-    return Verdict(
-        "santurkar-fig1",
-        "Santurkar et al. 2018, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
-        "VGG with BN trains faster than the standard VGG at lr 0.1 and at lr 0.5 (BN allows the larger step)",
-        measured, scale, better)
-
-
-def check_noisy_bn(frame, probes, scale: str) -> Verdict:
-    """Santurkar et al. Figure 2: noisy BN's activations shift far more than the standard network's
-    and BN's, yet it trains about as well as BN."""
-    last = frame[frame.epoch == frame.epoch.max()].groupby("norm")[["train_loss", "test_acc"]].mean()
-    drift = activation_drift(probes)
-    trains = comparable(last.train_loss["noisy_bn"], last.train_loss["bn"]) and \
-        last.test_acc["bn"] - last.test_acc["noisy_bn"] < FAR_ACC
-    shifts = drift["noisy_bn"] >= SHIFT_RATIO * max(drift["bn"], drift["none"])
-    return Verdict(
-        "santurkar-fig2",
-        "Santurkar et al. 2018, Figure 2 (VGG on CIFAR-10, noise injected after BN)",
-        "with time-varying noise after every BN layer, the activations shift far more than in the standard "
-        "network, yet the network trains about as well as with BN",
-        f"activation drift (|change of a channel's mean| / std between probes): noisy BN {drift['noisy_bn']:.3f}, "
-        f"BN {drift['bn']:.3f}, standard {drift['none']:.3f}; final training loss noisy BN "
-        f"{last.train_loss['noisy_bn']:.3f} vs BN {last.train_loss['bn']:.3f} vs standard {last.train_loss['none']:.3f} nats; "
-        f"test accuracy noisy BN {last.test_acc['noisy_bn']:.3f} vs BN {last.test_acc['bn']:.3f}",
-        scale, bool(trains and shifts))
-
-
-def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
-    """Santurkar et al. Figure 3: BN does not reduce internal covariate shift: BN's median cosine
-    between G and G' is not above the standard network's (by more than :data:`ICS_COS_TOL`).
-
-    With ``by`` (e.g. ``"lr"``), the check must hold for every value of that column.
-    """
-    groups = [(None, probes)] if by is None else list(probes.groupby(by))
-    ok, parts = True, []
-    for value, part in groups:
-        medians = ics_summary(part)
-        cos, l2 = medians.ics_cos.to_dict(), medians.ics_l2.to_dict()
-        ok = ok and cos["bn"] <= cos["none"] + ICS_COS_TOL
-        where = "" if by is None else f"{by} {value}: "
-        parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {cos[n]:.3f}" for n in cos)
-                     + "; median l2 " + ", ".join(f"{_name(n)} {l2[n]:.3g}" for n in l2))
-    return Verdict(claim_id, source, claim, " | ".join(parts), scale, bool(ok))
-
-
-def check_landscape(probes, scale: str) -> Verdict:
-    """Santurkar et al. Figure 4: along the gradient, BN's loss varies less, its gradient changes
-    less, and its effective beta-smoothness is lower than the standard network's."""
-    summary = landscape_summary(probes)
-    ok = all(summary.loc["bn", c] < summary.loc["none", c] for c in summary.columns)
-    measured = "; ".join(
-        f"median {label}: " + ", ".join(f"{_name(n)} {summary.loc[n, c]:.3g}" for n in summary.index)
-        for c, label in (("loss_range", "loss range (nats)"), ("grad_change_max", "largest gradient change"),
-                         ("effective_beta_smoothness", "effective beta-smoothness")))
-    return Verdict(
-        "santurkar-fig4",
-        "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
-        "with BN the loss changes less along the gradient, the gradient is more predictive, and the effective "
-        "beta-smoothness is lower than without BN",
-        measured, scale, bool(ok))
 
 
 def _name(norm: str) -> str:
@@ -474,7 +285,7 @@ def collect(profile: str = "book", directory: Path | None = None):
 
     directory = directory or claims_dir(profile)
     rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
-    columns = ["claim_id", "source", "claim", "measured", "scale", "verdict", "chapter"]
+    columns = ["claim_id", "source", "claim", "measured", "scale", "verdict", "chapter", "seeds", "interval"]
     return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
 
 
@@ -534,7 +345,9 @@ def mnist_gate(frame) -> tuple[bool, float]:
 def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", order: str = "label_sorted",
                          schedule: bool = False) -> Verdict:
     """Lian & Liu Figure 4 with one of FN's estimators: single-label batches, BN's final test loss
-    far above FN's (by more than :data:`FAR_NATS`) at comparable training loss.
+    far above FN's (by more than :data:`FAR_NATS`) at comparable training loss. Each method's
+    training loss is its own objective: BN's (9) in training mode, FN's (10), the evaluation-mode
+    loss on the training set.
 
     The effect is the per-seed difference BN - FN of the final test loss (runs paired by seed),
     with its t-interval: above ``FAR_NATS`` reproduced, below contradicted, straddling it
@@ -547,7 +360,7 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     bn_test = final_per_seed(frame, "test_loss", norm="bn", batch_order=order, lr_power=0.0)
     fn_test = final_per_seed(fn_rows, "test_loss", norm=fn_norm, batch_order=order)
     bn_train = final_per_seed(frame, "train_loss", norm="bn", batch_order=order, lr_power=0.0)
-    fn_train = final_per_seed(fn_rows, "train_loss", norm=fn_norm, batch_order=order)
+    fn_train = final_per_seed(fn_rows, "train_eval_loss", norm=fn_norm, batch_order=order)
     seeds = bn_test.index.intersection(fn_test.index)
     diff = bn_test[seeds] - fn_test[seeds]
     mean, low, high = seed_interval(diff)
@@ -568,10 +381,10 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
         f"but BN's test loss is far above FN's",
         f"final test loss BN {bn_test[seeds].mean():.3f} vs {label} {fn_test[seeds].mean():.3f} nats, "
         f"BN - FN {_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval, {len(seeds)} seeds), "
-        f"far above (> {FAR_NATS} nats and x{FAR_RATIO:g}) in {agree} of {len(seeds)} seeds; training loss BN "
-        f"{bn_train[seeds].mean():.3f} vs FN {fn_train[seeds].mean():.3f} ({'' if train_ok else 'not '}comparable); "
+        f"far above (> {FAR_NATS} nats and x{FAR_RATIO:g}) in {agree} of {len(seeds)} seeds; training objective BN (9) "
+        f"{bn_train[seeds].mean():.3f} vs FN (10) {fn_train[seeds].mean():.3f} ({'' if train_ok else 'not '}comparable); "
         f"gate: BN shuffled test accuracy {gate_acc:.4f} ({'>=' if gate else '<'} {MNIST_GATE})",
-        scale, category)
+        scale, category, len(seeds), _interval_text(mean, low, high))
 
 
 def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
@@ -604,7 +417,7 @@ def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
         f"{_interval_text(mean, low, high)} ({len(seeds)} seeds); test accuracy BN {acc_bn[seeds].mean():.4f} vs FN "
         f"{acc_fn[seeds].mean():.4f}; gate: BN shuffled test accuracy {gate_acc:.4f} "
         f"({'>=' if gate else '<'} {MNIST_GATE})",
-        scale, category)
+        scale, category, len(seeds), _interval_text(mean, low, high))
 
 
 def check_fn_trains_at_batch_size_one(frame, scale: str, fn_norm: str, claim_id: str) -> Verdict:
@@ -624,7 +437,7 @@ def check_fn_trains_at_batch_size_one(frame, scale: str, fn_norm: str, claim_id:
         f"{label} loss {first.mean():.3f} -> {last.mean():.3f} nats (mean of {len(drop)} seeds), fall "
         f"{_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval; threshold {COMPARABLE_NATS}), "
         f"falls by more than {COMPARABLE_NATS} in {int((drop > COMPARABLE_NATS).sum())} of {len(drop)} seeds",
-        scale, threshold_category(low, high, COMPARABLE_NATS))
+        scale, threshold_category(low, high, COMPARABLE_NATS), len(drop), _interval_text(mean, low, high))
 
 
 def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: float = 3.0) -> list[Verdict]:
@@ -657,7 +470,7 @@ def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: floa
         f"{rand[rand['size'] == sizes[-1]].relative_bias.mean():.3f} at size {sizes[-1]}; single-label: "
         f"{single.relative_bias.min():.3f}-{single.relative_bias.max():.3f}, cosine with the exact gradient "
         f"{single.cosine.min():+.2f} to {single.cosine.max():+.2f}",
-        scale, "holds as printed" if biased.all() else "false as printed")
+        scale, "holds as printed" if biased.all() else "false as printed", seeds)
     decoupled = Verdict.of(
         "fn-decoupled-unbiased",
         "this book (FN's decoupled gradient estimator; Wang, Fang & Liu 2017)",
@@ -670,5 +483,451 @@ def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: floa
         f"(the forward's update with the batch); exact and constant estimators: "
         f"{table[table.estimator.isin(['exact', 'constant'])].relative_bias.min():.2f}-"
         f"{table[table.estimator.isin(['exact', 'constant'])].relative_bias.max():.2f}",
-        scale, "holds as printed" if unbiased.all() else "false as printed")
+        scale, "holds as printed" if unbiased.all() else "false as printed", seeds)
     return [remark, decoupled]
+
+
+# ----------------------------------------------------------------------------------------------
+# Seed-aware checks of the other chapters (13, 14, 21-24, 32-37)
+# ----------------------------------------------------------------------------------------------
+
+# Learnability gates (our choices, printed with every verdict that uses them):
+# - CIFAR-10 claims about test quality count only when BN with shuffled batches reaches this test accuracy;
+CIFAR_GATE = 0.70
+# - claims about training (Santurkar et al.) count only when the BN network learned: its final training loss is below
+#   half of the loss of a uniform guess over 10 classes (ln 10 / 2 = 1.15 nats);
+TRAIN_GATE_NATS = 0.5 * 2.302585092994046
+# - chapter 34 trains on 3,000 scaled MNIST images: BN at the larger batch size must reach this test accuracy.
+SCALED_MNIST_GATE = 0.90
+# Lemma 1: an estimation error "vanishes at a polynomial rate" when its fitted exponent is at least this.
+DECAY_EXPONENT = 0.1
+# Corollary 3: "slower" means SGD's fitted exponent exceeds MCSGD's by at least this.
+SLOWER_EXPONENT = 0.05
+
+
+def effect(values, threshold: float, below: bool = False) -> tuple[float, float, float, int, str]:
+    """Mean, t-interval, agreeing seeds and category of a per-seed effect against ``threshold``.
+
+    ``below=False``: the claim holds when the effect exceeds ``threshold`` (interval above it:
+    reproduced, below it: contradicted, straddling it or one seed: inconclusive). ``below=True``:
+    the claim holds when the effect is under ``threshold``.
+    """
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    mean, low, high = seed_interval(values)
+    if below:
+        category = threshold_category(-high, -low, -threshold)
+        agree = int((values < threshold).sum())
+    else:
+        category = threshold_category(low, high, threshold)
+        agree = int((values > threshold).sum())
+    return mean, low, high, agree, category
+
+
+def combine(categories) -> str:
+    """One category for a claim with several parts: all reproduced -> reproduced; none reproduced and
+    some contradicted, none inconclusive -> contradicted; all inconclusive -> inconclusive; else in part."""
+    categories = list(categories)
+    if all(c == "reproduced" for c in categories):
+        return "reproduced"
+    if all(c == "inconclusive" for c in categories):
+        return "inconclusive"
+    if all(c in ("contradicted", "inconclusive") for c in categories) and "contradicted" in categories:
+        return "contradicted" if "inconclusive" not in categories else "inconclusive"
+    return "reproduced in part"
+
+
+def _gate(ok: bool, category: str) -> str:
+    """``category``, or ``inconclusive`` when the gate failed."""
+    return category if ok else "inconclusive"
+
+
+def _gate_text(ok: bool, value: float, bound: float, what: str, below: bool = False) -> str:
+    """``"gate: <what> <value> (>= <bound>)"``, or ``"(<, gate failed: ...)"``; ``below``: the gate asks value < bound."""
+    sign = ("<" if ok else ">=") if below else (">=" if ok else "<")
+    return f"gate: {what} {value:.3f} ({sign}{'' if ok else ', gate failed:'} {bound:.3f})"
+
+
+def _seeds_text(agree: int, n: int, what: str) -> str:
+    return f"{what} in {agree} of {n} seeds"
+
+
+# --- chapter 13: Santurkar et al.'s Theorems 4.1 and 4.2 (mathematics) ---
+
+def check_theorem_bounds(table, rel41: float, scale: str) -> list[Verdict]:
+    """Santurkar et al. Theorems 4.1 and 4.2 on random instances (:func:`revisit_bn.theory.check_bounds`
+    counts, ``table`` indexed by statement and form with ``instances``, ``violations``, ``at eps = 0``,
+    ``at eps > 0``) and on a real layer (``rel41``: the largest relative excess of Theorem 4.1's left side).
+
+    Three verdicts: ``santurkar-thm4.1`` holds as printed if the 1/sqrt(m) form printed in some
+    copies is never violated, as corrected if only the 1/m form (the appendix proof's) holds, else
+    false; ``santurkar-thm4.2`` (eps = 0, the setting it is stated for) and
+    ``santurkar-thm4.2-eps`` (eps > 0, every BN layer as implemented) hold as printed with no
+    violation, else false as printed.
+    """
+    row = lambda form: table.loc[("Theorem 4.1", form)]  # noqa: E731
+    corrected, printed = row("1/m (appendix proof)"), row("1/sqrt(m) (printed in some copies)")
+    if int(printed.violations) == 0:
+        cat41 = "holds as printed"
+    elif int(corrected.violations) == 0 and rel41 < 1e-4:
+        cat41 = "holds as corrected"
+    else:
+        cat41 = "false as printed"
+    general = table.loc[("Theorem 4.2", "general")]
+    zero, positive = int(general["at eps = 0"]), int(general["at eps > 0"])
+    return [
+        Verdict.of("santurkar-thm4.1", "Santurkar et al. 2018, Theorem 4.1",
+                   "BN's gradient norm obeys Theorem 4.1's bound",
+                   f"1/m form (appendix proof): {int(corrected.violations)} violations in {int(corrected.instances):,} "
+                   f"random instances, real layer (LHS-RHS)/RHS at most {rel41:.1e}; 1/sqrt(m) form (printed in some "
+                   f"copies): {int(printed.violations):,} violations", scale, cat41),
+        Verdict.of("santurkar-thm4.2", "Santurkar et al. 2018, Theorem 4.2 (general form, eps = 0)",
+                   "BN's curvature along its gradient obeys Theorem 4.2's general form (eps = 0, as stated)",
+                   f"{zero} violations at eps = 0", scale, "holds as printed" if zero == 0 else "false as printed"),
+        Verdict.of("santurkar-thm4.2-eps", "Santurkar et al. 2018, Theorem 4.2 (general form), with eps > 0",
+                   "the general form also holds for BN as implemented, with eps > 0 in the variance",
+                   f"{positive:,} violations at eps > 0", scale,
+                   "holds as printed" if positive == 0 else "false as printed"),
+    ]
+
+
+# --- chapter 14: Lian & Liu's Lemma 1 and Corollary 3 ---
+
+def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
+    """Lemma 1 and Corollary 3 from per-seed fitted exponents.
+
+    Args:
+        fits: a DataFrame with columns ``batch_size, seed, method`` (``"mcsgd"`` or ``"sgd"``),
+            ``quantity`` (``"estimation error, layer i"`` or ``"squared gradient norm"``) and ``exponent``.
+        rate_power: the estimate rate's exponent (alpha_k = k^-rate_power), printed beside the fits.
+
+    ``lian-lemma1``: at every batch size and layer, the per-seed exponents' interval lies above
+    :data:`DECAY_EXPONENT`. ``lian-cor3``: per batch size, the paired per-seed difference SGD -
+    MCSGD of the gradient-norm exponent against :data:`SLOWER_EXPONENT`; the parts combine by
+    :func:`combine`.
+    """
+    est = fits[fits.quantity.str.startswith("estimation")]
+    parts, cats, seeds = [], [], est.seed.nunique()
+    for (b, q), rows in est.groupby(["batch_size", "quantity"]):
+        mean, low, high, agree, cat = effect(rows.exponent, DECAY_EXPONENT)
+        cats.append(cat)
+        if q.endswith("1"):
+            parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]")
+        else:
+            parts[-1] += f" / {mean:.2f} [{low:.2f}, {high:.2f}]"
+    lemma = Verdict.of(
+        "lian-lemma1", "Lian & Liu 2019, Lemma 1", "MCSGD's estimation errors vanish at a polynomial rate",
+        f"fitted exponents (layer 1 / layer 2, mean and 95% t-interval over {seeds} seeds) " + "; ".join(parts)
+        + f"; threshold {DECAY_EXPONENT}; the estimate rate decays with exponent {rate_power}", scale,
+        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds,
+        f"min exponent {est.groupby(['batch_size', 'quantity']).exponent.mean().min():.2f}")
+    grad = fits[fits.quantity == "squared gradient norm"].pivot_table(index=["batch_size", "seed"], columns="method",
+                                                                     values="exponent")
+    parts, cats = [], []
+    for b, rows in grad.groupby(level=0):
+        mean, low, high, agree, cat = effect(rows.sgd - rows.mcsgd, SLOWER_EXPONENT)
+        cats.append(cat)
+        parts.append(f"batch {b}: MCSGD {rows.mcsgd.mean():.2f}, SGD {rows.sgd.mean():.2f}, SGD - MCSGD "
+                     f"{_interval_text(mean, low, high)} ({cat}, {agree}/{len(rows)} seeds)")
+    sizes = sorted(grad.index.get_level_values(0).unique())
+    cor3 = Verdict.of(
+        "lian-cor3", "Lian & Liu 2019, Corollary 3", "MCSGD converges more slowly than SGD without normalization",
+        "squared-gradient-norm exponents: " + "; ".join(parts) + f"; threshold {SLOWER_EXPONENT}", scale,
+        combine(cats), seeds, f"batch {sizes[0]} to {sizes[-1]}: see measured")
+    return [lemma, cor3]
+
+
+# --- chapters 21-24: Santurkar et al.'s VGG and deep linear network ---
+
+def train_gate(frame, **where) -> tuple[bool, float]:
+    """Whether the reference BN runs selected by ``where`` learned: mean final training loss below :data:`TRAIN_GATE_NATS`."""
+    loss = float(final_per_seed(frame, "train_loss", norm="bn", **where).mean())
+    return loss < TRAIN_GATE_NATS, loss
+
+
+def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
+    """Santurkar et al. Figure 1: VGG with BN trains faster than without, at lr 0.1 and at the
+    larger lr 0.5. Per lr, the per-seed final training-loss difference standard - BN against
+    :data:`COMPARABLE_NATS`; parts combined by :func:`combine`; inconclusive if BN at the smaller
+    lr missed the training gate (:func:`train_gate`)."""
+    parts, cats = [], []
+    for lr in lrs:
+        bn = final_per_seed(frame, "train_loss", norm="bn", lr=lr)
+        none = final_per_seed(frame, "train_loss", norm="none", lr=lr)
+        mean, low, high, agree, cat = effect(none - bn, COMPARABLE_NATS)
+        cats.append(cat)
+        acc = {n: final_per_seed(frame, "test_acc", norm=n, lr=lr).mean() for n in ("bn", "none")}
+        parts.append(f"lr {lr}: training loss BN {bn.mean():.3f} vs standard {none.mean():.3f} nats, standard - BN "
+                     f"{_interval_text(mean, low, high)} ({agree}/{len(bn)} seeds > {COMPARABLE_NATS}); test accuracy "
+                     f"BN {acc['bn']:.3f} vs standard {acc['none']:.3f}")
+    ok, loss = train_gate(frame, lr=min(lrs))
+    return Verdict.of(
+        "santurkar-fig1", "Santurkar et al. 2018, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
+        "VGG with BN trains faster than the standard VGG at lr 0.1 and at lr 0.5 (BN allows the larger step)",
+        "; ".join(parts) + "; " + _gate_text(ok, loss, TRAIN_GATE_NATS, f"BN's training loss at lr {min(lrs)}", below=True),
+        scale, _gate(ok, combine(cats)), len(bn), parts[0].split("standard - BN ")[1].split(" (")[0])
+
+
+def check_noisy_bn(frame, probes, scale: str) -> Verdict:
+    """Santurkar et al. Figure 2: noisy BN's activations shift far more than the standard network's
+    and BN's, yet it trains about as well as BN.
+
+    Two per-seed effects: the drift ratio noisy / max(BN, standard) against :data:`SHIFT_RATIO`
+    (the shift), and BN's minus noisy BN's final test accuracy below :data:`FAR_ACC` (trains as
+    well). Both reproduced: reproduced; the shift without the training: contradicted (the setup
+    shows the shift, and the network does not train as well); else by :func:`combine`.
+    """
+    drift = activation_drift(probes, by=["seed", "norm"])
+    seeds = sorted({seed for seed, _ in drift})
+    ratio = [drift[(s, "noisy_bn")] / max(drift[(s, "bn")], drift[(s, "none")]) for s in seeds]
+    r_mean, r_low, r_high, r_agree, shift = effect(ratio, SHIFT_RATIO)
+    gap = final_per_seed(frame, "test_acc", norm="bn") - final_per_seed(frame, "test_acc", norm="noisy_bn")
+    g_mean, g_low, g_high, g_agree, trains = effect(gap, FAR_ACC, below=True)
+    loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_bn", "bn", "none")}
+    category = "contradicted" if shift == "reproduced" and trains == "contradicted" else combine([shift, trains])
+    ok, bn_loss = train_gate(frame)
+    return Verdict.of(
+        "santurkar-fig2", "Santurkar et al. 2018, Figure 2 (VGG on CIFAR-10, noise injected after BN)",
+        "with time-varying noise after every BN layer, the activations shift far more than in the standard "
+        "network, yet the network trains about as well as with BN",
+        f"drift ratio noisy BN / max(BN, standard) {r_mean:.2f} [{r_low:.2f}, {r_high:.2f}] (threshold {SHIFT_RATIO}, "
+        f"{r_agree}/{len(seeds)} seeds); test accuracy BN - noisy BN {_interval_text(g_mean, g_low, g_high)} "
+        f"(as well: < {FAR_ACC}, {g_agree}/{len(gap)} seeds); final training loss noisy BN {loss['noisy_bn']:.3f}, "
+        f"BN {loss['bn']:.3f}, standard {loss['none']:.3f} nats; "
+        + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
+        scale, _gate(ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
+
+
+def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
+    """Santurkar et al. Figure 3: BN does not reduce internal covariate shift.
+
+    Per seed (and per value of ``by``, e.g. ``"lr"``), the effect is BN's median cos(G, G') minus
+    the standard network's; the claim holds where its interval lies below :data:`ICS_COS_TOL`
+    (BN's gradients are not made more alike by more than that), and is contradicted where it lies
+    above. The parts combine by :func:`combine`.
+    """
+    groups = [(None, probes)] if by is None else list(probes.groupby(by))
+    parts, cats, seeds = [], [], probes.seed.nunique()
+    for value, part in groups:
+        medians = ics_summary(part, ["seed", "norm"]).ics_cos.unstack("norm")
+        mean, low, high, agree, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
+        cats.append(cat)
+        where = "" if by is None else f"{by} {value}: "
+        parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {medians[n].mean():.3f}" for n in medians)
+                     + f"; BN - standard {_interval_text(mean, low, high)} ({cat})")
+    return Verdict.of(claim_id, source, claim, " | ".join(parts) + f"; threshold {ICS_COS_TOL}, {seeds} seeds",
+                      scale, combine(cats), seeds, parts[0].split("BN - standard ")[1].split(" (")[0])
+
+
+def check_landscape(probes, scale: str) -> Verdict:
+    """Santurkar et al. Figure 4: along the gradient, BN's loss varies less, its gradient changes
+    less, and its effective beta-smoothness is lower than the standard network's.
+
+    Per seed and quantity, the effect is log10(BN / standard) of the median over training; each
+    part holds where its interval lies below 0 and is contradicted where it lies above; the three
+    parts combine by :func:`combine`.
+    """
+    import numpy as np
+
+    summary = landscape_summary(probes, ["seed", "norm"])
+    parts, cats = [], []
+    for column, label in (("loss_range", "loss range"), ("grad_change_max", "largest gradient change"),
+                          ("effective_beta_smoothness", "effective beta-smoothness")):
+        wide = summary[column].unstack("norm")
+        mean, low, high, agree, cat = effect(np.log10(wide["bn"] / wide["none"]), 0.0, below=True)
+        cats.append(cat)
+        parts.append(f"median {label} BN {wide['bn'].median():.3g} vs standard {wide['none'].median():.3g}, "
+                     f"log10 ratio {_interval_text(mean, low, high)} ({cat}, lower in {agree}/{len(wide)} seeds)")
+    seeds = probes.seed.nunique()
+    return Verdict.of(
+        "santurkar-fig4", "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
+        "with BN the loss changes less along the gradient, the gradient is more predictive, and the effective "
+        "beta-smoothness is lower than without BN", "; ".join(parts), scale, combine(cats), seeds,
+        parts[0].split("log10 ratio ")[1].split(" (")[0])
+
+
+# --- chapters 32-37: Lian & Liu and Ioffe ---
+
+def check_batch_size_one(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 1: at batch size 1, BN's training loss falls while its test loss (on the
+    same 3 samples, evaluation mode) rises.
+
+    BN's training-mode output is constant at batch size 1 (it outputs its shift), so its training
+    loss can fall only toward the loss of the best constant prediction, ln 3 (plain SGD keeps it
+    cycling above). Per seed: the training loss's fall (first - last epoch) against 0, and the
+    test loss's rise against :data:`FAR_NATS`; parts combined by :func:`combine`.
+    """
+    import math
+
+    rows = frame[frame.norm == "bn_ref"]
+    first, last = (rows[rows.epoch == e].set_index("seed").sort_index() for e in (rows.epoch.min(), rows.epoch.max()))
+    f_mean, f_low, f_high, f_agree, falls = effect(first.train_loss - last.train_loss, 0.0)
+    r_mean, r_low, r_high, r_agree, rises = effect(last.test_loss - first.test_loss, FAR_NATS)
+    return Verdict.of(
+        "lian-fig1", "Lian & Liu 2019, Figure 1 (3 samples, 3-layer network, batch size 1)",
+        "batch size 1: BN's training loss falls while its test loss (on the same 3 samples) rises",
+        f"BN training loss {first.train_loss.mean():.3f} -> {last.train_loss.mean():.3f} nats (its floor is "
+        f"ln 3 = {math.log(3):.3f}: the training-mode output is constant), fall {_interval_text(f_mean, f_low, f_high)} "
+        f"({f_agree}/{len(first)} seeds > 0); test loss {first.test_loss.mean():.3f} -> {last.test_loss.mean():.1f} "
+        f"nats, rise {_interval_text(r_mean, r_low, r_high)} (rises by > {FAR_NATS} in {r_agree}/{len(first)} seeds; "
+        f"per seed {', '.join(f'{v:.0f}' for v in last.test_loss)})",
+        scale, combine([falls, rises]), len(first), _interval_text(r_mean, r_low, r_high))
+
+
+def pick_step_sizes(frame, metric: str = "train_eval_loss") -> dict[str, float]:
+    """Chapter 33's rule (our choice): per norm, the step size of the grid with the lowest final
+    ``metric`` averaged over seeds; a step size with a diverged run never wins."""
+    last = frame[frame.epoch == frame.epoch.max()]
+    score = last.groupby(["norm", "lr"])[metric].apply(lambda v: v.mean() if v.notna().all() else float("inf"))
+    return {norm: float(part.droplevel(0).idxmin()) for norm, part in score.groupby(level=0)}
+
+
+def check_large_variance(frame, scale: str, step_sizes: dict[str, float]) -> Verdict:
+    """Lian & Liu Figure 3: on data of large variance, logistic regression with BN does not reach
+    the optimum of the common objective (final loss on the whole training set, evaluation mode)
+    that plain logistic regression reaches, and FN does.
+
+    Each method at its own step size (``step_sizes``, from :func:`pick_step_sizes`); per seed:
+    BN - plain against :data:`COMPARABLE_NATS` (BN worse) and BN - FN against it (the difference
+    separates BN from FN). Both reproduced: reproduced; BN worse than plain but not than FN:
+    reproduced in part; BN's excess below the threshold: contradicted.
+    """
+    get = lambda n: final_per_seed(frame[frame.lr == step_sizes[n]], "train_eval_loss", norm=n)  # noqa: E731
+    bn, fn, plain = get("bn"), get("fn"), get("none")
+    b_mean, b_low, b_high, b_agree, worse = effect(bn - plain, COMPARABLE_NATS)
+    s_mean, s_low, s_high, s_agree, separates = effect(bn - fn, COMPARABLE_NATS)
+    category = worse if worse != "reproduced" else ("reproduced" if separates == "reproduced" else "reproduced in part")
+    return Verdict.of(
+        "lian-fig3", "Lian & Liu 2019, Figure 3 (convex logistic regression, synthetic data of large variance)",
+        "large-variance data: logistic regression with BN fails to converge where plain logistic regression "
+        "(and FN) does",
+        f"final loss on the whole training set (evaluation mode), each at its chosen step size "
+        f"(BN {step_sizes['bn']:g}, FN {step_sizes['fn']:g}, plain {step_sizes['none']:g}): BN {bn.mean():.3f}, FN "
+        f"{fn.mean():.3f}, plain {plain.mean():.3f} nats; BN - plain {_interval_text(b_mean, b_low, b_high)} "
+        f"({b_agree}/{len(bn)} seeds > {COMPARABLE_NATS}); BN - FN {_interval_text(s_mean, s_low, s_high)} "
+        f"({s_agree}/{len(bn)} seeds)",
+        scale, category, len(bn), _interval_text(b_mean, b_low, b_high))
+
+
+def check_batch_size_robustness(frame, scale: str, small: int, large: int) -> Verdict:
+    """Lian & Liu Figure 9: on MNIST with random per-sample scales, BN's runs at batch sizes
+    ``small`` and ``large`` end apart while FN's end together.
+
+    Per seed: |BN(small) - BN(large)| - |FN(small) - FN(large)| of the final test loss against
+    :data:`FAR_NATS`; inconclusive when BN at ``large`` misses :data:`SCALED_MNIST_GATE`.
+    """
+    get = lambda n, b, m="test_loss": final_per_seed(frame, m, norm=n, batch_size=b)  # noqa: E731
+    gap = {n: (get(n, small) - get(n, large)).abs() for n in ("bn", "fn")}
+    mean, low, high, agree, category = effect(gap["bn"] - gap["fn"], FAR_NATS)
+    acc = float(get("bn", large, "test_acc").mean())
+    ok = acc >= SCALED_MNIST_GATE
+    return Verdict.of(
+        "lian-fig9", "Lian & Liu 2019, Figure 9 (MNIST x random scale, batch sizes 1 and 16)",
+        f"BN's runs at batch sizes {small} and {large} converge to different points; FN's nearly agree",
+        f"final test loss, batch size {small} vs {large}: BN {get('bn', small).mean():.3f} vs {get('bn', large).mean():.3f}"
+        f" (gap {gap['bn'].mean():.3f}); FN {get('fn', small).mean():.3f} vs {get('fn', large).mean():.3f} (gap "
+        f"{gap['fn'].mean():.3f}) nats; BN gap - FN gap {_interval_text(mean, low, high)} ({agree}/{len(gap['bn'])} "
+        f"seeds > {FAR_NATS}); " + _gate_text(ok, acc, SCALED_MNIST_GATE, f"BN's test accuracy at batch size {large}"),
+        scale, _gate(ok, category), len(gap["bn"]), _interval_text(mean, low, high))
+
+
+def cifar_gate(frame, **where) -> tuple[bool, float]:
+    """Whether BN with shuffled batches (rows matching ``where``) reached :data:`CIFAR_GATE`, and its mean test accuracy."""
+    acc = float(final_per_seed(frame, "test_acc", norm="bn", **where).mean())
+    return acc >= CIFAR_GATE, acc
+
+
+def check_label_limited(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: BN's test error far behind
+    FN's. Per seed: FN's minus BN's final test accuracy against :data:`FAR_ACC`; inconclusive when
+    BN with shuffled batches misses :data:`CIFAR_GATE`."""
+    get = lambda n, m, o="label_limited": final_per_seed(frame, m, norm=n, batch_order=o)  # noqa: E731
+    mean, low, high, agree, category = effect(get("fn", "test_acc") - get("bn", "test_acc"), FAR_ACC)
+    ok, acc = cifar_gate(frame, batch_order="shuffled")
+    return Verdict.of(
+        "lian-fig5", "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)",
+        "label-restricted batches: comparable training loss, but BN's test error far behind FN's",
+        f"final training loss BN {get('bn', 'train_loss').mean():.3f} vs FN {get('fn', 'train_loss').mean():.3f} nats; "
+        f"test error BN {1 - get('bn', 'test_acc').mean():.3f} vs FN {1 - get('fn', 'test_acc').mean():.3f}; FN - BN "
+        f"accuracy {_interval_text(mean, low, high)} ({agree}/{len(get('bn', 'test_acc'))} seeds > {FAR_ACC}); "
+        + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy"),
+        scale, _gate(ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
+
+
+def check_shuffled_cifar(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 8: CIFAR-10 with shuffled batches, BN and FN match: the per-seed final
+    test-loss difference has its interval inside +-:data:`MATCH_NATS`; gated by :data:`CIFAR_GATE`."""
+    bn = final_per_seed(frame, "test_loss", norm="bn", batch_order="shuffled")
+    fn = final_per_seed(frame, "test_loss", norm="fn", batch_order="shuffled")
+    mean, low, high = seed_interval(bn - fn)
+    category = _match_category(low, high)
+    ok, acc = cifar_gate(frame, batch_order="shuffled")
+    return Verdict.of(
+        "lian-fig8", "Lian & Liu 2019, Figure 8 (CIFAR-10, shuffled batches)",
+        f"shuffled batches: BN and FN match (final test loss within {MATCH_NATS} nats)",
+        f"final test loss BN {bn.mean():.3f} vs FN {fn.mean():.3f} nats, BN - FN {_interval_text(mean, low, high)} "
+        f"({len(bn)} seeds); " + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy"),
+        scale, _gate(ok, category), len(bn), _interval_text(mean, low, high))
+
+
+def _match_category(low: float, high: float) -> str:
+    if low != low:
+        return "inconclusive"
+    if -MATCH_NATS <= low and high <= MATCH_NATS:
+        return "reproduced"
+    if high < -MATCH_NATS or low > MATCH_NATS:
+        return "contradicted"
+    return "inconclusive"
+
+
+def check_batch_size_dependence(frame, scale: str) -> Verdict:
+    """Lian & Liu Figure 2: ResNet18 on CIFAR-10: the smaller the batch, the worse BN's solution.
+
+    Per seed: BN's final test loss at the smallest minus the largest batch size against
+    :data:`COMPARABLE_NATS`; inconclusive when BN at the largest batch misses :data:`CIFAR_GATE`.
+    """
+    sizes = sorted(frame.batch_size.unique())
+    get = lambda n, b, m="test_loss": final_per_seed(frame, m, norm=n, batch_size=b)  # noqa: E731
+    mean, low, high, agree, category = effect(get("bn", sizes[0]) - get("bn", sizes[-1]), COMPARABLE_NATS)
+    ok, acc = cifar_gate(frame, batch_size=sizes[-1])
+    return Verdict.of(
+        "lian-fig2", "Lian & Liu 2019, Figure 2 (ResNet18, CIFAR-10, several batch sizes)",
+        "BN's solution moves with the batch size; the smaller the batch, the worse the solution",
+        "final test loss by batch size, BN: " + ", ".join(f"{b}: {get('bn', b).mean():.3f}" for b in sizes)
+        + "; FN: " + ", ".join(f"{b}: {get('fn', b).mean():.3f}" for b in sizes if (frame.norm == "fn").any())
+        + f" nats; BN smallest - largest {_interval_text(mean, low, high)} ({agree}/{frame.seed.nunique()} seeds > "
+        f"{COMPARABLE_NATS}); " + _gate_text(ok, acc, CIFAR_GATE, f"BN's test accuracy at batch {sizes[-1]}"),
+        scale, _gate(ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
+
+
+def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source: str, claim: str) -> Verdict:
+    """Ioffe 2017: in ``setting`` (a value of the frame's ``setting`` column), Batch Renorm's test
+    accuracy is above BN's. Per seed: BRN - BN final test accuracy against :data:`BETTER_ACC`;
+    inconclusive when BN with whole shuffled batches (``setting == "reference"``) misses :data:`CIFAR_GATE`."""
+    rows = frame[frame.setting == setting]
+    get = lambda n: final_per_seed(rows, "test_acc", norm=n)  # noqa: E731
+    mean, low, high, agree, category = effect(get("brn") - get("bn"), BETTER_ACC)
+    others = ", ".join(f"{n.upper()} {get(n).mean():.3f}" for n in sorted(rows.norm.unique()) if n not in ("bn", "brn"))
+    ok, acc = cifar_gate(frame[frame.setting == "reference"])
+    return Verdict.of(
+        claim_id, source, claim,
+        f"final test accuracy BN {get('bn').mean():.3f} vs BRN {get('brn').mean():.3f}" + (f"; {others}" if others else "")
+        + f"; BRN - BN {_interval_text(mean, low, high)} ({agree}/{len(get('bn'))} seeds > {BETTER_ACC}); "
+        + _gate_text(ok, acc, CIFAR_GATE, "BN's test accuracy, whole shuffled batches"),
+        scale, _gate(ok, category), len(get("bn")), _interval_text(mean, low, high))
+
+
+def glue_verdicts(verdicts) -> None:
+    """Glue each verdict's category (``<id>_category``, bold Markdown), its effect with interval
+    (``<id>_interval``) and seed count (``<id>_seeds``) for a chapter's summary; ``<id>`` is the
+    claim id with ``-`` and ``.`` replaced by ``_``. Summaries quote them with ``{glue:md}`` and
+    ``{glue:text}``, so their words follow the stored outputs."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for verdict in verdicts:
+        key = verdict.claim_id.replace("-", "_").replace(".", "_")
+        glue(f"{key}_category", Markdown(f"**{verdict.category}**"), display=False)
+        glue(f"{key}_interval", Markdown(verdict.interval or "no interval"), display=False)
+        glue(f"{key}_seeds", verdict.seeds, display=False)

@@ -205,6 +205,8 @@ def _finish(fig):
 def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20, log_y: bool = True):
     """Training loss per SGD step (moving average over ``window`` steps), a panel per ``row`` value.
 
+    With several seeds, each run is smoothed, then lines are the mean and bands the range over seeds.
+
     Santurkar et al. (2018), Figure 1 plots training curves of VGG with and without BN at two
     learning rates; this is its loss version.
 
@@ -222,8 +224,9 @@ def step_loss_curves(steps, row: str = "lr", hue: str = "norm", window: int = 20
     fig, axes = _figure(1, len(rows), row_height=2.6)
     for ax, value in zip(axes[0], rows):
         data = steps[steps[row] == value].sort_values("step").copy()
-        data["smoothed"] = data.groupby(hue, sort=False).train_loss.transform(lambda v: v.rolling(window, min_periods=1).mean())
-        sns.lineplot(data=data, x="step", y="smoothed", hue=hue, palette=palette, ax=ax)
+        keys = [hue, "seed"] if "seed" in data else [hue]  # each run smoothed on its own, then mean and range over seeds
+        data["smoothed"] = data.groupby(keys, sort=False).train_loss.transform(lambda v: v.rolling(window, min_periods=1).mean())
+        sns.lineplot(data=data, x="step", y="smoothed", hue=hue, palette=palette, errorbar=("pi", 100), ax=ax)
         ax.set_title(f"{row.replace('_', ' ')} = {value}")
         ax.set_xlabel("SGD step")
         ax.set_ylabel(f"training loss (nats, {window}-step mean)")
@@ -247,7 +250,8 @@ def landscape_bands(probes, hue: str = "norm", log_y: bool = True):
     :math:`\|g-\nabla\mathcal L(w-\eta g)\|`, (c) the effective :math:`\beta`-smoothness.
 
     Args:
-        probes: the ``"probes"`` table of :func:`revisit_bn.train.run_grid` for one learning rate.
+        probes: the ``"probes"`` table of :func:`revisit_bn.train.run_grid` for one learning rate;
+            with several seeds, every quantity is their mean at each probe.
         hue: the column that separates networks.
         log_y: logarithmic y axes.
 
@@ -284,6 +288,8 @@ def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, layer_
         row: an extra column whose values give extra rows of panels (e.g. ``"lr"``), or ``None``.
         layer_labels: display names of ``layers`` (default the names).
 
+    Lines: the mean over seeds (where ``probes`` holds several); bands: their range.
+
     Returns:
         The :class:`matplotlib.figure.Figure`: rows (per ``row`` value) of l2 then cosine panels.
     """
@@ -297,7 +303,8 @@ def ics_curves(probes, layers, hue: str = "norm", row: str | None = None, layer_
             for c, layer in enumerate(layers):
                 ax = axes[2 * r + q, c]
                 part = data[(data.quantity == quantity) & (data.layer == layer)]
-                sns.lineplot(data=part, x="step", y="value", hue=hue, palette=palette, marker="o", markersize=4, ax=ax)
+                sns.lineplot(data=part, x="step", y="value", hue=hue, palette=palette, marker="o", markersize=4,
+                             errorbar=("pi", 100), ax=ax)
                 where = "" if row is None else f"{row} = {value}, "
                 ax.set(title=f"{where}{labels[layer]}", xlabel="SGD step", ylabel=ylabel)
                 if quantity == "ics_l2":
@@ -374,4 +381,32 @@ def estimator_bias(table, metric: str = "relative_bias", y_label: str = "relativ
             ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.set_title(f"estimate rate {rate:g}, {kind.replace('_', '-')} batches")
     _shared_legend(fig, axes, lambda name: NORM_LABELS.get(name, name), title="estimator")
+    return _finish(fig)
+
+
+def step_size_sweep(last, metric: str, chosen: dict | None = None, labels: dict | None = None):
+    """Final ``metric`` against the step size, a line per normalization (mean over seeds, bars: range).
+
+    Args:
+        last: one row per run's last epoch, with columns ``norm``, ``lr``, ``seed`` and ``metric``;
+            a diverged run (NaN) is left out of its point.
+        chosen: ``{norm: lr}`` to ring (e.g. :func:`revisit_bn.claims.pick_step_sizes`).
+        labels: display names of norms.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure` (log-log axes).
+    """
+    labels = {**NORM_LABELS, **(labels or {})}
+    norms = list(dict.fromkeys(last.norm))
+    palette, markers = _palette(norms), _markers(norms)
+    fig, axes = _figure(1, 1, row_height=2.6)
+    ax = axes[0, 0]
+    sns.lineplot(data=last, x="lr", y=metric, hue="norm", hue_order=norms, palette=palette, style="norm",
+                 style_order=norms, markers=markers, dashes=False, errorbar=("pi", 100), err_style="bars", ax=ax)
+    for norm, lr in (chosen or {}).items():
+        y = last[(last.norm == norm) & (last.lr == lr)][metric].mean()
+        ax.scatter([lr], [y], s=160, facecolors="none", edgecolors=palette[norm], linewidths=1.5, zorder=5)
+    ax.set(xscale="log", yscale="log", xlabel="step size", ylabel="loss (nats)",
+           title=METRIC_LABELS.get(metric, metric) + ", last epoch")
+    _shared_legend(fig, axes, lambda h: str(labels.get(h, h)), title="norm")
     return _finish(fig)
