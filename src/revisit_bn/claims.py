@@ -546,7 +546,7 @@ def _gate(ok: bool, category: str) -> str:
 def _gate_text(ok: bool, value: float, bound: float, what: str, below: bool = False) -> str:
     """``"gate: <what> <value> (>= <bound>)"``, or ``"(<, gate failed: ...)"``; ``below``: the gate asks value < bound."""
     sign = ("<" if ok else ">=") if below else (">=" if ok else "<")
-    return f"gate: {what} {value:.3f} ({sign}{'' if ok else ', gate failed:'} {bound:.3f})"
+    return f"gate: {what} {value:.3f} ({sign} {bound:.3f}, {'passed' if ok else 'failed'})"
 
 
 def _seeds_text(agree: int, n: int, what: str) -> str:

@@ -330,8 +330,8 @@ def _grid_13(p):
 
 def _grid_14(p):
     return [McsgdConfig(method=m, steps=p["steps"], lr=p["lr"], lr_power=p["lr_power"], rate_power=p["rate_power"],
-                        batch_size=p["batch_size"], seed=s, num_logs=p["num_logs"])
-            for s in p["seeds"] for m in ("mcsgd", "sgd")]
+                        batch_size=b, seed=s, num_logs=p["num_logs"])
+            for b in p["batch_sizes"] for s in p["seeds"] for m in ("mcsgd", "sgd")]
 
 
 # --- 21-24: Santurkar et al.'s VGG ---
@@ -339,40 +339,41 @@ def _grid_14(p):
 def _vgg_base(p):
     return TrainConfig(experiment="santurkar_vgg", dataset="cifar10", model=p["model"], width=p["width"], epochs=p["epochs"],
                        batch_size=p["batch_size"], momentum=0.0, train_subset=p["train_subset"], test_subset=p["test_subset"],
-                       probe_every=p["probe_every"], seed=p["seed"], device=p["device"])
+                       probe_every=p["probe_every"], device=p["device"])
 
 
 def _vgg_scale(p):
     return (f"{p['model'].upper()} at width {p['width']}, {_split('CIFAR-10', p, 50000, 10000)}, "
             f"batch {p['batch_size']}, {p['epochs']} epochs, plain SGD, "
-            f"seed {p['seed']}, probes every {p['probe_every']} steps")
+            f"{_seeds(p)}, probes every {p['probe_every']} steps")
 
 
-_VGG = dict(seed=0, model="vgg11", width=0.25, epochs=4, batch_size=128, train_subset=20000, test_subset=5000,
+_VGG = dict(seeds=[0, 1, 2], model="vgg11", width=0.25, epochs=4, batch_size=128, train_subset=20000, test_subset=5000,
             probe_every=50, device="auto")
-_VGG_CI = dict(width=0.125, epochs=1, train_subset=256, test_subset=128, probe_every=1)
+_VGG_CI = dict(seeds=[0], width=0.125, epochs=1, train_subset=256, test_subset=128, probe_every=1)
 _VGG_PAPER = dict(width=1.0, epochs=30, train_subset=None, test_subset=None, probe_every=200)
 
 
 def _grid_21(p):
-    return [_vgg_base(p).replace(norm=n, lr=lr) for lr in p["lrs"] for n in p["norms"]]
+    return [_vgg_base(p).replace(norm=n, lr=lr, seed=s) for lr in p["lrs"] for n in p["norms"] for s in p["seeds"]]
 
 
 def _grid_22(p):
     base = _vgg_base(p).replace(lr=p["lr"])
-    return [base.replace(norm="none"), base.replace(norm="bn")] + [
+    return [cfg.replace(seed=seed) for cfg in [base.replace(norm="none"), base.replace(norm="bn")] + [
         base.replace(norm="noisy_bn", noise_mean_max=m, noise_scale_max=s, noise_std=sd) for m, s, sd in p["noise_levels"]]
+        for seed in p["seeds"]]
 
 
 def _grid_23(p):
     dln = TrainConfig(experiment="santurkar_dln", dataset="linear_teacher", model="deep_linear", batch_size=1000,
-                      epochs=p["dln_steps"], momentum=0.0, probe_every=p["dln_probe_every"], seed=p["seed"], device=p["device"])
-    return ([_vgg_base(p).replace(lr=p["lr"], norm=n) for n in p["norms"]]
-            + [dln.replace(norm=n, lr=r) for r in p["dln_lrs"] for n in p["norms"]])
+                      epochs=p["dln_steps"], momentum=0.0, probe_every=p["dln_probe_every"], device=p["device"])
+    return ([_vgg_base(p).replace(lr=p["lr"], norm=n, seed=s) for n in p["norms"] for s in p["seeds"]]
+            + [dln.replace(norm=n, lr=r, seed=s) for r in p["dln_lrs"] for n in p["norms"] for s in p["seeds"]])
 
 
 def _grid_24(p):
-    return [_vgg_base(p).replace(lr=p["lr"], norm=n) for n in p["norms"]]
+    return [_vgg_base(p).replace(lr=p["lr"], norm=n, seed=s) for n in p["norms"] for s in p["seeds"]]
 
 
 # --- 31-37: Lian & Liu and Ioffe ---
@@ -403,16 +404,32 @@ def _grid_32(p):
 
 def _grid_33(p):
     base = TrainConfig(experiment="large_variance", dataset="large_variance", model="logreg", batch_size=p["batch_size"],
-                       epochs=p["epochs"], lr=p["lr"], momentum=0.0, device=p["device"])
-    return ([base.replace(norm=n, seed=s) for n in ("bn", "fn") for s in p["seeds"]]
-            + [base.replace(norm="none", lr=p["plain_lr"], seed=s) for s in p["seeds"]])
+                       epochs=p["epochs"], momentum=0.0, device=p["device"])
+    # our choice: one step-size grid for every method; each method's step size is chosen by one rule (the notebook's)
+    return [base.replace(norm=n, lr=lr, seed=s) for n in ("bn", "fn", "none") for lr in p["lrs"] for s in p["seeds"]]
 
 
 def _grid_34(p):
     base = TrainConfig(experiment="scaled_mnist_batch_sizes", dataset="mnist_scaled", model="simple", epochs=p["epochs"],
                        lr=p["lr"], momentum=0.0, norm_momentum=p["norm_momentum"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], device=p["device"])
-    return [base.replace(norm=n, batch_size=b, seed=s) for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+    return [base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b))
+            for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+
+
+def _equal_steps_epochs(p, batch_size: int) -> int:
+    """Epochs at ``batch_size``: with ``p["equal_steps"]`` as many SGD steps as ``p["epochs"]`` at the smallest batch size
+    (our choice: batch sizes compared at equal numbers of steps), else ``p["epochs"]``."""
+    if not p["equal_steps"] or min(p["batch_sizes"]) < 1:  # a bad batch size is TrainConfig's to name
+        return p["epochs"]
+    return p["epochs"] * batch_size // min(p["batch_sizes"])
+
+
+def _epochs_text(p) -> str:
+    if not p["equal_steps"]:
+        return f"{p['epochs']} epochs"
+    return (f"{p['epochs']} epochs at batch size {min(p['batch_sizes'])}, the same number of steps at the others ("
+            + ", ".join(str(_equal_steps_epochs(p, b)) for b in sorted(p["batch_sizes"])[1:]) + " epochs)")
 
 
 def _grid_35(p):
@@ -428,15 +445,18 @@ def _grid_36(p):
     base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model="resnet18", epochs=p["epochs"], lr=p["lr"],
                        momentum=0.0, train_subset=p["train_subset"], test_subset=p["test_subset"], eval_batch_size=500,
                        device=p["device"])
-    return [base.replace(norm=n, batch_size=b, seed=s) for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+    return [base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b))
+            for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
 
 
 def _grid_37(p):
     base = TrainConfig(experiment="renorm_non_iid", dataset="cifar10", model="simple_wide", epochs=p["epochs"], batch_size=32,
                        lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"], test_subset=p["test_subset"],
                        brn_warmup_steps=p["brn_warmup_steps"], brn_ramp_steps=p["brn_ramp_steps"], device=p["device"])
-    settings = [base.replace(batch_order="label_pairs"), base.replace(batch_order="shuffled", norm_group_size=4)]
-    return [cfg.replace(norm=n, seed=s) for cfg in settings for n in p["norms"] for s in p["seeds"]]
+    settings = [base.replace(batch_order=p["non_iid_order"]), base.replace(batch_order="shuffled", norm_group_size=4)]
+    # the reference for the learnability gate: BN over whole shuffled batches
+    return ([cfg.replace(norm=n, seed=s) for cfg in settings for n in p["norms"] for s in p["seeds"]]
+            + [base.replace(batch_order="shuffled", norm="bn", seed=s) for s in p["seeds"]])
 
 
 def _seeds(p) -> str:
@@ -449,7 +469,7 @@ _CHAPTER_LIST = [
     Chapter("12-bn-gradient-hessian", "Santurkar et al. 2018, Fact C.1, Theorems 4.1-4.2, Lemma 4.5", (),
             _profiles(dict(batch_sizes=[2, 3, 4], autograd_seed=0))),
     Chapter("13-bound-checks", "Santurkar et al. 2018, Theorems 4.1 and 4.2 on random instances and a real layer",
-            ("santurkar-thm4.1", "santurkar-thm4.2"),
+            ("santurkar-thm4.1", "santurkar-thm4.2", "santurkar-thm4.2-eps"),
             _profiles(dict(batch_sizes=[2, 4, 16, 64, 256], per_size=20_000, seed=0, trace_train_subset=12_000,
                            trace_epochs=1, trace_log_every=10, device="cpu"),
                       ci=dict(batch_sizes=[2, 16], per_size=200, trace_train_subset=640, trace_log_every=5),
@@ -459,12 +479,12 @@ _CHAPTER_LIST = [
             lambda p: (f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
                        f"{p['trace_log_every']} steps")),
     Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-cor3"),
-            _profiles(dict(steps=20_000, seeds=[0, 1, 2], lr=0.05, lr_power=0.5, rate_power=0.25, batch_size=8, num_logs=60,
-                           fit_tail=0.5),
-                      ci=dict(steps=400, seeds=[0], num_logs=20),
+            _profiles(dict(steps=20_000, seeds=[0, 1, 2, 3, 4], lr=0.05, lr_power=0.5, rate_power=0.25, batch_sizes=[2, 8, 32, 128],
+                           num_logs=60, fit_tail=0.5),
+                      ci=dict(steps=400, seeds=[0, 1], batch_sizes=[2, 32], num_logs=20),
                       paper=dict(steps=200_000, seeds=[0, 1, 2, 3, 4], num_logs=80)),
             _grid_14,
-            lambda p: f"2 FN layers, 512 samples, {p['steps']:,} steps, {_seeds(p)}"),
+            lambda p: f"2 FN layers, 512 samples, batch sizes {p['batch_sizes']}, {p['steps']:,} steps, {_seeds(p)}"),
     Chapter("15-fn-gradient-bias", "Lian & Liu 2019, Remark 1 and Algorithm 4: the bias of FN's gradient estimators",
             ("lian-remark1", "fn-decoupled-unbiased"),
             _profiles(dict(seeds=[0, 1, 2, 3, 4], sizes=[1, 2, 3, 4, 6, 8, 12, 16, 20], momenta=[0.1, 0.001], draws=20_000,
@@ -509,18 +529,19 @@ _CHAPTER_LIST = [
                       ci=dict(seeds=[0, 1], epochs=5), paper=dict(epochs=1000)),
             _grid_32, lambda p: f"3 samples, batch size 1, {p['epochs']} epochs, {_seeds(p)}"),
     Chapter("33-large-variance", "Lian & Liu 2019, Figure 3", ("lian-fig3",),
-            _profiles(dict(seeds=[0, 1, 2], epochs=20, batch_size=10, lr=0.1, plain_lr=0.0001, device="cpu"),
-                      ci=dict(seeds=[0], epochs=2), paper=dict(seeds=[0, 1, 2, 3, 4], epochs=100)),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], epochs=20, batch_size=10, lrs=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+                           device="cpu"),
+                      ci=dict(seeds=[0, 1], epochs=2, lrs=[1e-4, 1e-1]), paper=dict(epochs=100)),
             _grid_33,
             lambda p: f"2,000 samples, dimension 10, batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}"),
     Chapter("34-scaled-mnist-batch-sizes", "Lian & Liu 2019, Figure 9", ("lian-fig9",),
-            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[1, 16], norms=["bn", "fn"], epochs=2, lr=0.01, norm_momentum=0.01,
-                           train_subset=3000, test_subset=2000, device="auto"),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], batch_sizes=[1, 16], norms=["bn", "fn"], epochs=2, equal_steps=True, lr=0.01,
+                           norm_momentum=0.01, train_subset=3000, test_subset=2000, device="auto"),
                       ci=dict(seeds=[0], epochs=1, train_subset=200, test_subset=200),
-                      paper=dict(seeds=[0, 1, 2, 3, 4], epochs=10, train_subset=None, test_subset=None)),
+                      paper=dict(epochs=10, equal_steps=False, train_subset=None, test_subset=None)),
             _grid_34,
-            lambda p: (f"{_split('MNIST x log-uniform[0.1, 10],', p, 60000, 10000)}, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, "
-                       f"{_seeds(p)}")),
+            lambda p: (f"{_split('MNIST x log-uniform[0.1, 10],', p, 60000, 10000)}, batch sizes {p['batch_sizes']}, "
+                       f"{_epochs_text(p)}, {_seeds(p)}")),
     Chapter("35-cifar-batch-construction", "Lian & Liu 2019, Figures 5 and 8", ("lian-fig5", "lian-fig8"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "fn", "brn", "gn"], batch_orders=["label_limited", "shuffled"],
                            epochs=3, batch_size=64, lr=0.002, sgd_momentum=0.9, train_subset=5000, test_subset=2000,
@@ -532,22 +553,25 @@ _CHAPTER_LIST = [
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("36-resnet18-batch-sizes", "Lian & Liu 2019, Figure 2", ("lian-fig2",),
-            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 32, 128], norms=["bn", "fn"], epochs=2, lr=0.02,
+            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 32, 128], norms=["bn", "fn"], epochs=2, equal_steps=False, lr=0.02,
                            train_subset=1000, test_subset=500, device="auto"),
                       ci=dict(seeds=[0], batch_sizes=[8, 32], epochs=1, train_subset=64, test_subset=64),
-                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], epochs=30, train_subset=None,
-                                 test_subset=None)),
+                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], epochs=30, equal_steps=False,
+                                 train_subset=None, test_subset=None)),
             _grid_36,
-            lambda p: (f"{_split('ResNet18, CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, {p['epochs']} epochs, {_seeds(p)}")),
+            lambda p: (f"{_split('ResNet18, CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
+                       f"{_epochs_text(p)}, {_seeds(p)}")),
     Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.3 and 4.4", ("ioffe-noniid", "ioffe-microbatch"),
-            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "fn", "gn"], epochs=3, lr=0.002, sgd_momentum=0.9,
-                           train_subset=5000, test_subset=2000, brn_warmup_steps=100, brn_ramp_steps=300, device="auto"),
-                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=200),
+            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "fn", "gn"], non_iid_order="label_limited", epochs=3, lr=0.002,
+                           sgd_momentum=0.9, train_subset=5000, test_subset=2000, brn_warmup_steps=50, brn_ramp_steps=150,
+                           device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=200, brn_warmup_steps=5, brn_ramp_steps=10),
                       paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
-                                 brn_warmup_steps=5000, brn_ramp_steps=35000)),
+                                 brn_warmup_steps=5000, brn_ramp_steps=15000)),
             _grid_37,
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
-                       f"batches of 32, {p['epochs']} epochs, {_seeds(p)}")),
+                       f"batches of 32, {p['epochs']} epochs, Batch Renorm at its limits from step "
+                       f"{p['brn_warmup_steps'] + p['brn_ramp_steps']}, {_seeds(p)}")),
     Chapter("90-claims-ledger", "every claim the book tests", (), _profiles(dict(run_missing=True), ci=dict(run_missing=False))),
 ]
 CHAPTERS: dict[str, Chapter] = {c.name: c for c in _CHAPTER_LIST}
