@@ -397,14 +397,7 @@ def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
     acc_fn = final_per_seed(frame, "test_acc", norm=fn_norm, batch_order="shuffled", lr_power=0.0)
     seeds = bn.index.intersection(fn.index)
     mean, low, high = seed_interval(bn[seeds] - fn[seeds])
-    if low != low:
-        category = "inconclusive"
-    elif -MATCH_NATS <= low and high <= MATCH_NATS:
-        category = "reproduced"
-    elif high < -MATCH_NATS or low > MATCH_NATS:
-        category = "contradicted"
-    else:
-        category = "inconclusive"
+    category = _match_category(low, high)
     gate, gate_acc = mnist_gate(frame)
     if not gate:
         category = "inconclusive"
@@ -608,10 +601,12 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
     :func:`combine`.
     """
     est = fits[fits.quantity.str.startswith("estimation")]
-    parts, cats, seeds = [], [], est.seed.nunique()
+    parts, cats, seeds, weakest = [], [], est.seed.nunique(), None
     for (b, q), rows in est.groupby(["batch_size", "quantity"]):
         mean, low, high, agree, cat = effect(rows.exponent, DECAY_EXPONENT)
         cats.append(cat)
+        if weakest is None or low < weakest[0]:
+            weakest = (low, f"lowest: batch {b}, layer {q[-1]} {mean:.2f} [{low:.2f}, {high:.2f}]")
         if q.endswith("1"):
             parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]")
         else:
@@ -620,21 +615,21 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         "lian-lemma1", "Lian & Liu 2019, Lemma 1", "MCSGD's estimation errors vanish at a polynomial rate",
         f"fitted exponents (layer 1 / layer 2, mean and 95% t-interval over {seeds} seeds) " + "; ".join(parts)
         + f"; threshold {DECAY_EXPONENT}; the estimate rate decays with exponent {rate_power}", scale,
-        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds,
-        f"min exponent {est.groupby(['batch_size', 'quantity']).exponent.mean().min():.2f}")
+        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, weakest[1])
     grad = fits[fits.quantity == "squared gradient norm"].pivot_table(index=["batch_size", "seed"], columns="method",
                                                                      values="exponent")
-    parts, cats = [], []
+    parts, cats, gaps = [], [], []
     for b, rows in grad.groupby(level=0):
         mean, low, high, agree, cat = effect(rows.sgd - rows.mcsgd, SLOWER_EXPONENT)
         cats.append(cat)
+        gaps.append(f"batch {b}: {_interval_text(mean, low, high)}")
         parts.append(f"batch {b}: MCSGD {rows.mcsgd.mean():.2f}, SGD {rows.sgd.mean():.2f}, SGD - MCSGD "
                      f"{_interval_text(mean, low, high)} ({cat}, {agree}/{len(rows)} seeds)")
     sizes = sorted(grad.index.get_level_values(0).unique())
     cor3 = Verdict.of(
         "lian-cor3", "Lian & Liu 2019, Corollary 3", "MCSGD converges more slowly than SGD without normalization",
         "squared-gradient-norm exponents: " + "; ".join(parts) + f"; threshold {SLOWER_EXPONENT}", scale,
-        combine(cats), seeds, f"batch {sizes[0]} to {sizes[-1]}: see measured")
+        combine(cats), seeds, "; ".join(gaps))
     return [lemma, cor3]
 
 
@@ -651,13 +646,14 @@ def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
     larger lr 0.5. Per lr, the per-seed final training-loss difference standard - BN against
     :data:`COMPARABLE_NATS`; parts combined by :func:`combine`; inconclusive if BN at the smaller
     lr missed the training gate (:func:`train_gate`)."""
-    parts, cats = [], []
+    parts, cats, intervals = [], [], []
     for lr in lrs:
         bn = final_per_seed(frame, "train_loss", norm="bn", lr=lr)
         none = final_per_seed(frame, "train_loss", norm="none", lr=lr)
         mean, low, high, agree, cat = effect(none - bn, COMPARABLE_NATS)
         cats.append(cat)
         acc = {n: final_per_seed(frame, "test_acc", norm=n, lr=lr).mean() for n in ("bn", "none")}
+        intervals.append(f"lr {lr}: {_interval_text(mean, low, high)}")
         parts.append(f"lr {lr}: training loss BN {bn.mean():.3f} vs standard {none.mean():.3f} nats, standard - BN "
                      f"{_interval_text(mean, low, high)} ({agree}/{len(bn)} seeds > {COMPARABLE_NATS}); test accuracy "
                      f"BN {acc['bn']:.3f} vs standard {acc['none']:.3f}")
@@ -666,7 +662,7 @@ def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
         "santurkar-fig1", "Santurkar et al. 2018, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
         "VGG with BN trains faster than the standard VGG at lr 0.1 and at lr 0.5 (BN allows the larger step)",
         "; ".join(parts) + "; " + _gate_text(ok, loss, TRAIN_GATE_NATS, f"BN's training loss at lr {min(lrs)}", below=True),
-        scale, _gate(ok, combine(cats)), len(bn), parts[0].split("standard - BN ")[1].split(" (")[0])
+        scale, _gate(ok, combine(cats)), len(bn), "; ".join(intervals))
 
 
 def check_noisy_bn(frame, probes, scale: str) -> Verdict:
@@ -716,8 +712,9 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
         where = "" if by is None else f"{by} {value}: "
         parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {medians[n].mean():.3f}" for n in medians)
                      + f"; BN - standard {_interval_text(mean, low, high)} ({cat})")
+    intervals = [(p.split(": ")[0] + ": " if by is not None else "") + p.split("BN - standard ")[1].split(" (")[0] for p in parts]
     return Verdict.of(claim_id, source, claim, " | ".join(parts) + f"; threshold {ICS_COS_TOL}, {seeds} seeds",
-                      scale, combine(cats), seeds, parts[0].split("BN - standard ")[1].split(" (")[0])
+                      scale, combine(cats), seeds, "; ".join(intervals))
 
 
 def check_landscape(probes, scale: str) -> Verdict:
@@ -744,7 +741,8 @@ def check_landscape(probes, scale: str) -> Verdict:
         "santurkar-fig4", "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
         "with BN the loss changes less along the gradient, the gradient is more predictive, and the effective "
         "beta-smoothness is lower than without BN", "; ".join(parts), scale, combine(cats), seeds,
-        parts[0].split("log10 ratio ")[1].split(" (")[0])
+        "; ".join(f"{label}: {p.split('log10 ratio ')[1].split(' (')[0]}" for label, p in
+                  zip(("loss range", "gradient change", "beta-smoothness"), parts)))
 
 
 # --- chapters 32-37: Lian & Liu and Ioffe ---
@@ -872,6 +870,7 @@ def check_shuffled_cifar(frame, scale: str) -> Verdict:
 
 
 def _match_category(low: float, high: float) -> str:
+    """Reproduced if the interval lies inside +-:data:`MATCH_NATS`, contradicted if wholly outside, else inconclusive."""
     if low != low:
         return "inconclusive"
     if -MATCH_NATS <= low and high <= MATCH_NATS:
