@@ -348,7 +348,7 @@ def _vgg_scale(p):
             f"{_seeds(p)}, probes every {p['probe_every']} steps")
 
 
-_VGG = dict(seeds=[0, 1, 2], model="vgg11", width=0.25, epochs=4, batch_size=128, train_subset=20000, test_subset=5000,
+_VGG = dict(seeds=[0, 1, 2, 3, 4], model="vgg11", width=0.25, epochs=4, batch_size=128, train_subset=20000, test_subset=5000,
             probe_every=50, device="auto")
 _VGG_CI = dict(seeds=[0], width=0.125, epochs=1, train_subset=256, test_subset=128, probe_every=1)
 _VGG_PAPER = dict(width=1.0, epochs=30, train_subset=None, test_subset=None, probe_every=200)
