@@ -86,8 +86,8 @@ def test_a_missing_run_stops_the_notebook_naming_make_results(tmp_path, results_
 
 def test_recompute_retrains_and_stores(tmp_path, results_root):
     nb = ROOT / "notebooks" / "33-large-variance.ipynb"
-    _execute(nb, tmp_path / "out.ipynb", parameters={"recompute": True, "epochs": 1, "seeds": [0]})
-    assert len(list((results_root / "book" / "large_variance").glob("*.json"))) == 3
+    _execute(nb, tmp_path / "out.ipynb", parameters={"recompute": True, "epochs": 1, "seeds": [0], "lrs": [0.01, 0.1]})
+    assert len(list((results_root / "book" / "large_variance").glob("*.json"))) == 3 * 2  # 3 methods x 2 step sizes
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
