@@ -524,7 +524,7 @@ _CHAPTER_LIST = [
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1",
             ("lian-fig1", "lian-fig1-fn", "lian-fig1-fn-decoupled", "lian-fig1-fn-exact", "lian-fig1-fn-const"),
-            _profiles(dict(seeds=[0, 1, 2, 3, 4], epochs=200, lr=0.1,
+            _profiles(dict(seeds=list(range(20)), epochs=200, lr=0.1,
                            norms=["bn_ref", "fn", "fn_decoupled", "fn_exact", "fn_const", "none"], device="cpu"),
                       ci=dict(seeds=[0, 1], epochs=5), paper=dict(epochs=1000)),
             _grid_32, lambda p: f"3 samples, batch size 1, {p['epochs']} epochs, {_seeds(p)}"),
