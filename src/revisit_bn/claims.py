@@ -704,15 +704,15 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
     above. The parts combine by :func:`combine`.
     """
     groups = [(None, probes)] if by is None else list(probes.groupby(by))
-    parts, cats, seeds = [], [], probes.seed.nunique()
+    parts, cats, intervals, seeds = [], [], [], probes.seed.nunique()
     for value, part in groups:
         medians = ics_summary(part, ["seed", "norm"]).ics_cos.unstack("norm")
         mean, low, high, agree, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
         cats.append(cat)
         where = "" if by is None else f"{by} {value}: "
+        intervals.append(where + _interval_text(mean, low, high))
         parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {medians[n].mean():.3f}" for n in medians)
                      + f"; BN - standard {_interval_text(mean, low, high)} ({cat})")
-    intervals = [(p.split(": ")[0] + ": " if by is not None else "") + p.split("BN - standard ")[1].split(" (")[0] for p in parts]
     return Verdict.of(claim_id, source, claim, " | ".join(parts) + f"; threshold {ICS_COS_TOL}, {seeds} seeds",
                       scale, combine(cats), seeds, "; ".join(intervals))
 
@@ -728,21 +728,21 @@ def check_landscape(probes, scale: str) -> Verdict:
     import numpy as np
 
     summary = landscape_summary(probes, ["seed", "norm"])
-    parts, cats = [], []
-    for column, label in (("loss_range", "loss range"), ("grad_change_max", "largest gradient change"),
-                          ("effective_beta_smoothness", "effective beta-smoothness")):
+    parts, cats, intervals = [], [], []
+    for column, label, short in (("loss_range", "loss range", "loss range"),
+                                 ("grad_change_max", "largest gradient change", "gradient change"),
+                                 ("effective_beta_smoothness", "effective beta-smoothness", "beta-smoothness")):
         wide = summary[column].unstack("norm")
         mean, low, high, agree, cat = effect(np.log10(wide["bn"] / wide["none"]), 0.0, below=True)
         cats.append(cat)
+        intervals.append(f"{short}: {_interval_text(mean, low, high)}")
         parts.append(f"median {label} BN {wide['bn'].median():.3g} vs standard {wide['none'].median():.3g}, "
                      f"log10 ratio {_interval_text(mean, low, high)} ({cat}, lower in {agree}/{len(wide)} seeds)")
     seeds = probes.seed.nunique()
     return Verdict.of(
         "santurkar-fig4", "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
         "with BN the loss changes less along the gradient, the gradient is more predictive, and the effective "
-        "beta-smoothness is lower than without BN", "; ".join(parts), scale, combine(cats), seeds,
-        "; ".join(f"{label}: {p.split('log10 ratio ')[1].split(' (')[0]}" for label, p in
-                  zip(("loss range", "gradient change", "beta-smoothness"), parts)))
+        "beta-smoothness is lower than without BN", "; ".join(parts), scale, combine(cats), seeds, "; ".join(intervals))
 
 
 # --- chapters 32-37: Lian & Liu and Ioffe ---
