@@ -625,7 +625,6 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         gaps.append(f"batch {b}: {_interval_text(mean, low, high)}")
         parts.append(f"batch {b}: MCSGD {rows.mcsgd.mean():.2f}, SGD {rows.sgd.mean():.2f}, SGD - MCSGD "
                      f"{_interval_text(mean, low, high)} ({cat}, {agree}/{len(rows)} seeds)")
-    sizes = sorted(grad.index.get_level_values(0).unique())
     cor3 = Verdict.of(
         "lian-cor3", "Lian & Liu 2019, Corollary 3", "MCSGD converges more slowly than SGD without normalization",
         "squared-gradient-norm exponents: " + "; ".join(parts) + f"; threshold {SLOWER_EXPONENT}", scale,
