@@ -215,7 +215,7 @@ def test_batch_size_robustness_needs_bn_apart_fn_together_and_the_gate(bn_large,
 
 @pytest.mark.parametrize("bn_shuffled_acc,expected", [(0.75, "reproduced"), (0.5, "inconclusive")])
 def test_cifar_claims_count_only_past_the_gate(bn_shuffled_acc, expected):
-    rows = {("bn", "label_limited"): (2.0, 0.3, 0.4), ("fn", "label_limited"): (2.0, 0.3, 0.6),
+    rows = {("bn", "label_limited"): (0.5, 0.3, 0.4), ("fn", "label_limited"): (0.5, 0.3, 0.6),
             ("bn", "shuffled"): (0.8, 0.8, bn_shuffled_acc), ("fn", "shuffled"): (0.8, 0.81, bn_shuffled_acc)}
     frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
     assert claims.check_label_limited(frame, "unit").category == expected
@@ -348,3 +348,13 @@ def test_a_verdict_shows_as_a_badge_and_a_sentence_and_prints_as_wrapped_text():
     assert all(len(line) <= 88 for line in verdict.line().splitlines())
     with pytest.raises(ValueError, match="category"):
         claims.Verdict("x-4", "paper", "claim", "measured", "scale", True)  # a verdict without a category
+
+
+@pytest.mark.parametrize("fn_train_loss,expected", [(0.5, "reproduced"), (2.2, "inconclusive")])
+def test_label_limited_claim_needs_both_networks_to_learn_their_batches(fn_train_loss, expected):
+    rows = {("bn", "label_limited"): (0.5, 0.3, 0.4), ("fn", "label_limited"): (fn_train_loss, 0.3, 0.6),
+            ("bn", "shuffled"): (0.8, 0.8, 0.75), ("fn", "shuffled"): (0.8, 0.81, 0.75)}
+    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    verdict = claims.check_label_limited(frame, "unit")
+    assert verdict.category == expected
+    assert ("failed" in verdict.measured.split("; ")[-1]) == (expected == "inconclusive")

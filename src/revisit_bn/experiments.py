@@ -433,8 +433,8 @@ def _epochs_text(p) -> str:
 
 
 def _grid_35(p):
-    base = TrainConfig(experiment="cifar_batch_construction", dataset="cifar10", model="simple_wide", epochs=p["epochs"],
-                       batch_size=p["batch_size"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
+    base = TrainConfig(experiment="cifar_batch_construction", dataset="cifar10", model=p["model"], width=p["width"],
+                       epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], brn_warmup_steps=p["brn_warmup_steps"],
                        brn_ramp_steps=p["brn_ramp_steps"], device=p["device"])
     return [base.replace(norm=n, batch_order=o, seed=s)
@@ -544,11 +544,11 @@ _CHAPTER_LIST = [
                        f"{_epochs_text(p)}, {_seeds(p)}")),
     Chapter("35-cifar-batch-construction", "Lian & Liu 2019, Figures 5 and 8", ("lian-fig5", "lian-fig8"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "fn", "brn", "gn"], batch_orders=["label_limited", "shuffled"],
-                           epochs=3, batch_size=64, lr=0.002, sgd_momentum=0.9, train_subset=5000, test_subset=2000,
-                           brn_warmup_steps=50, brn_ramp_steps=100, device="auto"),
-                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=200),
-                      paper=dict(seeds=[0, 1, 2, 3, 4], epochs=30, train_subset=None, test_subset=None,
-                                 brn_warmup_steps=2000, brn_ramp_steps=8000)),
+                           model="vgg11", width=0.25, epochs=4, batch_size=128, lr=0.05, sgd_momentum=0.9,
+                           train_subset=None, test_subset=None, brn_warmup_steps=300, brn_ramp_steps=600, device="auto"),
+                      ci=dict(seeds=[0], model="simple_wide", width=1.0, epochs=1, batch_size=64, lr=0.002,
+                              train_subset=640, test_subset=200, brn_warmup_steps=50, brn_ramp_steps=100),
+                      paper=dict(seeds=[0, 1, 2, 3, 4], width=1.0, epochs=30, brn_warmup_steps=2000, brn_ramp_steps=8000)),
             _grid_35,
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
