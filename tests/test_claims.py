@@ -225,12 +225,25 @@ def test_cifar_claims_count_only_past_the_gate(bn_shuffled_acc, expected):
     assert claims.check_batch_size_dependence(frame, "unit").category == expected
 
 
-@pytest.mark.parametrize("brn,expected", [(0.56, "reproduced"), (0.50, "contradicted")])
-def test_renorm_claim_compares_brn_with_bn_per_seed(brn, expected):
-    rows = {("non_iid", "bn"): (0.5,), ("non_iid", "brn"): (brn,), ("non_iid", "gn"): (0.5,), ("reference", "bn"): (0.75,)}
-    frame = _per_seed(rows, ["setting", "norm", "test_acc"], jitter=0.002)
+@pytest.mark.parametrize("brn,gn_loss,expected", [(0.56, 0.8, "reproduced"), (0.50, 0.8, "contradicted"),
+                                                   (0.56, 1.5, "inconclusive"), (0.50, 1.5, "inconclusive")])
+def test_renorm_claim_compares_brn_with_bn_per_seed_once_sgd_fits_the_non_iid_batches(brn, gn_loss, expected):
+    rows = {("non_iid", "bn"): (0.9, 0.5), ("non_iid", "brn"): (0.9, brn), ("non_iid", "gn"): (gn_loss, 0.5),
+            ("reference", "bn"): (0.7, 0.75)}
+    frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
     verdict = claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
-    assert verdict.category == expected and "GN" in verdict.measured
+    assert verdict.category == expected and "GN 0.5" in verdict.measured and "GN's non-i.i.d. training loss" in verdict.measured
+    # microbatches are shuffled: only the reference gate applies there
+    micro = frame.replace({"setting": {"non_iid": "microbatch"}})
+    assert claims.check_renorm_improves(micro, "unit", "microbatch", "x", "src", "claim").category == expected.replace(
+        "inconclusive", "reproduced" if brn > 0.55 else "contradicted")
+
+
+def test_renorm_non_iid_gate_needs_group_norm_runs():
+    rows = {("non_iid", "bn"): (0.9, 0.5), ("non_iid", "brn"): (0.9, 0.56), ("reference", "bn"): (0.7, 0.75)}
+    frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
+    with pytest.raises(ValueError, match="add 'gn' to norms"):
+        claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
 
 
 def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
