@@ -905,7 +905,7 @@ def check_batch_size_dependence(frame, scale: str) -> Verdict:
 
 
 def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source: str, claim: str) -> Verdict:
-    """Ioffe 2017, Sections 4.3-4.4: in ``setting`` (a value of the frame's ``setting`` column),
+    """Ioffe 2017, Sections 4.2-4.3: in ``setting`` (a value of the frame's ``setting`` column),
     Batch Renorm's test accuracy is above BN's. Per seed: BRN - BN final test accuracy against
     :data:`BETTER_ACC`. Gates: BN with whole shuffled batches (``setting == "reference"``) reaches
     :data:`CIFAR_GATE`; and in the non-i.i.d. setting (``"non_iid"``), GroupNorm, whose output does

@@ -556,7 +556,7 @@ class LabelPairsOrder(BatchOrder):
     Raises:
         ValueError: ``num_labels`` or ``per_label`` below 1.
 
-    Source: Ioffe (2017), Section 4.4 ("16 labels sampled with replacement x 2 images each").
+    Source: Ioffe (2017), Section 4.3 ("16 labels sampled with replacement x 2 images each").
     """
 
     name = "label_pairs"

@@ -563,7 +563,7 @@ _CHAPTER_LIST = [
             _grid_36,
             lambda p: (f"{_split('ResNet18, CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
                        f"{_epochs_text(p)}, {_seeds(p)}")),
-    Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.3 and 4.4", ("ioffe-noniid", "ioffe-microbatch"),
+    Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "gn"], non_iid_order="label_limited", model="vgg11", width=0.25,
                            epochs=3, lr=0.0125, sgd_momentum=0.9, train_subset=None, test_subset=None,
                            brn_warmup_steps=500, brn_ramp_steps=1500, device="auto"),

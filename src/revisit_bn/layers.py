@@ -627,7 +627,7 @@ class MicroBatch(nn.Module):
     Raises:
         ValueError: ``group_size < 1``.
 
-    Source: Ioffe (2017), Section 4.3 ("microbatches" of 4 inside a batch of 32).
+    Source: Ioffe (2017), Section 4.2 ("microbatches" of 4 inside a batch of 32).
     """
 
     def __init__(self, module: nn.Module, group_size: int) -> None:
