@@ -8,7 +8,7 @@ PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sa
 
 PROFILE ?= book
 
-.PHONY: setup book test results verify status notebooks clean
+.PHONY: setup book test results verify status migrate notebooks clean
 
 $(UV):
 	python3 -m venv .tools
@@ -34,6 +34,9 @@ verify: setup  ## replay the first SGD steps of every stored run of PROFILE and 
 
 status: setup  ## how many runs of PROFILE are stored, missing or stale
 	$(RUN) python -m revisit_bn.experiments status --profile $(PROFILE)
+
+migrate: setup  ## after an edit that only adds code: re-key PROFILE's stale runs that this code replays exactly
+	$(RUN) python -m revisit_bn.experiments migrate --profile $(PROFILE)
 
 notebooks: setup  ## re-execute every notebook in place with its stored parameters (reads the results store)
 	@for nb in $(NOTEBOOKS); do echo "papermill $$nb"; $(RUN) papermill --cwd notebooks "$$nb" "$$nb" || exit 1; done

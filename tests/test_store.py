@@ -67,3 +67,40 @@ def test_make_verify_reports_a_changed_number(tmp_path, monkeypatch):
     monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
     failures = experiments.verify("book", out=open(Path(tmp_path) / "log.txt", "w"))
     assert len(failures) == 1 and source.name in failures[0] and "digest" in failures[0]
+
+
+def _store_copy(tmp_path, monkeypatch, paths):
+    for source in paths:
+        copy = tmp_path / "book" / source.parent.name / source.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(source.read_text())
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
+    return [tmp_path / "book" / p.parent.name / p.name for p in paths]
+
+
+def test_migrate_rekeys_runs_that_replay_under_new_code_and_leaves_the_others(tmp_path, monkeypatch):
+    # One real run per experiment folder of a small chapter, copied; then a "new" code fingerprint.
+    sources = [p for p in SAMPLE if p.parent.name == "large_variance"][:1]
+    sources += [p for p in SAMPLE if p.parent.name == "batch_size_one"][:1]
+    assert len(sources) == 2
+    old = _store_copy(tmp_path, monkeypatch, sources)
+    # the second run's stored losses are changed (and re-digested): this code cannot give them
+    tampered = results.validate(old[1])
+    tampered["steps"]["train_loss"][0] += 0.5
+    tampered.pop("digest")
+    results.write_json_atomic(old[1], tampered, digest=True)
+    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789ab")
+    log = tmp_path / "log.txt"
+    migrated, left = experiments.migrate("book", out=open(log, "w"))
+    assert migrated == 1 and len(left) == 1 and old[1].name in left[0] and "other losses" in left[0]
+    assert not old[0].exists() and old[1].exists()
+    moved = [p for p in results.stored_runs(tmp_path / "book") if p.parent.name == old[0].parent.name]
+    assert len(moved) == 1
+    payload = results.validate(moved[0])  # a whole, digested file named by its new key
+    assert payload["params"]["code"] == "0123456789ab"
+    record = payload["provenance"]["migrated"][-1]
+    assert record["to_code"] == "0123456789ab" and record["from_code"] == results.validate(sources[0])["params"]["code"]
+    assert record["replayed_steps"] == payload["replay_steps"]
+    stored, replayed, match = replay(payload)
+    assert match and payload["metrics"] == results.validate(sources[0])["metrics"]
+    assert moved[0] not in experiments.stale_runs("book")  # the chapters now read it

@@ -8,11 +8,12 @@ parameters, resolves the profile, validates every run before any training and, f
 and ``paper`` profiles, stops with a message naming ``make results`` when a run is missing
 (a notebook never trains for an hour silently).
 
-Command line (the Makefile's ``results`` and ``verify`` targets)::
+Command line (the Makefile's ``results``, ``verify``, ``status`` and ``migrate`` targets)::
 
     python -m revisit_bn.experiments results [--profile book] [--chapter NAME]
     python -m revisit_bn.experiments verify [--profile book] [--sample N] [--seed S]
     python -m revisit_bn.experiments status [--profile book]
+    python -m revisit_bn.experiments migrate [--profile book]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import random
 import sys
 import time
@@ -639,6 +641,75 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     return len(missing)
 
 
+def _without_code(params: dict) -> str:
+    return json.dumps({k: v for k, v in params.items() if k != "code"}, sort_keys=True)
+
+
+def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
+    """Re-key stored runs that only a new code fingerprint made stale, once this code replays them.
+
+    An edit to a numeric module changes every run's key (:func:`revisit_bn.results.code_fingerprint`),
+    even one that only adds code (a new model, a new layer) and leaves every stored run's path
+    as it was. For each stale file of ``profile`` whose parameters, the ``code`` field aside,
+    are those of a run some chapter needs now, this replays its first ``replay_steps`` SGD steps
+    with this code (:func:`revisit_bn.store.replay`; exact on the CPU); if they match, the run
+    is rewritten under its new key, atomically, with ``provenance["migrated"]`` recording the
+    old and new fingerprints, the replayed steps and the time, and the old file is removed.
+    A run that does not replay, or that no chapter needs, stays stale for `make results`.
+
+    The replay checks the first steps only: use it after edits that add code paths, not after
+    edits to a path a stored run takes (those need `make results`).
+
+    Returns:
+        ``(migrated, left)``: the count re-keyed and one line per stale file left, with the reason.
+    """
+    from datetime import datetime, timezone
+
+    out = out or sys.stdout
+    root = results_mod.results_root(profile)
+    results_mod.check_writable(root)
+    wanted = {}
+    for _, config in profile_configs(profile):
+        params = config.key_params()
+        wanted[_without_code(params)] = (params, store_path(config, root))
+    stale = stale_runs(profile)
+    print(f"profile '{profile}': {len(stale)} stale files", file=out, flush=True)
+    migrated, left = 0, []
+    for i, path in enumerate(stale, 1):
+        name = f"{path.parent.name}/{path.name}"
+        try:
+            payload = results_mod.validate(path)
+        except results_mod.StoreError as exc:
+            left.append(f"{name}: damaged ({exc})")
+            continue
+        target = wanted.get(_without_code(payload["params"]))
+        if target is None:
+            left.append(f"{name}: no chapter needs a run with its parameters")
+            continue
+        params, new_path = target
+        if new_path.exists():
+            left.append(f"{name}: its run is already stored as {new_path.name}")
+            continue
+        stored, replayed, match = replay(payload)
+        if not match:
+            left.append(f"{name}: this code gives other losses ({replayed} vs {stored}); run `make results`")
+            print(f"[{i}/{len(stale)}] {name}: DIFFERS", file=out, flush=True)
+            continue
+        record = {"from_code": payload["params"]["code"], "to_code": params["code"], "replayed_steps": len(stored),
+                  "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        payload = {k: v for k, v in payload.items() if k != "digest"}
+        payload.update(params=params, key=results_mod.params_key(params),
+                       provenance={**payload["provenance"], "migrated": payload["provenance"].get("migrated", []) + [record]})
+        results_mod.write_json_atomic(new_path, payload, digest=True)
+        path.unlink()
+        migrated += 1
+        print(f"[{i}/{len(stale)}] {name} -> {new_path.name}: first {len(stored)} step losses match", file=out, flush=True)
+    print(f"{migrated} runs re-keyed, {len(left)} left stale", file=out)
+    for line in left:
+        print(f"  left: {line}", file=out)
+    return migrated, left
+
+
 def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
     """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders)."""
     root = results_mod.results_root(profile)
@@ -691,7 +762,7 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m revisit_bn.experiments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("results", "verify", "status"):
+    for name in ("results", "verify", "status", "migrate"):
         p = sub.add_parser(name)
         p.add_argument("--profile", default="book", choices=PROFILES)
         if name == "results":
@@ -705,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "verify":
         return 1 if verify(args.profile, args.sample, args.seed) else 0
+    if args.command == "migrate":
+        return 1 if migrate(args.profile)[1] else 0
     root = results_mod.results_root(args.profile)
     todo = profile_configs(args.profile)
     missing = [c for _, c in todo if lookup(c, root) is None]
