@@ -81,6 +81,25 @@ def test_resnet18_takes_every_norm_and_maps_cifar_images_to_logits(norm):
     assert "BatchNorm2d" not in kinds or norm == "bn"
 
 
+@pytest.mark.parametrize("norm", ["bn", "fn", "brn", "gn"])
+def test_resnet18_cifar_has_the_cifar_stem_and_scales_every_stage(norm):
+    from revisit_bn.models import resnet18, resnet18_cifar
+
+    model = resnet18_cifar(norm_layer(norm, 2), num_classes=10, width=0.25)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1) and isinstance(model.maxpool, torch.nn.Identity)
+    assert [model.layer1[0].conv1.in_channels] + [getattr(model, f"layer{i}")[0].conv1.out_channels for i in (1, 2, 3, 4)] \
+        == [16, 16, 32, 64, 128]
+    assert model.layer1[0].downsample is None and model.fc.in_features == 128
+    assert "BatchNorm2d" not in {type(m).__name__ for m in model.modules()} or norm == "bn"
+    full = resnet18_cifar(norm_layer("bn", 2), width=1.0)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # torchvision's ResNet18 less its 7x7 stem, plus the 3x3 one: the same blocks at width 1
+    assert count(full) == count(resnet18(norm_layer("bn", 2))) - 64 * 3 * 7 * 7 + 64 * 3 * 3 * 3
+    with pytest.raises(ValueError, match="width"):
+        resnet18_cifar(norm_layer("bn", 2), width=0)
+
+
 @pytest.mark.parametrize("norm", ["bn_ref", "fn", "none", "brn", "gn"])
 def test_figure_models_take_one_dimensional_norms(norm):
     from revisit_bn.models import MLP3, LogisticRegression

@@ -28,7 +28,7 @@ from .layers import (
 NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn")
 # FN's gradient estimators by norm name (FullNorm2d's ``backward``).
 FN_BACKWARDS = {"fn": "mcsgd", "fn_decoupled": "decoupled", "fn_exact": "exact", "fn_const": "constant"}
-MODELS = ("simple", "simple_wide", "resnet18", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
+MODELS = ("simple", "simple_wide", "resnet18", "resnet18_cifar", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
 # Santurkar et al.'s noisy BN: our default noise (see NoisyBatchNorm1d): shift in [-1, 1], scale in [1, 2], s = 0.5.
 NOISE_DEFAULTS = (1.0, 2.0, 0.5)
 
@@ -119,6 +119,49 @@ def resnet18(norm_layer_factory: NormFactory, num_classes: int = 10, in_channels
     model = tv_resnet18(weights=None, num_classes=num_classes, norm_layer=norm_layer_factory)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+def resnet18_cifar(norm_layer_factory: NormFactory, num_classes: int = 10, in_channels: int = 3,
+                   width: float = 1.0) -> nn.Module:
+    """torchvision's ResNet18 with the usual CIFAR stem and a channel multiplier.
+
+    The stem is a 3x3 convolution with stride 1 and no max-pool (He et al. 2016, Section 4.2,
+    for 32x32 images), so the four stages see 32, 16, 8 and 4 pixels a side. ``width`` multiplies
+    every stage's channels (64, 128, 256, 512 -> round(64 * width), ...); the blocks are
+    torchvision's ``BasicBlock`` with ``norm_layer_factory`` in place of every BatchNorm.
+
+    Args:
+        norm_layer_factory: ``channels -> module`` (see :func:`norm_layer`).
+        num_classes: output logits.
+        in_channels: image channels.
+        width: channel multiplier; the narrowest stage keeps at least 1 channel.
+
+    Input ``(N, in_channels, H, W)`` (H, W >= 8), output ``(N, num_classes)``.
+    Source: Lian & Liu (2019), Figure 2 (ResNet18 on CIFAR-10; the paper does not give the stem,
+    the CIFAR stem is our choice).
+
+    Raises:
+        ValueError: ``width`` not positive.
+    """
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    if not width > 0:
+        raise ValueError(f"width (ResNet18's channel multiplier) must be positive, got {width!r}")
+    planes = [max(1, round(64 * width * 2 ** i)) for i in range(4)]
+
+    class _WideResNet(ResNet):
+        def _make_layer(self, block, stage_planes, blocks, stride=1, dilate=False):
+            if stage_planes == 64:  # the first stage: its input is the stem's output
+                self.inplanes = planes[0]
+            return super()._make_layer(block, planes[[64, 128, 256, 512].index(stage_planes)], blocks, stride, dilate)
+
+    model = _WideResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, norm_layer=norm_layer_factory)
+    model.conv1 = nn.Conv2d(in_channels, planes[0], kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's other convs
+    model.bn1 = norm_layer_factory(planes[0])
+    model.maxpool = nn.Identity()
+    model.fc = nn.Linear(planes[3] * BasicBlock.expansion, num_classes)
     return model
 
 
@@ -379,6 +422,8 @@ def build_model(config, in_channels: int, image_size: int, num_classes: int) -> 
         return LogisticRegression(factory, in_channels, num_classes)
     if config.model == "resnet18":
         return resnet18(factory, num_classes, in_channels)
+    if config.model == "resnet18_cifar":
+        return resnet18_cifar(factory, num_classes, in_channels, config.width)
     widths = (32, 64) if config.model == "simple_wide" else (16, 32)
     return SimpleNet(config.norm, in_channels=in_channels, num_classes=num_classes, widths=widths,
                      image_size=image_size, norm_factory=factory)

@@ -119,7 +119,8 @@ class TrainConfig:
         experiment: folder name under the results store (e.g. ``"mnist_batch_construction"``).
         dataset: a name of :data:`revisit_bn.data.DATASETS` (see :func:`revisit_bn.data.load_dataset`).
         model: ``"simple"`` (:class:`~revisit_bn.models.SimpleNet`), ``"simple_wide"`` (the same
-            with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's), ``"vgg11"`` /
+            with widths 32, 64, for colour input), ``"resnet18"`` (torchvision's),
+            ``"resnet18_cifar"`` (with the CIFAR stem, :func:`revisit_bn.models.resnet18_cifar`), ``"vgg11"`` /
             ``"vgg16"`` (torchvision's VGG for 32x32, :func:`revisit_bn.models.vgg`), ``"mlp3"``
             (Figure 1), ``"logreg"`` (Figure 3) or ``"deep_linear"`` (25 linear layers,
             :class:`~revisit_bn.models.DeepLinearNet`); the last three use 1-D normalization layers.
@@ -140,7 +141,7 @@ class TrainConfig:
         norm_group_size: normalize microbatches of this many samples (``None``: the whole batch).
         brn_warmup_steps, brn_ramp_steps: Batch Renorm's schedule (see
             :func:`revisit_bn.models.norm_layer`).
-        width: VGG's channel multiplier (1.0 = torchvision's 64...512 channels).
+        width: channel multiplier of VGG and ``resnet18_cifar`` (1.0 = torchvision's 64...512 channels).
         noise_mean_max, noise_scale_max, noise_std: noisy BN's noise (see
             :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"``.
         probe_every: run the landscape, internal-covariate-shift and activation probes of
@@ -223,7 +224,7 @@ class TrainConfig:
             raise ValueError(f"lr_power must lie in [0, 2], got {self.lr_power!r}")
         _positive_int("lr_decay_steps", self.lr_decay_steps)
         if not _number("width", self.width) > 0:
-            raise ValueError(f"width (VGG's channel multiplier) must be a positive number, got {self.width!r}")
+            raise ValueError(f"width (the channel multiplier of VGG and resnet18_cifar) must be a positive number, got {self.width!r}")
         for name in ("noise_mean_max", "noise_scale_max", "noise_std"):
             _number(name, getattr(self, name))
         check_noise(self.noise_mean_max, self.noise_scale_max, self.noise_std)
