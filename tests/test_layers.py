@@ -438,3 +438,34 @@ def test_noisy_batchnorm_noise_is_per_element_and_seeded():
 def test_noisy_batchnorm_bad_noise_parameters_raise_value_error(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         NoisyBatchNorm2d(3, **kwargs)
+
+
+def test_noisy_identity_is_noisy_batchnorm_without_the_normalization():
+    from revisit_bn.layers import NoisyIdentity
+
+    x = torch.randn(64, 3, 4, 4) * 5 + 2
+    quiet = NoisyIdentity(3, noise_mean_max=0.0, noise_scale_max=1.0, noise_std=0.0)
+    torch.testing.assert_close(quiet(x), x)  # no noise: the identity, no normalization
+    layer = NoisyIdentity(3)
+    torch.manual_seed(0)
+    first = layer(x)
+    torch.manual_seed(0)
+    expected = NoisyBatchNorm2d(3)._add_noise(x)  # the same draws as noisy BN applies to its output
+    torch.testing.assert_close(first, expected)
+    assert not torch.allclose(layer(x).mean((0, 2, 3)), first.mean((0, 2, 3)))  # the shift moves every step
+    layer.eval()
+    torch.testing.assert_close(layer(x), x * 1.5)  # the noise's expectation: E[a] = (1 + 2) / 2
+    with pytest.raises(ValueError, match="expects input"):
+        layer(torch.randn(2, 4, 3, 3))
+    with pytest.raises(ValueError):
+        NoisyIdentity(3, noise_scale_max=0.5)
+
+
+def test_noisy_standard_vgg_keeps_its_conv_biases():
+    from revisit_bn.layers import NoisyIdentity
+    from revisit_bn.models import norm_layer, vgg
+
+    model = vgg("vgg11", norm_layer("noisy_none", 2), width=0.125)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is not None for c in convs) and sum(isinstance(m, NoisyIdentity) for m in model.modules()) == len(convs)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

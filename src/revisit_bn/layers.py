@@ -687,6 +687,47 @@ class _NoisyBatchNorm:
         return scale * (z + noise) + shift
 
 
+class NoisyIdentity(nn.Module):
+    r"""The noise of :class:`NoisyBatchNorm1d` without the normalization: a standard network's layer inputs made to shift.
+
+    In training, per channel :math:`c` and step a shift :math:`b_c \sim U(-n_\mu, n_\mu)` and a
+    scale :math:`a_c \sim U(1, n_\sigma)`, per activation an i.i.d. :math:`\xi \sim \mathcal N(0, s^2)`,
+    and :math:`y = a_c (x + \xi) + b_c`; in evaluation :math:`y = \tfrac{1 + n_\sigma}{2} x`, the
+    noise's expectation, as for noisy BN. Santurkar et al. report that the same noise keeps a network
+    without BN from training (our choice of distribution: :class:`NoisyBatchNorm1d`'s).
+    Uses torch's global generator.
+
+    Args:
+        num_features: channels ``C`` (checked against the input).
+        noise_mean_max, noise_scale_max, noise_std: as :class:`NoisyBatchNorm1d`.
+
+    Shape:
+        Input ``(N, C)`` or ``(N, C, *)``; output the same shape.
+
+    Raises:
+        ValueError: a noise parameter out of range; an input whose dimension 1 is not ``num_features``.
+
+    Source: Santurkar et al. (2018), Section 2.1 (noisy BatchNorm, and the same noise on the
+    standard network).
+    """
+
+    def __init__(self, num_features: int, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
+                 noise_std: float = 0.5) -> None:
+        super().__init__()
+        check_noise(noise_mean_max, noise_scale_max, noise_std)
+        self.num_features = int(num_features)
+        self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, noise_mean_max={self.noise_mean_max}, noise_scale_max={self.noise_scale_max}, "
+                f"noise_std={self.noise_std}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"NoisyIdentity expects input (N, {self.num_features}, ...), got shape {tuple(x.shape)}")
+        return _NoisyBatchNorm._add_noise(self, x)
+
+
 class NoisyBatchNorm1d(_NoisyBatchNorm, nn.BatchNorm1d):
     r"""BN followed by noise whose mean and variance change every training step (Santurkar et al. 2018, Sec. 2.1).
 

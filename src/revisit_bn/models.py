@@ -20,12 +20,13 @@ from .layers import (
     MicroBatch,
     NoisyBatchNorm1d,
     NoisyBatchNorm2d,
+    NoisyIdentity,
     PolynomialMomentum,
     ReferenceBatchNorm1d,
     ReferenceBatchNorm2d,
 )
 
-NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn")
+NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn", "noisy_none")
 # FN's gradient estimators by norm name (FullNorm2d's ``backward``).
 FN_BACKWARDS = {"fn": "mcsgd", "fn_decoupled": "decoupled", "fn_exact": "exact", "fn_const": "constant"}
 MODELS = ("simple", "simple_wide", "resnet18", "resnet18_cifar", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
@@ -67,7 +68,8 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     (:class:`torch.nn.GroupNorm`, :func:`group_count` groups), ``"bn_ref"``
     (:class:`~revisit_bn.layers.ReferenceBatchNorm2d`, which accepts batch size 1), ``"noisy_bn"``
     (:class:`~revisit_bn.layers.NoisyBatchNorm2d` with ``noise = (noise_mean_max,
-    noise_scale_max, noise_std)``, Santurkar et al. 2018).
+    noise_scale_max, noise_std)``, Santurkar et al. 2018), ``"noisy_none"``
+    (:class:`~revisit_bn.layers.NoisyIdentity`: the same noise on the standard network).
 
     Returns:
         A callable taking ``num_features`` and returning a fresh layer.
@@ -98,6 +100,9 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
         cls = NoisyBatchNorm1d if dim == 1 else NoisyBatchNorm2d
         mean_max, scale_max, std = noise
         make = lambda c: cls(c, momentum=momentum, noise_mean_max=mean_max, noise_scale_max=scale_max, noise_std=std)
+    elif kind == "noisy_none":
+        mean_max, scale_max, std = noise
+        make = lambda c: NoisyIdentity(c, noise_mean_max=mean_max, noise_scale_max=scale_max, noise_std=std)
     elif kind == "bn_ref":
         cls = ReferenceBatchNorm1d if dim == 1 else ReferenceBatchNorm2d
         make = lambda c: cls(c, momentum=momentum)
@@ -182,7 +187,7 @@ def vgg(name: str, norm_layer_factory: NormFactory, num_classes: int = 10, in_ch
     Args:
         name: ``"vgg11"`` (configuration A, 8 conv layers) or ``"vgg16"`` (D, 13 conv layers).
         norm_layer_factory: ``num_features -> module`` (see :func:`norm_layer`); ``"none"`` gives
-            the standard network, whose convolutions then have a bias.
+            the standard network, whose convolutions then have a bias (as with ``"noisy_none"``).
         num_classes, in_channels: output logits and input channels.
         width: multiplier of every conv width (1.0 = 64...512 channels); ``0.25`` gives
             16...128, the book's CPU scale (our choice).
@@ -206,7 +211,7 @@ def vgg(name: str, norm_layer_factory: NormFactory, num_classes: int = 10, in_ch
     if image_size % 32:
         raise ValueError(f"image_size must be divisible by 32 (five 2x2 pools), got {image_size}")
     probe = norm_layer_factory(1)
-    has_norm = not isinstance(probe, nn.Identity)
+    has_norm = not isinstance(probe, (nn.Identity, NoisyIdentity))  # the standard network's convs have a bias
     layers: list[nn.Module] = []
     channels = in_channels
     for item in cfgs[VGG_CONFIGS[name]]:

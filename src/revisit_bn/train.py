@@ -143,7 +143,7 @@ class TrainConfig:
             :func:`revisit_bn.models.norm_layer`).
         width: channel multiplier of VGG and ``resnet18_cifar`` (1.0 = torchvision's 64...512 channels).
         noise_mean_max, noise_scale_max, noise_std: noisy BN's noise (see
-            :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"``.
+            :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"`` or ``"noisy_none"``.
         probe_every: run the landscape, internal-covariate-shift and activation probes of
             :class:`revisit_bn.landscape.TrainingProbe` every this many steps (``None``: never).
             Each probe costs about ``len(etas) + layers + 3`` extra forward(-backward) passes
