@@ -246,6 +246,16 @@ def test_renorm_non_iid_gate_needs_group_norm_runs():
         claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
 
 
+@pytest.mark.parametrize("noisy_acc,standard_acc,expected", [(0.11, 0.45, "reproduced"), (0.40, 0.45, "contradicted"),
+                                                               (0.11, 0.15, "inconclusive")])
+def test_noise_stops_the_standard_network_only_if_it_stays_at_chance_where_the_standard_one_learned(noisy_acc, standard_acc,
+                                                                                                    expected):
+    rows = {("noisy_none",): (2.3, noisy_acc), ("none",): (1.5, standard_acc)}
+    frame = _per_seed(rows, ["norm", "train_loss", "test_acc"], jitter=0.002)
+    verdict = claims.check_noise_stops_standard(frame, "unit")
+    assert verdict.category == expected and verdict.seeds == 5 and "chance" in verdict.measured
+
+
 def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
     verdict = claims.Verdict.of("x-1", "paper", "claim", "measured", "scale", "reproduced", seeds=3, interval="+0.1 [0, 0.2]")
     claims.record(verdict, "99-chapter", params={"epochs": 3}, runs=["b", "a"])

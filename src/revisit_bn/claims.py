@@ -694,6 +694,35 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
         scale, _gate(ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
 
 
+CHANCE_ACC = 0.1  # CIFAR-10's ten balanced classes
+
+
+def check_noise_stops_standard(frame, scale: str) -> Verdict:
+    """Santurkar et al. Section 2.1: the noise of noisy BN, put on the standard network (no BN),
+    stops it training.
+
+    Per seed: the noisy standard network's (``norm == "noisy_none"``) final test accuracy minus
+    chance (:data:`CHANCE_ACC`), against :data:`FAR_ACC`: reproduced when its interval lies below
+    (the network stayed within 5 points of chance), contradicted when above. Gate: the noise-free
+    standard network (``"none"``) learned, its mean final test accuracy more than 2 x
+    :data:`FAR_ACC` above chance, so the setup can tell a network that stopped from one that trained
+    (our choice of measure and gate; the paper shows training curves).
+    """
+    noisy = final_per_seed(frame, "test_acc", norm="noisy_none")
+    mean, low, high, agree, category = effect(noisy - CHANCE_ACC, FAR_ACC, below=True)
+    standard = float(final_per_seed(frame, "test_acc", norm="none").mean())
+    ok = standard - CHANCE_ACC > 2 * FAR_ACC
+    loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_none", "none")}
+    return Verdict.of(
+        "santurkar-noise-standard", "Santurkar et al. 2018, Section 2.1 (the same noise without BN)",
+        "the noise that noisy BN trains through stops the standard network (no BN) from training",
+        f"final test accuracy noisy standard {noisy.mean():.3f} vs standard {standard:.3f} (chance {CHANCE_ACC}); "
+        f"noisy standard - chance {_interval_text(mean, low, high)} (stopped: < {FAR_ACC}, {agree}/{len(noisy)} seeds); "
+        f"final training loss noisy standard {loss['noisy_none']:.3f}, standard {loss['none']:.3f} nats; "
+        + _gate_text(ok, standard - CHANCE_ACC, 2 * FAR_ACC, "the standard network's test accuracy above chance"),
+        scale, _gate(ok, category), len(noisy), f"above chance {_interval_text(mean, low, high)}")
+
+
 def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
     """Santurkar et al. Figure 3: BN does not reduce internal covariate shift.
 

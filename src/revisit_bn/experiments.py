@@ -362,8 +362,10 @@ def _grid_21(p):
 
 def _grid_22(p):
     base = _vgg_base(p).replace(lr=p["lr"])
+    # noisy BN, and the same noise on the standard network ("noisy_none"), at each noise level
     return [cfg.replace(seed=seed) for cfg in [base.replace(norm="none"), base.replace(norm="bn")] + [
-        base.replace(norm="noisy_bn", noise_mean_max=m, noise_scale_max=s, noise_std=sd) for m, s, sd in p["noise_levels"]]
+        base.replace(norm=n, noise_mean_max=m, noise_scale_max=s, noise_std=sd)
+        for n in ("noisy_bn", "noisy_none") for m, s, sd in p["noise_levels"]]
         for seed in p["seeds"]]
 
 
@@ -501,7 +503,7 @@ _CHAPTER_LIST = [
     Chapter("21-vgg-learning-rates", "Santurkar et al. 2018, Figure 1", ("santurkar-fig1",),
             _profiles(dict(_VGG, lrs=[0.1, 0.5], norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_21, _vgg_scale),
-    Chapter("22-noisy-batchnorm", "Santurkar et al. 2018, Figure 2", ("santurkar-fig2",),
+    Chapter("22-noisy-batchnorm", "Santurkar et al. 2018, Figure 2 and Section 2.1", ("santurkar-fig2", "santurkar-noise-standard"),
             _profiles(dict(_VGG, lr=0.1, noise_levels=[[1.0, 2.0, 0.5], [0.5, 1.5, 0.25]]), _VGG_CI, _VGG_PAPER),
             _grid_22, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("23-internal-covariate-shift", "Santurkar et al. 2018, Figure 3", ("santurkar-fig3-vgg", "santurkar-fig3-dln"),
