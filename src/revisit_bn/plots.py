@@ -10,7 +10,8 @@ from .claims import OUTPUT_WIDTH  # the book's output box; verdict lines share i
 
 NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_decoupled": "FN, decoupled terms",
                "fn_exact": "FN, exact derivative", "fn_const": "FN, constant estimates",
-               "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN"}
+               "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN",
+               "noisy_none": "noisy standard (no BN)"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
                 "unshuffled": "one label per batch, labels in sequence", "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
@@ -166,6 +167,8 @@ def _norm_of(value):
         return VARIANT_NORMS[value]
     if isinstance(value, str) and value.startswith("noisy BN"):
         return "noisy_bn"
+    if value == "noisy_none" or isinstance(value, str) and value.startswith("noisy standard"):
+        return "none"  # the standard network's colour, in a lighter shade (see _palette)
     return None
 
 
