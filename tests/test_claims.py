@@ -251,9 +251,24 @@ def test_renorm_non_iid_gate_needs_group_norm_runs():
 def test_noise_stops_the_standard_network_only_if_it_stays_at_chance_where_the_standard_one_learned(noisy_acc, standard_acc,
                                                                                                     expected):
     rows = {("noisy_none",): (2.3, noisy_acc), ("none",): (1.5, standard_acc)}
-    frame = _per_seed(rows, ["norm", "train_loss", "test_acc"], jitter=0.002)
+    frame = _per_seed(rows, ["norm", "train_loss", "test_acc"], jitter=0.002, status="ok")
     verdict = claims.check_noise_stops_standard(frame, "unit")
     assert verdict.category == expected and verdict.seeds == 5 and "chance" in verdict.measured
+    assert "diverged" not in verdict.measured
+
+
+def test_a_noisy_standard_network_that_diverged_stopped_training_at_its_last_evaluation():
+    rows = {("noisy_none",): (2.3, 0.10), ("none",): (1.5, 0.45)}
+    frame = _per_seed(rows, ["norm", "train_loss", "test_acc"], jitter=0.002, status="ok")
+    # seeds 0 and 3 diverged in their first epoch: one row each, no finite loss, chance accuracy
+    stopped = (frame.norm == "noisy_none") & frame.seed.isin([0, 3])
+    frame.loc[stopped, "status"] = [
+        f"diverged at step {4 if s == 0 else 9}" for s in frame.loc[stopped, "seed"]]
+    frame.loc[stopped, ["train_loss", "test_acc"]] = [float("nan"), 0.1]
+    frame = frame[~(stopped & (frame.epoch == 2))]
+    verdict = claims.check_noise_stops_standard(frame, "unit")
+    assert verdict.seeds == 5 and verdict.category == "reproduced"  # every seed counts, the diverged ones too
+    assert "diverged in 2/5 seeds (at steps 4, 9)" in verdict.measured and "noisy standard not finite" in verdict.measured
 
 
 def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
@@ -272,7 +287,7 @@ def test_a_verdict_over_diverged_runs_is_recorded_as_inconclusive(results_root):
     verdict = claims.Verdict.of("x-2", "paper", "claim", "BN 0.1, FN 0.2", "scale", "reproduced")
     claims.record(verdict, "99-chapter", diverged=["unit: bn/shuffled: diverged at step 7"])
     row = claims.collect().iloc[0]
-    assert row.verdict == "inconclusive: runs diverged" and not row.reproduced
+    assert row.verdict == "inconclusive: runs diverged" and not row.reproduced and row.category == "inconclusive"
     assert "diverged at step 7" in row.measured
 
 
@@ -381,3 +396,29 @@ def test_label_limited_claim_needs_both_networks_to_learn_their_batches(fn_train
     verdict = claims.check_label_limited(frame, "unit")
     assert verdict.category == expected
     assert ("failed" in verdict.measured.split("; ")[-1]) == (expected == "inconclusive")
+
+
+def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it_measures(results_root):
+    from revisit_bn.experiments import ChapterRun, resolve
+    from revisit_bn.store import RunResult
+
+    chapter = CHAPTERS["22-noisy-batchnorm"]
+    params = resolve(chapter, "ci")
+    configs = chapter.configs("ci")
+    loaded = {c: RunResult({}, {}, {}, "diverged" if c.norm == "noisy_none" else "ok", 4 if c.norm == "noisy_none" else None)
+              for c in configs}
+    run = ChapterRun(chapter, "ci", params, configs, results_root / "ci", _loaded=loaded)
+    verdict = claims.Verdict.of("x-3", "paper", "claim", "measured", "scale", "reproduced")
+
+    def recorded(**kwargs):
+        run.record(verdict, **kwargs)
+        return claims.collect("ci").set_index("claim_id").loc["x-3"]
+
+    assert recorded().verdict == "inconclusive: runs diverged"  # the chapter's diverged runs, by default
+    only = recorded(where=dict(norm=["none", "bn", "noisy_bn"]))
+    levels, seeds = len(params["noise_levels"]), len(params["seeds"])
+    assert only.verdict == "reproduced" and len(only.runs) == (2 + levels) * seeds  # standard, BN, noisy BN
+    measured = recorded(where=dict(norm=["none", "noisy_none"]), measures_divergence=dict(norm="noisy_none"))
+    assert measured.verdict == "reproduced" and "diverged" not in measured.measured
+    with pytest.raises(ValueError, match="where="):
+        run.record(verdict, where=dict(norm="gn"))

@@ -272,7 +272,7 @@ def record(verdict: Verdict, chapter: str, profile: str = "book", params: dict |
     payload = {**dataclasses.asdict(verdict), "chapter": chapter, "verdict": verdict.verdict, "profile": profile,
                "params": params or {}, "runs": sorted(runs or []), "code": code_fingerprint()}
     if diverged:
-        payload.update(reproduced=False, verdict="inconclusive: runs diverged",
+        payload.update(reproduced=False, category="inconclusive", verdict="inconclusive: runs diverged",
                        measured=f"{verdict.measured}; diverged runs: {'; '.join(diverged)}")
     path = claims_dir(profile) / f"{verdict.claim_id}.json"
     write_json_atomic(path, payload)
@@ -324,11 +324,13 @@ FN_LABELS = {"fn": "FN (MCSGD)", "fn_decoupled": "FN (decoupled)", "fn_exact": "
 
 
 def final_per_seed(frame, metric: str, **where):
-    """Last-epoch ``metric`` per seed among rows matching ``where`` (a :class:`pandas.Series` indexed by seed)."""
+    """``metric`` at each run's last epoch, per seed, among rows matching ``where`` (a
+    :class:`pandas.Series` indexed by seed; a diverged run counts at the epoch where it stopped)."""
     rows = frame
     for column, value in where.items():
         rows = rows[rows[column] == value]
-    last = rows[rows.epoch == rows.epoch.max()]
+    # each run's own last epoch: a run that diverged early is evaluated where it stopped, not dropped
+    last = rows[rows.epoch == rows.groupby("seed").epoch.transform("max")]
     return last.set_index("seed")[metric].sort_index()
 
 
@@ -703,22 +705,35 @@ def check_noise_stops_standard(frame, scale: str) -> Verdict:
 
     Per seed: the noisy standard network's (``norm == "noisy_none"``) final test accuracy minus
     chance (:data:`CHANCE_ACC`), against :data:`FAR_ACC`: reproduced when its interval lies below
-    (the network stayed within 5 points of chance), contradicted when above. Gate: the noise-free
-    standard network (``"none"``) learned, its mean final test accuracy more than 2 x
-    :data:`FAR_ACC` above chance, so the setup can tell a network that stopped from one that trained
-    (our choice of measure and gate; the paper shows training curves).
+    (the network stayed within 5 points of chance), contradicted when above. A run that diverged
+    stopped training: it counts with the test accuracy of its last evaluation (the measured text
+    says how many seeds diverged and where). Gate: the noise-free standard network (``"none"``)
+    learned, its mean final test accuracy more than 2 x :data:`FAR_ACC` above chance, so the setup
+    can tell a network that stopped from one that trained (our choice of measure and gate; the
+    paper shows training curves).
+
+    Args:
+        frame: per-epoch rows of both networks with ``norm, seed, epoch, test_acc, train_loss,
+            status`` (as :meth:`revisit_bn.experiments.ChapterRun.frame` gives them).
     """
     noisy = final_per_seed(frame, "test_acc", norm="noisy_none")
     mean, low, high, agree, category = effect(noisy - CHANCE_ACC, FAR_ACC, below=True)
     standard = float(final_per_seed(frame, "test_acc", norm="none").mean())
     ok = standard - CHANCE_ACC > 2 * FAR_ACC
-    loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_none", "none")}
+    status = final_per_seed(frame, "status", norm="noisy_none")
+    diverged = status[status != "ok"]
+    steps = sorted(int(text.rsplit(" ", 1)[1]) for text in diverged)
+    fate = (f"noisy standard diverged in {len(diverged)}/{len(status)} seeds (at steps {', '.join(map(str, steps))}); "
+            if steps else "")
+    losses = final_per_seed(frame, "train_loss", norm="noisy_none")
+    noisy_loss = f"{losses.mean():.3f}" if losses.notna().all() else "not finite"
+    standard_loss = final_per_seed(frame, "train_loss", norm="none").mean()
     return Verdict.of(
         "santurkar-noise-standard", "Santurkar et al. 2018, Section 2.1 (the same noise without BN)",
         "the noise that noisy BN trains through stops the standard network (no BN) from training",
         f"final test accuracy noisy standard {noisy.mean():.3f} vs standard {standard:.3f} (chance {CHANCE_ACC}); "
         f"noisy standard - chance {_interval_text(mean, low, high)} (stopped: < {FAR_ACC}, {agree}/{len(noisy)} seeds); "
-        f"final training loss noisy standard {loss['noisy_none']:.3f}, standard {loss['none']:.3f} nats; "
+        + fate + f"final training loss noisy standard {noisy_loss}, standard {standard_loss:.3f} nats; "
         + _gate_text(ok, standard - CHANCE_ACC, 2 * FAR_ACC, "the standard network's test accuracy above chance"),
         scale, _gate(ok, category), len(noisy), f"above chance {_interval_text(mean, low, high)}")
 

@@ -181,8 +181,9 @@ class ChapterRun:
         return out
 
     def select(self, **where: Any) -> list[Config]:
-        """The chapter's configs whose fields equal ``where`` (e.g. ``experiment="santurkar_dln"``)."""
-        return [c for c in self.configs if all(getattr(c, k, None) == v for k, v in where.items())]
+        """The chapter's configs whose fields equal ``where`` (e.g. ``experiment="santurkar_dln"``);
+        a list, tuple or set value matches any of its members (``norm=["none", "bn"]``)."""
+        return [c for c in self.configs if all(_matches(getattr(c, k, None), v) for k, v in where.items())]
 
     def frame(self, table: str = "epochs", **where: Any):
         """One long DataFrame of the selected runs' ``table`` with every parameter they vary as a column.
@@ -221,20 +222,43 @@ class ChapterRun:
                 print(f"Note: {config.label()} {result.status_text}; its rows say so in the status column.")
         return pd.concat(frames, ignore_index=True)
 
-    def diverged(self) -> list[str]:
-        """Labels of the chapter's runs stored as diverged (``"<run>: diverged at step N"``)."""
-        return [f"{c.label()}: {r.status_text}" for c, r in zip(self.configs, self.results()) if r.status != "ok"]
+    def diverged(self, configs: list[Config] | None = None) -> list[str]:
+        """Labels of the runs of ``configs`` (default: the chapter's) stored as diverged
+        (``"<run>: diverged at step N"``)."""
+        configs = self.configs if configs is None else configs
+        return [f"{c.label()}: {r.status_text}" for c, r in zip(configs, self.results(configs)) if r.status != "ok"]
 
-    def record(self, verdict) -> Path:
+    def record(self, verdict, where: dict[str, Any] | None = None,
+               measures_divergence: dict[str, Any] | None = None) -> Path:
         """Store ``verdict`` for the ledger with the profile, the parameters, the code and the runs it read.
 
-        A verdict over a diverged run says so (see :func:`revisit_bn.claims.record`).
+        Args:
+            verdict: a :class:`revisit_bn.claims.Verdict`.
+            where: the runs the verdict read, as :meth:`select` filters (default: all the chapter's).
+            measures_divergence: filters of the runs among those whose divergence is what the check
+                measures (e.g. a claim that a network stops training); their divergence is part of
+                the verdict's measurement instead of making it inconclusive.
+
+        A verdict over any other diverged run is recorded as inconclusive (see
+        :func:`revisit_bn.claims.record`).
+
+        Raises:
+            ValueError: ``where`` matches none of the chapter's runs.
         """
         from . import claims
 
-        runs = [store_path(c, self.root).stem for c in self.configs]
+        configs = self.select(**where) if where else self.configs
+        if where and not configs:
+            raise ValueError(f"where={where} matches none of chapter {self.chapter.name}'s runs; "
+                             "filter on fields its runs vary (see chapter.frame() columns)")
+        exempt = set(self.select(**measures_divergence)) if measures_divergence else set()
+        runs = [store_path(c, self.root).stem for c in configs]
         return claims.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
-                             diverged=self.diverged() if self.configs else [])
+                             diverged=self.diverged([c for c in configs if c not in exempt]))
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    return value in wanted if isinstance(wanted, (list, tuple, set, frozenset)) else value == wanted
 
 
 def unknown_parameters(namespace: dict[str, Any], known: Iterable[str]) -> list[str]:
