@@ -196,7 +196,11 @@ class ChapterRun:
         Columns always include ``status`` (``"ok"`` or ``"diverged at step N"``) and, for network
         runs, ``model, norm, batch_order, batch_size, lr, seed``.
         """
+        import textwrap
+
         import pandas as pd
+
+        from .claims import OUTPUT_WIDTH
 
         configs = self.select(**where)
         if not configs:
@@ -219,7 +223,8 @@ class ChapterRun:
             frames.append(frame)
             if result.status != "ok" and table == "epochs":
                 # Said where the reader sees the table: a diverged run's NaNs are not numbers to compare.
-                print(f"Note: {config.label()} {result.status_text}; its rows say so in the status column.")
+                print(textwrap.fill(f"Note: {config.label()} {result.status_text}; its rows say so in the status column.",
+                                    OUTPUT_WIDTH, subsequent_indent="    "))
         return pd.concat(frames, ignore_index=True)
 
     def diverged(self, configs: list[Config] | None = None) -> list[str]:
