@@ -647,12 +647,21 @@ def stale_runs(profile: str = "book") -> list[Path]:
     return [p for p in results_mod.stored_runs(root) if p not in wanted]
 
 
-def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None) -> int:
+def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None,
+                    shard: tuple[int, int] = (0, 1)) -> int:
     """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
 
+    ``shard=(k, n)`` computes only the missing runs ``k, k + n, k + 2n, ...`` (in grid order), so
+    that ``n`` processes started with ``k = 0 .. n-1`` share one GPU without computing a run twice.
     Prints the total at the start and one line per run (its label, seconds, status). Returns the
     number of runs computed.
+
+    Raises:
+        ValueError: ``shard`` is not ``(k, n)`` with ``0 <= k < n``.
     """
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
     out = out or sys.stdout
     root = results_mod.results_root(profile)
     results_mod.check_writable(root)
@@ -660,8 +669,9 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
         print(f"removed a temporary file left by a killed write: {left}", file=out)
     todo = profile_configs(profile, chapters)
     missing = [(name, c) for name, c in todo if lookup(c, root, report=lambda m: print(m, file=out)) is None]
-    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute", file=out,
-          flush=True)
+    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
+          + (f" (shard {k}/{n}: {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
+    missing = missing[k::n]
     start = time.perf_counter()
     for i, (name, config) in enumerate(missing, 1):
         t0 = time.perf_counter()
@@ -798,12 +808,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="book", choices=PROFILES)
         if name == "results":
             p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
+            p.add_argument("--shard", default="0/1", metavar="K/N",
+                           help="compute only every N-th missing run from the K-th (N processes sharing a GPU)")
         if name == "verify":
             p.add_argument("--sample", type=int, default=None, help="replay a seeded sample of this many runs (default: all)")
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "results":
-        compute_missing(args.profile, args.chapter)
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            parser.error(f"--shard must be K/N with integers, e.g. 0/4; got {args.shard!r}")
+        if not 0 <= k < n:
+            parser.error(f"--shard K/N needs 0 <= K < N (K counts from 0), e.g. 0/4 .. 3/4; got {args.shard!r}")
+        compute_missing(args.profile, args.chapter, shard=(k, n))
         return 0
     if args.command == "verify":
         return 1 if verify(args.profile, args.sample, args.seed) else 0

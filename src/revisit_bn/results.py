@@ -258,14 +258,28 @@ def stored_runs(root: Path) -> list[Path]:
 
 
 def git_commit() -> str | None:
-    """The project's current git commit, or ``None`` outside a checkout."""
+    """The project's current git commit; outside a checkout ``$REVISIT_BN_GIT_COMMIT`` (a copy of the tree
+    sent to a GPU machine carries no ``.git``), else ``None``."""
     from .data import project_root
 
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        commit = ""
+    return commit or os.environ.get("REVISIT_BN_GIT_COMMIT") or None
+
+
+def _gpu_provenance(device: str) -> dict[str, Any]:
+    """On CUDA: the GPU's name and whether float32 matrix products and convolutions could use TF32
+    (torch's flags and ``$NVIDIA_TF32_OVERRIDE``, which turns TF32 off in cuBLAS and cuDNN when 0)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return {}
+    return {"gpu": torch.cuda.get_device_name(torch.device(device)),
+            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32,
+                     "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}}
 
 
 def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
@@ -284,4 +298,5 @@ def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
         "git_commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
+        **_gpu_provenance(device),
     }
