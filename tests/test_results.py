@@ -111,6 +111,28 @@ def test_fingerprint_ignores_docstrings_comments_and_layout_but_sees_code():
     assert results.source_fingerprint(SOURCE.replace("x * 2", "x * 3")) != base
 
 
+def test_fingerprint_drops_the_empty_type_params_of_python_3_12(monkeypatch):
+    # Python 3.12 parses every function and class with an empty `type_params`; a GPU machine's 3.12
+    # must give the keys CI's 3.11 gives. Simulate 3.12's parser on this Python.
+    import ast
+
+    base = results.source_fingerprint(SOURCE)
+    parse = ast.parse
+
+    def parse_as_312(source, *args, **kwargs):
+        tree = parse(source, *args, **kwargs)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                node.type_params = []
+                node._fields = (*node._fields, "type_params")
+        return tree
+
+    monkeypatch.setattr(ast, "parse", parse_as_312)
+    assert "type_params" in ast.dump(parse_as_312(SOURCE))  # the simulation adds the field
+    assert results.source_fingerprint(SOURCE) == base
+    assert results.source_fingerprint(SOURCE.replace("x * 2", "x * 3")) != base
+
+
 def test_code_fingerprint_is_stable_within_a_checkout():
     assert results.code_fingerprint() == results.code_fingerprint()
     assert len(results.code_fingerprint()) == 12

@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,10 +100,26 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _without_empty_type_params(tree: ast.AST) -> ast.AST:
+    # Python 3.12 gave functions and classes a `type_params` field (PEP 695). Empty, it says nothing
+    # about the code, but dumped it would give every module another fingerprint under 3.12 (the GPU
+    # machine's Python) than under 3.11 (CI's): the same code must give the same keys everywhere.
+    for node in ast.walk(tree):
+        if getattr(node, "type_params", None) == []:
+            del node.type_params
+    return tree
+
+
 def source_fingerprint(source: str) -> str:
-    """SHA-256 of a module's syntax tree without docstrings: comments, docstrings and layout do not count."""
-    tree = _strip_docstrings(ast.parse(source))
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
+    """SHA-256 of a module's syntax tree without docstrings: comments, docstrings and layout do not count.
+
+    The tree is dumped as Python 3.11 dumps it, whatever Python runs this (3.12's empty
+    ``type_params`` dropped, 3.13's ``show_empty`` asked for), so that a run computed under
+    another Python (a GPU machine's) gets the key the same code gives here.
+    """
+    tree = _without_empty_type_params(_strip_docstrings(ast.parse(source)))
+    options = {"show_empty": True} if sys.version_info >= (3, 13) else {}
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False, **options).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
