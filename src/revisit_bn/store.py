@@ -143,18 +143,25 @@ def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
     return cls(**fields, device=device)
 
 
-REPLAY_GPU_RTOL = 1e-3
+# How a run made on a GPU must replay on the CPU (see replay()).
+REPLAY_GPU_FIRST_RTOL = 1e-5
+REPLAY_GPU_RTOL, REPLAY_GPU_ATOL = 1e-2, 1e-6
 
 
 def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], list[float], bool]:
     """Retrain the first ``replay_steps`` SGD steps of a stored run and compare their losses with the stored ones.
 
     A run made on the CPU must match exactly (as float32) at its recorded thread count. A run
-    made on a GPU is compared with a relative tolerance of :data:`REPLAY_GPU_RTOL` (1e-3): CUDA's
-    float32 kernels sum in another order than the CPU's, which moves a loss by ~1e-6 relative
-    at the first step and compounds over a few steps; 1e-3 over the first 8 steps allows that and
-    still catches a changed model, data order, seed or learning rate, which move the losses by
-    percents.
+    made on a GPU sums in another order than the CPU, and SGD amplifies that: its first loss
+    (before any update: initialization, data, batch order, model) must agree within a relative
+    :data:`REPLAY_GPU_FIRST_RTOL` (1e-5), and every later one within
+    ``REPLAY_GPU_ATOL + REPLAY_GPU_RTOL * |stored|`` (1e-6 nats + 1e-2 relative). Measured on the
+    60 `paper` runs of chapter 31 (an H100, replayed here): first losses within 2.0e-7 relative,
+    later ones within 3.7e-3 (the largest where single-label batches give losses of 20-30 nats
+    that double their rounding differences every step, or losses under 1e-6 nats); a 10 % larger
+    step size moves the later losses beyond the tolerance in 55 of the 60 runs, and the five
+    others are BN under the literal single-label order, whose first losses are 0 at any step
+    size (the exact CPU rule cannot see a step size there either).
 
     Returns:
         ``(stored, replayed, match)``.
@@ -169,7 +176,9 @@ def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], l
         return stored, replayed, False
     made_on_gpu = str(payload["provenance"].get("device", "cpu")).startswith("cuda")
     if made_on_gpu:
-        match = bool(np.allclose(a, b, rtol=REPLAY_GPU_RTOL, atol=0, equal_nan=True))
+        match = bool(a.size == 0 or (np.allclose(b[:1], a[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0, equal_nan=True)
+                                      and np.allclose(b[1:], a[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL,
+                                                      equal_nan=True)))
     else:
         match = bool(np.array_equal(a, b, equal_nan=True))
     return stored, replayed, match
