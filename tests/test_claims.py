@@ -422,3 +422,19 @@ def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it
     assert measured.verdict == "reproduced" and "diverged" not in measured.measured
     with pytest.raises(ValueError, match="where="):
         run.record(verdict, where=dict(norm="gn"))
+
+
+def test_compare_scales_puts_each_claim_on_one_row_with_each_scales_category_and_effect():
+    def verdict(claim_id, category, interval=""):
+        return claims.Verdict.of(claim_id, "paper", "a claim", "numbers", "scale", category, seeds=5, interval=interval)
+
+    book = [verdict("a", "inconclusive", "+0.01 [-0.02, +0.04]"), verdict("b", "reproduced")]
+    paper = [verdict("b", "contradicted", "-0.3 [-0.4, -0.2]"), verdict("c", "reproduced in part")]
+    table = claims.compare_scales({"book": book, "paper": paper})
+    assert list(table.claim) == ["a", "b", "c"]
+    assert list(table["book: category"]) == ["inconclusive", "reproduced", "-"]
+    assert list(table["paper: category"]) == ["-", "contradicted", "reproduced in part"]
+    assert list(table["book: effect"]) == ["+0.01 [-0.02, +0.04]", "-", "-"]
+    assert table.loc[1, "paper: effect"] == "-0.3 [-0.4, -0.2]"
+    with pytest.raises(ValueError, match="at least one scale"):
+        claims.compare_scales({})

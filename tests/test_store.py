@@ -104,3 +104,51 @@ def test_migrate_rekeys_runs_that_replay_under_new_code_and_leaves_the_others(tm
     stored, replayed, match = replay(payload)
     assert match and payload["metrics"] == results.validate(sources[0])["metrics"]
     assert moved[0] not in experiments.stale_runs("book")  # the chapters now read it
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper profile: runs made on a lent GPU, committed with their provenance, replayed here
+# ------------------------------------------------------------------------------------------------
+
+PAPER = results.results_root("paper")
+PAPER_SAMPLE = experiments.sample_runs("paper", size=4, seed=0)
+
+
+def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
+    paths = results.stored_runs(PAPER)
+    assert len(paths) >= 60, f"the paper profile holds {len(paths)} runs; chapter 31's 60 are committed"
+    stale = experiments.stale_runs("paper")
+    assert not stale, f"{len(stale)} stored paper runs are stale: {[str(p) for p in stale[:5]]}"
+    for path in paths:
+        payload = results.validate(path)
+        prov = payload["provenance"]
+        if str(prov["device"]).startswith("cuda"):
+            assert prov["gpu"] and prov["tf32"]["NVIDIA_TF32_OVERRIDE"] == "0", path  # float32, not TF32
+
+
+@pytest.mark.parametrize("path", PAPER_SAMPLE, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_stored_paper_run_replays_within_the_gpu_rule(path):
+    stored, replayed, match = replay(results.validate(path))
+    assert match, f"{path}: the first {len(stored)} SGD steps give {replayed}, the store holds {stored}"
+
+
+def test_the_gpu_rule_rejects_a_changed_first_loss_and_a_changed_later_loss():
+    payload = results.validate(PAPER_SAMPLE[0])
+    assert str(payload["provenance"]["device"]).startswith("cuda")
+    for step, factor in ((0, 1 + 1e-4), (3, 1.02)):
+        changed = {**payload, "steps": {"train_loss": list(payload["steps"]["train_loss"])}}
+        changed["steps"]["train_loss"][step] *= factor
+        assert not replay(changed)[2], f"a loss changed by {factor - 1:.0e} at step {step} still replays"
+
+
+def test_a_chapter_shows_its_paper_profile_only_when_every_run_is_stored(tmp_path, monkeypatch, capsys):
+    paper = experiments.stored_profile("31-mnist-batch-construction", "paper")
+    assert paper is not None and paper.profile == "paper" and paper.params["epochs"] == 20
+    assert len(paper.configs) == 60 and "cuda" in paper.made_on() and "60 runs" in paper.made_on()
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))  # an empty store
+    assert experiments.stored_profile("31-mnist-batch-construction", "paper") is None
+    assert "60 of its 60 runs missing" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="stored profiles"):
+        experiments.stored_profile("31-mnist-batch-construction", "ci")
+    with pytest.raises(ValueError, match="unknown chapter"):
+        experiments.stored_profile("31-mnist", "paper")

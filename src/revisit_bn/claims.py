@@ -975,6 +975,33 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
         scale, _gate(ok, category), len(get("bn")), _interval_text(mean, low, high))
 
 
+def compare_scales(scales: dict[str, list[Verdict]]):
+    """The same claims measured at several scales, one row per claim, as a :class:`pandas.DataFrame`.
+
+    Args:
+        scales: ``{scale label: verdicts}``, e.g. ``{"book (3 epochs)": book, "paper (20 epochs)": paper}``;
+            a claim missing at one scale shows ``-`` there.
+
+    Returns:
+        Columns ``claim`` and, per scale, ``<label>: category`` and ``<label>: effect`` (the
+        effect with its interval, ``-`` where the verdict has none); claims in first-seen order.
+
+    Raises:
+        ValueError: ``scales`` is empty.
+    """
+    import pandas as pd
+
+    if not scales:
+        raise ValueError("scales must name at least one scale and its verdicts, e.g. {'book': verdicts}")
+    ids = list(dict.fromkeys(v.claim_id for verdicts in scales.values() for v in verdicts))
+    table = pd.DataFrame({"claim": ids})
+    for label, verdicts in scales.items():
+        by_id = {v.claim_id: v for v in verdicts}
+        table[f"{label}: category"] = [by_id[i].category if i in by_id else "-" for i in ids]
+        table[f"{label}: effect"] = [(by_id[i].interval or "-") if i in by_id else "-" for i in ids]
+    return table
+
+
 def glue_verdicts(verdicts) -> None:
     """Glue each verdict's category (``<id>_category``, bold Markdown), its effect with interval
     (``<id>_interval``) and seed count (``<id>_seeds``) for a chapter's summary; ``<id>`` is the

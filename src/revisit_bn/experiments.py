@@ -233,6 +233,26 @@ class ChapterRun:
         configs = self.configs if configs is None else configs
         return [f"{c.label()}: {r.status_text}" for c, r in zip(configs, self.results(configs)) if r.status != "ok"]
 
+    def made_on(self) -> str:
+        """Where the chapter's runs were computed, in one line: device (GPU name), torch, dates, mean seconds a run.
+
+        E.g. ``"60 runs on cuda (NVIDIA H100 80GB HBM3), torch 2.11.0+cu130, 2026-11-23, 164 s a run"``;
+        several devices or versions are listed with their counts.
+        """
+        from collections import Counter
+
+        runs = self.results()
+        if not runs:
+            return "no stored runs"
+        where = Counter(f"{r.provenance.get('device', '?')}" + (f" ({r.provenance['gpu']})" if r.provenance.get("gpu") else "")
+                        for r in runs)
+        torch_versions = Counter(str(r.provenance.get("torch", "?")) for r in runs)
+        days = sorted({str(r.provenance.get("created", "?"))[:10] for r in runs})
+        seconds = sum(float(r.provenance.get("seconds", 0.0)) for r in runs) / len(runs)
+        listed = lambda counts: ", ".join(k if len(counts) == 1 else f"{k} x{n}" for k, n in counts.items())  # noqa: E731
+        return (f"{len(runs)} runs on {listed(where)}, torch {listed(torch_versions)}, "
+                f"{days[0] if len(days) == 1 else days[0] + ' to ' + days[-1]}, {seconds:.0f} s a run")
+
     def record(self, verdict, where: dict[str, Any] | None = None,
                measures_divergence: dict[str, Any] | None = None) -> Path:
         """Store ``verdict`` for the ledger with the profile, the parameters, the code and the runs it read.
@@ -327,6 +347,40 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
         results_mod.check_writable(root / "claims")  # verdicts are recorded there
     namespace.update(params)  # the notebook's cells read the resolved values by name
     return ChapterRun(chapter, profile, params, configs, root, recompute, loaded)
+
+
+def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
+    """Chapter ``name`` at another profile's own parameters, if every run it needs is in that profile's store.
+
+    How a chapter rendered at the ``book`` profile shows the papers' scale beside its own: the
+    ``paper`` runs are computed on a GPU (``make results PROFILE=paper``) and committed; until all
+    of them are, this prints one line saying how many are missing and returns ``None``, so the
+    chapter says so instead of stopping.
+
+    Args:
+        name: the chapter (notebook stem).
+        profile: ``"paper"`` (or any of :data:`PROFILES` but ``"ci"``, which trains instead of reading).
+        out: where the line about missing runs goes (default stdout).
+
+    Returns:
+        A :class:`ChapterRun` over the stored runs (its ``record`` writes to that profile's
+        claims), or ``None``.
+
+    Raises:
+        ValueError: an unknown chapter or profile, or ``"ci"``.
+    """
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown chapter {name!r}; chapters are {', '.join(CHAPTERS)}")
+    if profile not in PROFILES or profile == CI:
+        raise ValueError(f"profile must be one of the stored profiles {[p for p in PROFILES if p != CI]}, got {profile!r}")
+    try:
+        return setup(name, {"profile": profile})
+    except results_mod.MissingRunsError as exc:
+        count = str(exc).split(" ", 1)[0]
+        print(f"The '{profile}' profile of this chapter is not in the results store yet ({count} of its "
+              f"{len(CHAPTERS[name].configs(profile))} runs missing; `make results PROFILE={profile}` computes them).",
+              file=out or sys.stdout)
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
