@@ -1,0 +1,64 @@
+"""How closely runs made on a GPU replay on this CPU, and whether the replay rule still sees a changed step size.
+
+Usage: ``.tools/bin/uv run python benchmarks/gpu_replay_tolerance.py [--profile paper] [--lr-factor 1.1]``
+
+For every stored run of ``profile`` whose provenance says CUDA, retrains its first
+``replay_steps`` SGD steps here (as :func:`revisit_bn.store.replay` does) and once more with the
+step size times ``lr-factor``, and prints: the largest relative difference of the first loss
+(before any update), the largest difference of the later losses relative to
+``REPLAY_GPU_ATOL + |stored|``, and how many runs the rule of :func:`~revisit_bn.store.replay`
+passes, and how many of the changed-step-size replays it rejects. The tolerances in
+:mod:`revisit_bn.store` rest on this output (kept in ``gpu_replay_tolerance.txt`` beside this
+file). Not a test: it takes minutes.
+"""
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from revisit_bn import results
+from revisit_bn.store import (REPLAY_GPU_ATOL, REPLAY_GPU_FIRST_RTOL, REPLAY_GPU_RTOL, config_from_params)
+
+
+def passes(stored: np.ndarray, replayed: np.ndarray) -> bool:
+    """The GPU rule of :func:`revisit_bn.store.replay`."""
+    return bool(np.allclose(replayed[:1], stored[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0)
+                and np.allclose(replayed[1:], stored[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="paper", choices=results.PROFILES)
+    parser.add_argument("--lr-factor", type=float, default=1.1)
+    args = parser.parse_args()
+    first, later, passed, caught, blind, count = 0.0, 0.0, 0, 0, [], 0
+    for path in results.stored_runs(results.results_root(args.profile)):
+        payload = results.validate(path)
+        if not str(payload["provenance"].get("device", "cpu")).startswith("cuda"):
+            continue
+        count += 1
+        k = payload["replay_steps"]
+        stored = np.array(payload["steps"]["train_loss"][:k], dtype=np.float32)
+        config = config_from_params(payload["params"])
+        replayed = np.array(config.compute(progress=False, max_steps=k)["steps"]["train_loss"][:k], dtype=np.float32)
+        changed = dataclasses.replace(config, lr=config.lr * args.lr_factor)
+        other = np.array(changed.compute(progress=False, max_steps=k)["steps"]["train_loss"][:k], dtype=np.float32)
+        first = max(first, float(abs(replayed[0] - stored[0]) / abs(stored[0])))
+        later = max(later, float(np.max(np.abs(replayed[1:] - stored[1:]) / (REPLAY_GPU_ATOL + np.abs(stored[1:])))))
+        passed += passes(stored, replayed)
+        if passes(stored, other):
+            blind.append(f"{path.parent.name}/{path.stem} ({config.label()})")
+        else:
+            caught += 1
+    print(f"profile '{args.profile}': {count} runs made on a GPU, replayed on this CPU")
+    print(f"first loss: largest relative difference {first:.1e} (rule: {REPLAY_GPU_FIRST_RTOL:g})")
+    print(f"later losses: largest difference over {REPLAY_GPU_ATOL:g} + |stored|: {later:.1e} (rule: {REPLAY_GPU_RTOL:g})")
+    print(f"the rule passes {passed} of {count} replays")
+    print(f"step size x{args.lr_factor:g}: the rule rejects {caught} of {count}; it passes")
+    for label in blind:
+        print(f"  {label}")
+
+
+if __name__ == "__main__":
+    main()
