@@ -152,3 +152,13 @@ def test_a_chapter_shows_its_paper_profile_only_when_every_run_is_stored(tmp_pat
         experiments.stored_profile("31-mnist-batch-construction", "ci")
     with pytest.raises(ValueError, match="unknown chapter"):
         experiments.stored_profile("31-mnist", "paper")
+
+
+def test_beside_says_why_it_shows_no_other_scale(tmp_path, monkeypatch, capsys):
+    at_paper = experiments.stored_profile("31-mnist-batch-construction", "paper")
+    assert experiments.beside(at_paper, [], lambda run: pytest.fail("no check runs")) == (None, [])
+    assert "rendered at the 'paper' profile already" in capsys.readouterr().out
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))  # an empty store: the book profile's runs are not read
+    at_book = experiments.ChapterRun(at_paper.chapter, "book", {}, [], tmp_path / "book")
+    assert experiments.beside(at_book, [], lambda run: pytest.fail("no check runs")) == (None, [])
+    assert "not in the results store yet" in capsys.readouterr().out

@@ -383,6 +383,50 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
         return None
 
 
+def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRun], list], profile: str = "paper",
+           labels: tuple[str, str] | None = None):
+    """A chapter's section on another profile: the same checks on that profile's stored runs, beside its own.
+
+    If ``chapter`` is rendered at ``profile`` already, or that profile's runs are not all stored
+    (see :func:`stored_profile`), prints one line saying so and returns ``(None, [])``. Otherwise
+    prints where the runs were computed (:meth:`ChapterRun.made_on`) and each verdict's line,
+    records the verdicts in ``profile``'s claims (the ledger's papers'-scale column) and
+    displays :func:`revisit_bn.claims.compare_scales` of both scales.
+
+    Args:
+        chapter: the chapter as rendered (from :func:`setup`).
+        verdicts: its verdicts at its own profile.
+        verdicts_of: the chapter's checks, ``ChapterRun -> [Verdict]``, the same function that
+            gave ``verdicts``.
+        profile: the other profile (default ``"paper"``).
+        labels: the two scales' column labels in the comparison (default the profiles' names).
+
+    Returns:
+        ``(the other ChapterRun, its verdicts)``, or ``(None, [])``.
+    """
+    from IPython.display import display
+
+    from . import claims
+
+    if chapter.profile == profile:
+        print(f"This page is rendered at the '{profile}' profile already: the sections above are its scale.")
+        return None, []
+    other = stored_profile(chapter.chapter.name, profile)
+    if other is None:
+        return None, []
+    import textwrap
+
+    print(textwrap.fill(f"The '{profile}' profile: {other.scale}. Computed: {other.made_on()}.", claims.OUTPUT_WIDTH,
+                        subsequent_indent="    "))
+    found = verdicts_of(other)
+    for verdict in found:
+        other.record(verdict)
+        print(verdict.line())
+    mine, theirs = labels or (chapter.profile, profile)
+    display(claims.compare_scales({mine: verdicts, theirs: found}).set_index("claim"))
+    return other, found
+
+
 # ----------------------------------------------------------------------------------------------
 # The chapters
 # ----------------------------------------------------------------------------------------------
