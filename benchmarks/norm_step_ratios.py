@@ -1,6 +1,6 @@
 """SGD step time of every normalization over torch's BatchNorm2d, interleaved in one run.
 
-Usage: ``.tools/bin/uv run python benchmarks/norm_step_ratios.py [--repeats 15] [--threads 2]``
+Usage: ``.tools/bin/uv run python benchmarks/norm_step_ratios.py [--repeats 15] [--threads 2] [--device cpu]``
 
 For each of the book's three convolutional networks (SimpleNet at batch 64 on MNIST-sized
 inputs, VGG11 at quarter width at batch 128 and ResNet18 at batch 64 on CIFAR-sized inputs) it
@@ -9,7 +9,10 @@ round-robin (one step of each in turn, ``repeats`` rounds, after warm-up), and p
 step time of each over BN's: the machine's speed cancels in the ratio. Then FN at batch size 1
 (each estimator) over the unnormalized SimpleNet at batch size 1. Targets (issue "FN's
 gradient"): every FN estimator and Batch Renorm at most 1.10 times BN; FN at batch size 1 at most
-1.5 times the unnormalized step. Not a test: the numbers depend on the machine.
+1.5 times the unnormalized step. With ``--device cuda`` each timed step is bracketed by
+``torch.cuda.synchronize()``, so a step's time includes its kernels, not only their launch;
+``norm_step_ratios_h100.txt`` beside this file is one such run on a lent H100. Not a test: the
+numbers depend on the machine.
 """
 
 import argparse
@@ -39,13 +42,30 @@ def model_for(model: str, norm: str, width: float, channels: int, side: int) -> 
 
 
 def sgd_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    device = images.device
+    model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
+        sync()
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
+        sync()
     return step
+
+
+def runnable(steps: dict, failures: list) -> dict:
+    """The steps that run once without error; each that fails is noted in ``failures`` and left out."""
+    ok = {}
+    for name, step in steps.items():
+        try:
+            step()
+            ok[name] = step
+        except RuntimeError as exc:
+            failures.append(f"{name}: {str(exc).splitlines()[0][:150]}")
+    return ok
 
 
 def interleaved_medians(steps: dict, repeats: int, warmup: int = 3) -> dict:
@@ -65,25 +85,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} interleaved steps; "
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU threads"
+    print(f"torch {torch.__version__}, {where}, median of {args.repeats} interleaved steps; "
           f"ratio = step time / BN's (target <= 1.10)")
     print(f"{'network':26s}" + "".join(f"{n:>14s}" for n in NORMS) + "   BN ms/step")
     for label, model, width, batch, channels, side in NETWORKS:
         gen = torch.Generator().manual_seed(0)
-        images = torch.randn(batch, channels, side, side, generator=gen)
-        labels = torch.randint(0, 10, (batch,), generator=gen)
-        steps = {n: sgd_step(model_for(model, n, width, channels, side).train(), images, labels) for n in NORMS}
+        images = torch.randn(batch, channels, side, side, generator=gen).to(device)
+        labels = torch.randint(0, 10, (batch,), generator=gen).to(device)
+        failures = []
+        steps = runnable({n: sgd_step(model_for(model, n, width, channels, side).train(), images, labels) for n in NORMS},
+                         failures)
         t = interleaved_medians(steps, args.repeats)
-        print(f"{label:26s}" + "".join(f"{t[n] / t['bn']:14.2f}" for n in NORMS) + f"   {1e3 * t['bn']:.1f}")
+        print(f"{label:26s}" + "".join(f"{t[n] / t['bn']:14.2f}" if n in t else f"{'failed':>14s}" for n in NORMS)
+              + f"   {1e3 * t['bn']:.1f}")
+        for failure in failures:
+            print(f"    failed: {failure}")
     gen = torch.Generator().manual_seed(1)
-    images, labels = torch.randn(1, 1, 28, 28, generator=gen), torch.randint(0, 10, (1,), generator=gen)
+    images = torch.randn(1, 1, 28, 28, generator=gen).to(device)
+    labels = torch.randint(0, 10, (1,), generator=gen).to(device)
     one = ("none", "fn", "fn_decoupled", "fn_exact", "fn_const")
-    steps = {n: sgd_step(model_for("simple", n, 1.0, 1, 28).train(), images, labels) for n in one}
+    failures = []
+    steps = runnable({n: sgd_step(model_for("simple", n, 1.0, 1, 28).train(), images, labels) for n in one}, failures)
     t = interleaved_medians(steps, 10 * args.repeats)
     print("SimpleNet, batch 1, over the unnormalized step (target <= 1.5): "
-          + ", ".join(f"{n} {t[n] / t['none']:.2f}" for n in one[1:]) + f"; unnormalized {1e3 * t['none']:.2f} ms/step")
+          + ", ".join(f"{n} {t[n] / t['none']:.2f}" if n in t else f"{n} failed" for n in one[1:])
+          + f"; unnormalized {1e3 * t['none']:.2f} ms/step")
+    for failure in failures:
+        print(f"    failed: {failure}")
 
 
 if __name__ == "__main__":
