@@ -375,11 +375,11 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
         raise ValueError(f"profile must be one of the stored profiles {[p for p in PROFILES if p != CI]}, got {profile!r}")
     try:
         return setup(name, {"profile": profile})
-    except results_mod.MissingRunsError as exc:
-        count = str(exc).split(" ", 1)[0]
-        print(f"The '{profile}' profile of this chapter is not in the results store yet ({count} of its "
-              f"{len(CHAPTERS[name].configs(profile))} runs missing; `make results PROFILE={profile}` computes them).",
-              file=out or sys.stdout)
+    except results_mod.MissingRunsError:
+        configs, root = CHAPTERS[name].configs(profile), results_mod.results_root(profile)
+        missing = sum(lookup(c, root) is None for c in configs)
+        print(f"The '{profile}' profile of this chapter is not in the results store yet ({missing} of its "
+              f"{len(configs)} runs missing; `make results PROFILE={profile}` computes them).", file=out or sys.stdout)
         return None
 
 
@@ -750,7 +750,8 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
 
     ``shard=(k, n)`` computes only the missing runs ``k, k + n, k + 2n, ...`` (in grid order), so
-    that ``n`` processes started with ``k = 0 .. n-1`` share one GPU without computing a run twice.
+    that ``n`` processes started together with ``k = 0 .. n-1`` share one GPU without computing a
+    run twice (each splits the list of runs missing when it starts).
     Prints the total at the start and one line per run (its label, seconds, status). Returns the
     number of runs computed.
 
