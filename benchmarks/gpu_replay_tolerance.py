@@ -18,13 +18,8 @@ import dataclasses
 import numpy as np
 
 from revisit_bn import results
-from revisit_bn.store import (REPLAY_GPU_ATOL, REPLAY_GPU_FIRST_RTOL, REPLAY_GPU_RTOL, config_from_params)
-
-
-def passes(stored: np.ndarray, replayed: np.ndarray) -> bool:
-    """The GPU rule of :func:`revisit_bn.store.replay`."""
-    return bool(np.allclose(replayed[:1], stored[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0)
-                and np.allclose(replayed[1:], stored[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL))
+from revisit_bn.store import (REPLAY_GPU_ATOL, REPLAY_GPU_FIRST_RTOL, REPLAY_GPU_RTOL, config_from_params,
+                              gpu_replay_match as passes)
 
 
 def main() -> None:

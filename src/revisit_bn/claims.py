@@ -1002,16 +1002,17 @@ def compare_scales(scales: dict[str, list[Verdict]]):
     return table
 
 
-def glue_verdicts(verdicts) -> None:
+def glue_verdicts(verdicts, prefix: str = "") -> None:
     """Glue each verdict's category (``<id>_category``, bold Markdown), its effect with interval
-    (``<id>_interval``) and seed count (``<id>_seeds``) for a chapter's summary; ``<id>`` is the
-    claim id with ``-`` and ``.`` replaced by ``_``. Summaries quote them with ``{glue:md}`` and
-    ``{glue:text}``, so their words follow the stored outputs."""
+    (``<id>_interval``) and seed count (``<id>_seeds``) for a chapter's summary; ``<id>`` is
+    ``prefix`` (e.g. ``"paper_"`` for another profile's verdicts) and the claim id with ``-`` and
+    ``.`` replaced by ``_``. Summaries quote them with ``{glue:md}`` and ``{glue:text}``, so their
+    words follow the stored outputs."""
     from IPython.display import Markdown
     from myst_nb import glue
 
     for verdict in verdicts:
-        key = verdict.claim_id.replace("-", "_").replace(".", "_")
+        key = prefix + verdict.claim_id.replace("-", "_").replace(".", "_")
         glue(f"{key}_category", Markdown(f"**{verdict.category}**"), display=False)
         glue(f"{key}_interval", Markdown(verdict.interval or "no interval"), display=False)
         glue(f"{key}_seeds", verdict.seeds, display=False)

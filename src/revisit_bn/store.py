@@ -148,6 +148,13 @@ REPLAY_GPU_FIRST_RTOL = 1e-5
 REPLAY_GPU_RTOL, REPLAY_GPU_ATOL = 1e-2, 1e-6
 
 
+def gpu_replay_match(stored: np.ndarray, replayed: np.ndarray) -> bool:
+    """Whether float32 losses ``replayed`` on the CPU match ``stored`` ones made on a GPU (the rule of :func:`replay`)."""
+    return bool(stored.size == 0 or (
+        np.allclose(replayed[:1], stored[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0, equal_nan=True)
+        and np.allclose(replayed[1:], stored[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL, equal_nan=True)))
+
+
 def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], list[float], bool]:
     """Retrain the first ``replay_steps`` SGD steps of a stored run and compare their losses with the stored ones.
 
@@ -176,12 +183,7 @@ def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], l
     if a.shape != b.shape:
         return stored, replayed, False
     made_on_gpu = str(payload["provenance"].get("device", "cpu")).startswith("cuda")
-    if made_on_gpu:
-        match = bool(a.size == 0 or (np.allclose(b[:1], a[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0, equal_nan=True)
-                                      and np.allclose(b[1:], a[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL,
-                                                      equal_nan=True)))
-    else:
-        match = bool(np.array_equal(a, b, equal_nan=True))
+    match = gpu_replay_match(a, b) if made_on_gpu else bool(np.array_equal(a, b, equal_nan=True))
     return stored, replayed, match
 
 
