@@ -178,3 +178,25 @@ def test_linear_teacher_is_fixed_shaped_and_linearly_labelled():
     assert ((test.images @ w).argmax(1) == test.labels).float().mean() > 0.6
     with pytest.raises(ValueError, match="positive"):
         linear_teacher(n=0)
+
+
+@pytest.mark.parametrize("mkl_branch", ["COMPATIBLE", "AVX2"])
+def test_generated_datasets_do_not_depend_on_the_cpus_kernels(mkl_branch):
+    # MKL picks its kernels by CPU (MKL_CBWR forces another CPU's choice here); the checksums in
+    # the runs' keys must not move with them, or another machine finds no stored run.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from revisit_bn.data import dataset_checksum, synthetic_regression, tensors_checksum
+
+    names = ("large_variance", "mnist_scaled", "linear_teacher")
+    script = ("import json; from revisit_bn.data import dataset_checksum, synthetic_regression, tensors_checksum; "
+              f"print(json.dumps([dataset_checksum(n) for n in {names!r}] "
+              "+ [tensors_checksum(*synthetic_regression(512, 8, 0))]))")
+    env = {**os.environ, "MKL_CBWR": mkl_branch}
+    other = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                      check=True, timeout=300).stdout)
+    here = [dataset_checksum(n) for n in names] + [tensors_checksum(*synthetic_regression(512, 8, 0))]
+    assert other == here, f"MKL_CBWR={mkl_branch} generates other data: {other} vs {here}"

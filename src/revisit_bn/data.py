@@ -209,8 +209,20 @@ def scaled_copy(split: TensorSplit, low: float, high: float, seed: int) -> Tenso
         raise ValueError(f"need 0 < low <= high, got low={low}, high={high}")
     gen = torch.Generator().manual_seed(seed)
     logs = torch.empty(len(split)).uniform_(float(np.log(low)), float(np.log(high)), generator=gen)
-    factors = logs.exp().view(-1, *([1] * (split.images.dim() - 1)))
+    factors = _machine_independent(logs.double().exp()).view(-1, *([1] * (split.images.dim() - 1)))
     return TensorSplit(split.images * factors, split.labels)
+
+
+def _machine_independent(values: torch.Tensor) -> torch.Tensor:
+    """float64 ``values`` rounded to float32, so that every machine generates the same data.
+
+    A matrix product or ``exp`` gives results that differ in the last bits between kinds of CPU
+    (MKL and torch pick kernels by vendor and vector width: seen between the CPUs this project
+    ran on). Computed in float64 and rounded to float32, two machines' values agree unless one
+    lies within a float64 rounding error of a float32 rounding boundary (odds about 2^-29 per
+    value), so the dataset checksum in every run's key is the same everywhere.
+    """
+    return values.to(torch.float64).float()
 
 
 def three_points() -> tuple[TensorSplit, TensorSplit]:
@@ -243,10 +255,10 @@ def large_variance_classification(n: int = 2000, d: int = 10, seed: int = 0) -> 
     w = torch.randn(d, generator=gen)
 
     def draw():
-        z = torch.randn(n, d, generator=gen)
-        labels = ((z @ w + 0.5 * torch.randn(n, generator=gen)) > 0).long()
-        scale = torch.exp(torch.empty(n, 1).uniform_(float(np.log(0.01)), float(np.log(100.0)), generator=gen))
-        return TensorSplit(scale * (z + 3.0), labels)
+        z = torch.randn(n, d, generator=gen).double()
+        labels = ((z @ w.double() + 0.5 * torch.randn(n, generator=gen).double()) > 0).long()
+        scale = torch.exp(torch.empty(n, 1).uniform_(float(np.log(0.01)), float(np.log(100.0)), generator=gen).double())
+        return TensorSplit(_machine_independent(scale * (z + 3.0)), labels)
 
     return draw(), draw()
 
@@ -273,7 +285,7 @@ def linear_teacher(n: int = 1000, d: int = 32, num_classes: int = 10, seed: int 
 
     def draw():
         x = torch.randn(n, d, generator=gen)
-        return TensorSplit(x, (x @ teacher).argmax(1))
+        return TensorSplit(x, (x.double() @ teacher.double()).argmax(1))
 
     return draw(), draw()
 
@@ -286,7 +298,8 @@ def synthetic_regression(n: int = 512, d: int = 8, seed: int = 0) -> tuple[torch
     Our choice: Lian & Liu (2019) give no data for Lemma 1 / Corollary 3; this set makes the
     dataset statistics matter (means far from 0, scales differing by 8x).
 
-    Returns: ``(x, t)`` of shapes ``(n, d)`` and ``(n, 1)``, float64.
+    Returns: ``(x, t)`` of shapes ``(n, d)`` and ``(n, 1)``, float64 holding float32 values (rounded
+    so that every machine generates the same set, see :func:`_machine_independent`).
     """
     import math
 
@@ -294,7 +307,7 @@ def synthetic_regression(n: int = 512, d: int = 8, seed: int = 0) -> tuple[torch
     x = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 4.0, d, dtype=torch.float64) + 2.0
     teacher = torch.randn(d, 1, generator=gen, dtype=torch.float64) / math.sqrt(d)
     t = torch.tanh((x - 2.0) @ teacher) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
-    return x, t
+    return _machine_independent(x).double(), _machine_independent(t).double()
 
 
 # ----------------------------------------------------------------------------------------------
