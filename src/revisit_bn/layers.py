@@ -288,8 +288,11 @@ class _FullNormFunction(torch.autograd.Function):
                 gx = torch.lerp(direct, gx, rate)
             return gx, gw, gb, None, None, None, None, None, None
         decoupled = mode == "decoupled"
+        # Empty saved statistics, not None: CUDA's kernel asserts they are defined when the channel
+        # stride is 1 ((N, C) inputs, 1x1 maps); evaluation mode reads only the running ones.
+        unused = mean.new_empty(0)
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-            grad, x, weight, mean, var, None, None, False, eps, [need_x, need_w or decoupled, need_b or decoupled])
+            grad, x, weight, mean, var, unused, unused, False, eps, [need_x, need_w or decoupled, need_b or decoupled])
         if decoupled:  # the terms of previous batches (running averages), then this batch's folded in, after use
             running_g, running_gx = ctx.grad_terms
             if need_x:  # dx = invstd * (g_hat - T_g - x_hat * T_gx) = direct - slope * x + offset
