@@ -48,7 +48,7 @@ def test_a_bad_notebook_parameter_stops_setup_naming_it(name, bad, message, resu
     namespace = {"profile": "book", "recompute": False, **bad}
     with pytest.raises(ValueError, match=message):
         experiments.setup(name, namespace)
-    assert not results_root.exists() or not any(results_root.rglob("*.json"))  # nothing written
+    assert not results_root.exists() or not any(results_root.rglob("*.json*"))  # nothing written
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

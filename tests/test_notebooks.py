@@ -73,7 +73,7 @@ def test_bad_parameter_stops_the_notebook_at_setup_with_a_clear_message(bad, mes
         _execute(nb, tmp_path / "out.ipynb", parameters=bad)
     assert err.value.ename == "ValueError" and re.search(message, err.value.evalue), err.value.evalue
     assert "experiments.setup(" in err.value.source  # the setup cell stopped it, before any training
-    assert not results_root.exists() or not any(results_root.rglob("*.json"))
+    assert not results_root.exists() or not any(results_root.rglob("*.json*"))
 
 
 def test_a_missing_run_stops_the_notebook_naming_make_results(tmp_path, results_root):
@@ -81,13 +81,13 @@ def test_a_missing_run_stops_the_notebook_naming_make_results(tmp_path, results_
     with pytest.raises(pm.PapermillExecutionError) as err:
         _execute(nb, tmp_path / "out.ipynb")
     assert err.value.ename == "MissingRunsError" and "make results" in err.value.evalue
-    assert "nothing was trained" in err.value.evalue and not any(results_root.rglob("*.json"))
+    assert "nothing was trained" in err.value.evalue and not any(results_root.rglob("*.json*"))
 
 
 def test_recompute_retrains_and_stores(tmp_path, results_root):
     nb = ROOT / "notebooks" / "33-large-variance.ipynb"
     _execute(nb, tmp_path / "out.ipynb", parameters={"recompute": True, "epochs": 1, "seeds": [0], "lrs": [0.01, 0.1]})
-    assert len(list((results_root / "book" / "large_variance").glob("*.json"))) == 3 * 2  # 3 methods x 2 step sizes
+    assert len(list((results_root / "book" / "large_variance").glob("*.json.gz"))) == 3 * 2  # 3 methods x 2 step sizes
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

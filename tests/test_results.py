@@ -1,5 +1,6 @@
 """The results store: keys, fingerprints, atomic strict-JSON writes, digests, validation."""
 
+import gzip
 import json
 
 import pytest
@@ -24,7 +25,10 @@ def test_atomic_write_then_load_round_trip(tmp_path):
     results.write_json_atomic(path, _run_payload(params), digest=True)
     assert results.load(path, params)["metrics"] == {"x": [1.0, 0.5]}
     assert results.load(path, {"lr": 0.2}) is None  # different parameters: not this run
-    assert "\n " not in path.read_text()  # compact
+    assert path.name.endswith(".json.gz") and "\n " not in results.read_run_text(path)  # compact, compressed
+    first = path.read_bytes()
+    results.write_json_atomic(path, _run_payload(params), digest=True)
+    assert path.read_bytes() == first  # no timestamp in the gzip header: the same run, the same bytes
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -46,7 +50,7 @@ def test_an_edited_number_fails_validation_naming_the_file(tmp_path):
     params = {"lr": 0.1}
     path = results.result_path("exp", params, tmp_path)
     results.write_json_atomic(path, _run_payload(params), digest=True)
-    path.write_text(path.read_text().replace("0.5", "0.6"))
+    path.write_bytes(gzip.compress(results.read_run_text(path).replace("0.5", "0.6").encode()))
     with pytest.raises(results.StoreError, match=f"{path.name}.*changed after it was written"):
         results.validate(path)
     messages = []
@@ -56,10 +60,20 @@ def test_an_edited_number_fails_validation_naming_the_file(tmp_path):
 
 @pytest.mark.parametrize("text,reason", [('{"params": ', "not strict JSON"), ('{"a": NaN}', "not strict JSON"),
                                          ('{"params": {}}', "missing")])
-def test_a_file_that_is_not_a_run_is_named_by_path(tmp_path, text, reason):
-    path = tmp_path / "bad.json"
-    path.write_text(text)
+@pytest.mark.parametrize("name", ["bad.json", "bad.json.gz"])
+def test_a_file_that_is_not_a_run_is_named_by_path(tmp_path, text, reason, name):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     with pytest.raises(results.StoreError, match=reason):
+        results.validate(path)
+    assert results.load(path, {}, report=lambda msg: None) is None
+
+
+def test_a_damaged_compressed_file_is_named_by_path(tmp_path):
+    path = tmp_path / "exp" / "0123456789abcdef.json.gz"
+    path.parent.mkdir()
+    path.write_bytes(b"{not gzip")
+    with pytest.raises(results.StoreError, match=f"{path.name}.*not gzip"):
         results.validate(path)
     assert results.load(path, {}, report=lambda msg: None) is None
 

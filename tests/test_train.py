@@ -7,6 +7,7 @@ import torch
 
 from pathlib import Path
 
+from revisit_bn import results
 from revisit_bn.data import dataset_checksum, subset
 from revisit_bn.store import run
 from revisit_bn.train import TrainConfig, resolve_device
@@ -57,9 +58,9 @@ TINY = dict(experiment="unit", dataset="large_variance", model="logreg", batch_s
 def test_rerun_reads_the_store_and_recompute_reproduces_it(results_root):
     config = TrainConfig(**TINY, norm="fn")
     first = run(config)
-    files = list((results_root / "book" / "unit").glob("*.json"))
+    files = list((results_root / "book" / "unit").glob("*.json.gz"))
     assert len(files) == 1
-    stored = json.loads(files[0].read_text())
+    stored = json.loads(results.read_run_text(files[0]))
     assert stored["params"]["norm"] == "fn" and stored["provenance"]["device"] == "cpu"
     assert stored["params"]["threads"] == 2 and stored["params"]["data"] == dataset_checksum("large_variance")
     second = run(config)
@@ -74,7 +75,7 @@ def test_different_parameters_and_thread_counts_get_different_keys(results_root)
     c = run(TrainConfig(**TINY, norm="bn", threads=1))
     assert a.metrics != b.metrics
     assert len({a.path, b.path, c.path}) == 3
-    assert len(list((results_root / "book" / "unit").glob("*.json"))) == 3
+    assert len(list((results_root / "book" / "unit").glob("*.json.gz"))) == 3
 
 
 def test_thread_count_is_set_while_training_and_restored(monkeypatch):
@@ -90,7 +91,7 @@ def test_a_diverged_run_is_stored_with_its_status_and_step_as_strict_json(result
     result = run(TrainConfig(**{**TINY, "lr": 1e6}, norm="bn"))
     assert result.status == "diverged" and result.diverged_at is not None
     assert result.status_text.startswith("diverged at step")
-    text = Path(result.path).read_text()
+    text = results.read_run_text(Path(result.path))
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
     frame = result.to_frame()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import results as results_mod
-from .store import Config, RunResult, lookup, replay, run, store_path
+from .store import Config, RunResult, lookup, replay, replay_rule, run, store_path
 from .train import McsgdConfig, TrainConfig
 
 PROFILES = results_mod.PROFILES
@@ -277,7 +277,7 @@ class ChapterRun:
             raise ValueError(f"where={where} matches none of chapter {self.chapter.name}'s runs; "
                              "filter on fields its runs vary (see chapter.frame() columns)")
         exempt = set(self.select(**measures_divergence)) if measures_divergence else set()
-        runs = [store_path(c, self.root).stem for c in configs]
+        runs = [results_mod.run_key(store_path(c, self.root)) for c in configs]
         return claims.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
                              diverged=self.diverged([c for c in configs if c not in exempt]))
 
@@ -792,9 +792,10 @@ def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
     even one that only adds code (a new model, a new layer) and leaves every stored run's path
     as it was. For each stale file of ``profile`` whose parameters, the ``code`` field aside,
     are those of a run some chapter needs now, this replays its first ``replay_steps`` SGD steps
-    with this code (:func:`revisit_bn.store.replay`; exact on the CPU); if they match, the run
-    is rewritten under its new key, atomically, with ``provenance["migrated"]`` recording the
-    old and new fingerprints, the replayed steps and the time, and the old file is removed.
+    with this code (:func:`revisit_bn.store.replay`: exact on the arithmetic the run was made on,
+    within the tolerant rule on another); if they match, the run is rewritten under its new key,
+    atomically, with ``provenance["migrated"]`` recording the old and new fingerprints, the
+    replayed steps, the rule, the arithmetic it replayed on and the time, and the old file is removed.
     A run that does not replay, or that no chapter needs, stays stale for `make results`.
 
     The replay checks the first steps only: use it after edits that add code paths, not after
@@ -836,6 +837,7 @@ def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
             print(f"[{i}/{len(stale)}] {name}: DIFFERS", file=out, flush=True)
             continue
         record = {"from_code": payload["params"]["code"], "to_code": params["code"], "replayed_steps": len(stored),
+                  "rule": replay_rule(payload["provenance"]), "replayed_on": results_mod.cpu_arithmetic(),
                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         payload = {k: v for k, v in payload.items() if k != "digest"}
         payload.update(params=params, key=results_mod.params_key(params),

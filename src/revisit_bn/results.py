@@ -1,6 +1,7 @@
-"""The results store: one strict-JSON file per run, keyed by everything that changes its numbers.
+"""The results store: one gzip-compressed strict-JSON file per run, keyed by everything that changes its numbers.
 
-Layout: ``<results root>/<profile>/<experiment>/<key>.json``. The root is ``$REVISIT_BN_RESULTS``
+Layout: ``<results root>/<profile>/<experiment>/<key>.json.gz`` (gzip without a timestamp, so
+the same run gives the same bytes; ``zcat`` or :func:`read_run_text` shows the JSON). The root is ``$REVISIT_BN_RESULTS``
 when set, else ``<project>/results``. The ``book`` profile's runs are committed to git (they are
 the book's data); ``ci`` runs are not (``results/ci`` is ignored); ``paper`` runs are committed
 when they were computed (on a GPU).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gzip
 import hashlib
 import json
 import math
@@ -42,6 +44,8 @@ FORMAT = 2
 REPLAY_STEPS = 8
 
 # Modules whose code changes the numbers a run produces; their syntax trees are in every key.
+RUN_SUFFIX = ".json.gz"
+
 _NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py", "theory.py")
 
 
@@ -154,7 +158,30 @@ def result_path(experiment: str, params: dict[str, Any], root: Path | None = Non
     """
     if not experiment or any(sep in experiment for sep in ("/", "\\", "..")):
         raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
-    return (root or results_root("book")) / experiment / f"{params_key(params)}.json"
+    return (root or results_root("book")) / experiment / f"{params_key(params)}{RUN_SUFFIX}"
+
+
+def run_key(path: Path) -> str:
+    """The key a run file is named by (its name without ``.json.gz``)."""
+    name = Path(path).name
+    return name[: -len(RUN_SUFFIX)] if name.endswith(RUN_SUFFIX) else Path(name).stem
+
+
+def read_run_text(path: Path) -> str:
+    """The JSON text of a run file (decompressed when its name ends in ``.gz``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        StoreError: a ``.gz`` file that is not gzip.
+    """
+    path = Path(path)
+    if not path.name.endswith(".gz"):
+        return path.read_text()
+    data = path.read_bytes()
+    try:
+        return gzip.decompress(data).decode()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path} is not a valid run file (not gzip-compressed JSON: {exc})") from exc
 
 
 def finite_or_none(value: Any) -> Any:
@@ -183,6 +210,9 @@ def content_digest(payload: dict[str, Any]) -> str:
 def write_json_atomic(path: Path, payload: dict[str, Any], digest: bool = False) -> None:
     """Write ``payload`` as compact strict JSON so that readers see the old file or the whole new one.
 
+    A ``path`` ending in ``.gz`` gets the JSON gzip-compressed (level 9, no timestamp: the same
+    payload always gives the same bytes).
+
     The JSON is written to a temporary file in the same folder, flushed to disk, then renamed
     over ``path``; on any error the temporary file is removed and ``path`` is untouched.
 
@@ -197,11 +227,13 @@ def write_json_atomic(path: Path, payload: dict[str, Any], digest: bool = False)
         payload = {**payload, "digest": content_digest(payload)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    data = (text + "\n").encode()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{run_key(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
@@ -226,7 +258,7 @@ def validate(path: Path) -> dict[str, Any]:
             names the file.
         FileNotFoundError: no file at ``path``.
     """
-    text = path.read_text()
+    text = read_run_text(path)
     try:
         payload = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
     except ValueError as exc:
@@ -236,7 +268,7 @@ def validate(path: Path) -> dict[str, Any]:
         raise StoreError(f"{path} is not a valid run file (missing {', '.join(missing)})")
     if payload["digest"] != content_digest(payload):
         raise StoreError(f"{path} was changed after it was written: its digest does not match its content")
-    if params_key(payload["params"]) != path.stem:
+    if params_key(payload["params"]) != run_key(path):
         raise StoreError(f"{path} is filed under the wrong key: its parameters give {params_key(payload['params'])}")
     return payload
 
@@ -268,10 +300,12 @@ def clean_temporary(root: Path) -> list[Path]:
 
 
 def stored_runs(root: Path) -> list[Path]:
-    """Every run file under a profile's folder (the ``claims`` folder excluded), sorted."""
+    """Every run file under a profile's folder (the ``claims`` folder excluded), sorted; files of the
+    earlier uncompressed format (``<key>.json``) too, so that they show as stale."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("*/*.json") if p.parent.name != "claims")
+    return sorted(p for pattern in (f"*/*{RUN_SUFFIX}", "*/*.json") for p in root.glob(pattern)
+                  if p.parent.name != "claims")
 
 
 def git_commit() -> str | None:
@@ -299,6 +333,32 @@ def _gpu_provenance(device: str) -> dict[str, Any]:
                      "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}}
 
 
+def cpu_arithmetic() -> str:
+    """This machine's CPU as far as float arithmetic goes: model name, the SIMD level torch's kernels
+    use, and a short hash of the CPU's feature flags (Linux's ``/proc/cpuinfo``).
+
+    Two CPUs of another kind (another vendor, another vector width) sum in another order in
+    MKL's and torch's kernels: the same code and data give losses that differ in the last bits.
+    :func:`revisit_bn.store.replay` asks for an exact replay only where this string is the one
+    a run recorded. Example: ``"Intel(R) Xeon(R) Processor (AVX512, flags 3f2a9c1e)"``.
+    """
+    import torch
+
+    model, flags = "", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    flag_hash = hashlib.sha256(flags.encode()).hexdigest()[:8]
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()}, flags {flag_hash})"
+
+
 def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
     """Versions, device, the thread count it trained with, git commit and timestamps of a run (not part of its key)."""
     import torch
@@ -311,6 +371,7 @@ def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "device": device,
+        "cpu": cpu_arithmetic(),
         "threads": threads,
         "git_commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -143,33 +143,64 @@ def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
     return cls(**fields, device=device)
 
 
-# How a run made on a GPU must replay on the CPU (see replay()).
-REPLAY_GPU_FIRST_RTOL = 1e-5
-REPLAY_GPU_RTOL, REPLAY_GPU_ATOL = 1e-2, 1e-6
+# How a run made on other arithmetic (a GPU, or another kind of CPU) must replay here (see replay()):
+# the losses before any update, after the first and after the second update, within these relative
+# tolerances (plus REPLAY_ATOL nats after an update); later losses are compared only for finiteness.
+REPLAY_RTOLS = (1e-5, 1e-4, 1e-2)
+REPLAY_ATOL = 1e-6
 
 
-def gpu_replay_match(stored: np.ndarray, replayed: np.ndarray) -> bool:
-    """Whether float32 losses ``replayed`` on the CPU match ``stored`` ones made on a GPU (the rule of :func:`replay`)."""
-    return bool(stored.size == 0 or (
-        np.allclose(replayed[:1], stored[:1], rtol=REPLAY_GPU_FIRST_RTOL, atol=0, equal_nan=True)
-        and np.allclose(replayed[1:], stored[1:], rtol=REPLAY_GPU_RTOL, atol=REPLAY_GPU_ATOL, equal_nan=True)))
+def replay_allowance(stored: np.ndarray) -> np.ndarray:
+    """How far each replayed loss may be from ``stored`` under the tolerant rule of :func:`replay` (inf: no bound)."""
+    stored = np.abs(np.asarray(stored, dtype=np.float64))
+    allowance = np.full(stored.shape, np.inf)
+    for step, rtol in enumerate(REPLAY_RTOLS[: stored.size]):
+        allowance[step] = (REPLAY_ATOL if step else 0.0) + rtol * stored[step]
+    return allowance
+
+
+def tolerant_replay_match(stored: np.ndarray, replayed: np.ndarray) -> bool:
+    """Whether float32 losses ``replayed`` here match ``stored`` ones made on other arithmetic (the rule of :func:`replay`)."""
+    stored, replayed = np.asarray(stored, dtype=np.float64), np.asarray(replayed, dtype=np.float64)
+    if stored.shape != replayed.shape:
+        return False
+    both_finite = np.isfinite(stored) & np.isfinite(replayed)
+    if not np.array_equal(np.isfinite(stored), np.isfinite(replayed)):
+        return False  # a loss that diverged on one machine and not on the other
+    diff = np.abs(replayed - stored, where=both_finite, out=np.zeros(stored.shape))
+    return bool(np.all(diff <= replay_allowance(np.where(both_finite, stored, 0.0))))
+
+
+def replay_rule(provenance: dict[str, Any], device: str = "cpu") -> str:
+    """``"exact"`` where a run was made on the arithmetic it is replayed on (same device kind and, on the
+    CPU, the same :func:`revisit_bn.results.cpu_arithmetic`), else ``"tolerant"`` (see :func:`replay`).
+
+    A run that records no CPU (made before it was recorded) is taken as made on another one.
+    """
+    made_on = str(provenance.get("device", "cpu"))
+    if made_on.startswith("cuda") or device.startswith("cuda"):
+        return "exact" if made_on.startswith("cuda") and device.startswith("cuda") and \
+            provenance.get("gpu") == results_mod._gpu_provenance(device).get("gpu") else "tolerant"
+    return "exact" if provenance.get("cpu") == results_mod.cpu_arithmetic() else "tolerant"
 
 
 def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], list[float], bool]:
     """Retrain the first ``replay_steps`` SGD steps of a stored run and compare their losses with the stored ones.
 
-    A run made on the CPU must match exactly (as float32) at its recorded thread count. A run
-    made on a GPU sums in another order than the CPU, and SGD amplifies that: its first loss
-    (before any update: initialization, data, batch order, model) must agree within a relative
-    :data:`REPLAY_GPU_FIRST_RTOL` (1e-5), and every later one within
-    ``REPLAY_GPU_ATOL + REPLAY_GPU_RTOL * |stored|`` (1e-6 nats + 1e-2 relative). Measured on the
-    60 `paper` runs of chapter 31 (an H100, replayed here): first losses within 2.0e-7 relative,
-    later ones within 3.7e-3 (the largest where single-label batches give losses of 20-30 nats
-    that double their rounding differences every step, or losses under 1e-6 nats); a 10 % larger
-    step size moves the later losses beyond the tolerance in 55 of the 60 runs, and the five
-    others are BN under the literal single-label order, whose losses after the first step are 0
-    (or under 1e-8 nats) at any step size, so that no rule, the exact CPU one included, can see a
-    step size there (``benchmarks/gpu_replay_tolerance.py``; its output is kept beside it).
+    A run made on this arithmetic (:func:`replay_rule`: the same kind of CPU, or GPU) must match
+    exactly (as float32) at its recorded thread count. A run made on other arithmetic (a GPU, or a
+    CPU of another kind, whose MKL and torch kernels sum in another order) differs in the last
+    bits, and SGD amplifies that, in a ResNet or at a large step size by an order of magnitude or
+    more per step. The tolerant rule compares the losses before their differences have grown: the
+    loss before any update (initialization, data, batch order, model) within a relative 1e-5, the
+    loss after the first update (gradient, step size, weight decay) within 1e-4 and after the
+    second (momentum) within 1e-2, each after an update plus 1e-6 nats (:data:`REPLAY_RTOLS`,
+    :data:`REPLAY_ATOL`); every later loss must be finite where the stored one is, and only there.
+    Measured by ``benchmarks/replay_tolerance.py`` (outputs kept beside it:
+    ``replay_tolerance_paper.txt``, chapter 31's runs made on an H100; ``replay_tolerance_book.txt``,
+    the book's runs made on an earlier CPU whose kind was not recorded), with the rule's margins and
+    how many replays at a 10 % larger step size it rejects (not those at step sizes of 1e-5, nor
+    BN under single-label batches, whose losses are 0 after the first step at any step size).
 
     Returns:
         ``(stored, replayed, match)``.
@@ -182,8 +213,6 @@ def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], l
     a, b = as32(stored), as32(replayed)
     if a.shape != b.shape:
         return stored, replayed, False
-    made_on_gpu = str(payload["provenance"].get("device", "cpu")).startswith("cuda")
-    match = gpu_replay_match(a, b) if made_on_gpu else bool(np.array_equal(a, b, equal_nan=True))
-    return stored, replayed, match
-
-
+    if replay_rule(payload["provenance"], device) == "exact":
+        return stored, replayed, bool(np.array_equal(a, b, equal_nan=True))
+    return stored, replayed, tolerant_replay_match(a, b)
