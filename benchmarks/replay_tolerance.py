@@ -7,7 +7,7 @@ For every stored run of ``profile`` that :func:`revisit_bn.store.replay_rule` re
 tolerant rule (made on a GPU, or on a CPU other than this one), retrains its first
 ``replay_steps`` SGD steps here (as :func:`revisit_bn.store.replay` does) and once more with the
 step size times ``lr-factor``, and prints: where the runs were made, the largest difference at
-each step (relative) and the largest share of the rule's allowance it used, how many runs the rule passes, and how many of the changed-step-size replays it rejects
+each step (relative; after an update, to ``REPLAY_ATOL + |stored|``) and the largest share of the rule's allowance it used, how many runs the rule passes, and how many of the changed-step-size replays it rejects
 (with the experiments of those it cannot tell apart). The tolerances in :mod:`revisit_bn.store` rest on this
 output (kept as ``replay_tolerance_<profile>.txt`` beside this file). Not a test: it takes minutes.
 """
@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 
 from revisit_bn import results
-from revisit_bn.store import config_from_params, replay_allowance, replay_rule, tolerant_replay_match as passes
+from revisit_bn.store import (REPLAY_ATOL, config_from_params, replay_allowance, replay_rule,
+                              tolerant_replay_match as passes)
 
 
 def main() -> None:
@@ -44,7 +45,8 @@ def main() -> None:
         s64, r64 = stored.astype(np.float64), replayed.astype(np.float64)
         finite = np.isfinite(s64) & np.isfinite(r64)
         diff = np.where(finite, np.abs(r64 - s64), 0.0)
-        rel = np.where(finite, diff / np.where(s64 == 0, 1.0, np.abs(s64)), 0.0)
+        floor = np.where(np.arange(k) == 0, 0.0, REPLAY_ATOL)  # after an update, relative to 1e-6 nats + |stored|
+        rel = np.where(finite, diff / np.maximum(floor + np.abs(s64), 1e-30), 0.0)
         used = np.where(finite, diff / replay_allowance(np.where(finite, s64, 0.0)), 0.0)
         worst = [rel, used] if worst is None else [np.maximum(worst[0], rel), np.maximum(worst[1], used)]
         label = f"{path.parent.name}/{results.run_key(path)} ({config.label()})"
@@ -60,7 +62,8 @@ def main() -> None:
         print(f"  {n} made on {where}")
     if not count:
         return
-    print("largest difference at each step (relative) and the largest share of the rule's allowance it used:")
+    print("largest difference at each step (relative; after an update, to 1e-6 nats + |stored|) and the largest\n"
+          "share of the rule's allowance it used:")
     for step, (rel, used) in enumerate(zip(*worst)):
         print(f"  loss {step} ({'before any update' if step == 0 else f'after update {step}'}): {rel:.1e}, "
               + (f"{used:.1%} of the allowance" if np.isfinite(replay_allowance(np.ones(step + 1))[step])

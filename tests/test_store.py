@@ -145,7 +145,7 @@ PAPER_SAMPLE = experiments.sample_runs("paper", size=4, seed=0)
 
 def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
     paths = results.stored_runs(PAPER)
-    assert len(paths) >= 60, f"the paper profile holds {len(paths)} runs; chapter 31's 60 are committed"
+    assert len(paths) >= 270, f"the paper profile holds {len(paths)} runs; chapters 31-33's 270 are committed"
     stale = experiments.stale_runs("paper")
     assert not stale, f"{len(stale)} stored paper runs are stale: {[str(p) for p in stale[:5]]}"
     for path in paths:
@@ -156,14 +156,14 @@ def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
 
 
 @pytest.mark.parametrize("path", PAPER_SAMPLE, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_a_stored_paper_run_replays_within_the_tolerant_rule(path):
+def test_a_stored_paper_run_replays(path):
     stored, replayed, match = replay(results.validate(path))
     assert match, f"{path}: the first {len(stored)} SGD steps give {replayed}, the store holds {stored}"
 
 
 def test_the_tolerant_rule_rejects_a_changed_first_loss_and_a_changed_later_loss():
-    payload = results.validate(PAPER_SAMPLE[0])
-    assert str(payload["provenance"]["device"]).startswith("cuda")
+    payload = next(p for p in map(results.validate, results.stored_runs(PAPER))
+                   if str(p["provenance"]["device"]).startswith("cuda"))  # a run made on the H100
     assert replay(payload)[2]
     for step, factor in ((0, 1 + 1e-4), (1, 1 + 1e-3), (2, 1.02)):
         changed = {**payload, "steps": {"train_loss": list(payload["steps"]["train_loss"])}}

@@ -62,6 +62,7 @@ def test_rerun_reads_the_store_and_recompute_reproduces_it(results_root):
     assert len(files) == 1
     stored = json.loads(results.read_run_text(files[0]))
     assert stored["params"]["norm"] == "fn" and stored["provenance"]["device"] == "cpu"
+    assert stored["provenance"]["cpu"] == results.cpu_arithmetic()  # the arithmetic an exact replay needs
     assert stored["params"]["threads"] == 2 and stored["params"]["data"] == dataset_checksum("large_variance")
     second = run(config)
     assert second.cached and second.metrics == first.metrics

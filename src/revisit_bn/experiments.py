@@ -872,7 +872,9 @@ def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Pa
 def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=None) -> list[str]:
     """Replay the first steps of stored runs (all, or a seeded ``sample``) and report; return the failures.
 
-    Also reports stale files (no current spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
+    Each line names the rule the run replayed under (:func:`revisit_bn.store.replay_rule`: ``exact`` on
+    the arithmetic it was made on, ``tolerant`` on another). Also reports stale files (no current
+    spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
     """
     out = out or sys.stdout
     root = results_mod.results_root(profile)
@@ -893,9 +895,10 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
             print(f"[{i}/{len(paths)}] {name}: STALE", file=out, flush=True)
             continue
         stored, replayed, match = replay(payload)
-        line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'}"
+        rule = replay_rule(payload["provenance"])
+        line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'} ({rule})"
         if not match:
-            failures.append(f"{path}: replayed losses {replayed} differ from the stored {stored}")
+            failures.append(f"{path}: replayed losses {replayed} differ from the stored {stored} (rule: {rule})")
         print(f"[{i}/{len(paths)}] {name}: {line}", file=out, flush=True)
     print(f"{len(paths) - len(failures)} passed, {len(failures)} failed", file=out)
     return failures
