@@ -1,10 +1,10 @@
-"""The results store: one gzip-compressed strict-JSON file per run, keyed by everything that changes its numbers.
+"""The results store: one gzip-compressed strict-JSON file per run, keyed by all that changes its numbers.
 
 Layout: ``<results root>/<profile>/<experiment>/<key>.json.gz`` (gzip without a timestamp, so
-the same run gives the same bytes; ``zcat`` or :func:`read_run_text` shows the JSON). The root is ``$REVISIT_BN_RESULTS``
-when set, else ``<project>/results``. The ``book`` profile's runs are committed to git (they are
-the book's data); ``ci`` runs are not (``results/ci`` is ignored); ``paper`` runs are committed
-when they were computed (on a GPU).
+the same run gives the same bytes; ``zcat`` or :func:`read_run_text` shows the JSON). The root
+is ``$REVISIT_BN_RESULTS`` when set, else ``<project>/results``. The ``book`` profile's runs are
+committed to git (they are the book's data); ``ci`` runs are not (``results/ci`` is ignored);
+``paper`` runs are committed when they were computed (on a GPU, or on the CPU where they are cheap).
 
 A run's key is a hash of its parameters, which include
 
@@ -43,9 +43,9 @@ FORMAT = 2
 # The first this many SGD steps of every run are replayed by `make verify` and the test suite.
 REPLAY_STEPS = 8
 
-# Modules whose code changes the numbers a run produces; their syntax trees are in every key.
-RUN_SUFFIX = ".json.gz"
+RUN_SUFFIX = ".json.gz"  # a run file's name: <key>.json.gz
 
+# Modules whose code changes the numbers a run produces; their syntax trees are in every key.
 _NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py", "theory.py")
 
 
@@ -333,6 +333,7 @@ def _gpu_provenance(device: str) -> dict[str, Any]:
                      "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}}
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_arithmetic() -> str:
     """This machine's CPU as far as float arithmetic goes: model name, the SIMD level torch's kernels
     use, and a short hash of the CPU's feature flags (Linux's ``/proc/cpuinfo``).
