@@ -321,7 +321,7 @@ def git_commit() -> str | None:
     return commit or os.environ.get("REVISIT_BN_GIT_COMMIT") or None
 
 
-def _gpu_provenance(device: str) -> dict[str, Any]:
+def gpu_provenance(device: str) -> dict[str, Any]:
     """On CUDA: the GPU's name and whether float32 matrix products and convolutions could use TF32
     (torch's flags and ``$NVIDIA_TF32_OVERRIDE``, which turns TF32 off in cuBLAS and cuDNN when 0)."""
     import torch
@@ -377,5 +377,5 @@ def provenance(device: str, seconds: float, threads: int) -> dict[str, Any]:
         "git_commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
-        **_gpu_provenance(device),
+        **gpu_provenance(device),
     }

@@ -164,11 +164,11 @@ def tolerant_replay_match(stored: np.ndarray, replayed: np.ndarray) -> bool:
     stored, replayed = np.asarray(stored, dtype=np.float64), np.asarray(replayed, dtype=np.float64)
     if stored.shape != replayed.shape:
         return False
-    both_finite = np.isfinite(stored) & np.isfinite(replayed)
-    if not np.array_equal(np.isfinite(stored), np.isfinite(replayed)):
+    finite = np.isfinite(stored)
+    if not np.array_equal(finite, np.isfinite(replayed)):
         return False  # a loss that diverged on one machine and not on the other
-    diff = np.abs(replayed - stored, where=both_finite, out=np.zeros(stored.shape))
-    return bool(np.all(diff <= replay_allowance(np.where(both_finite, stored, 0.0))))
+    stored, replayed = np.where(finite, stored, 0.0), np.where(finite, replayed, 0.0)
+    return bool(np.all(np.abs(replayed - stored) <= replay_allowance(stored)))
 
 
 def replay_rule(provenance: dict[str, Any], device: str = "cpu") -> str:
@@ -179,8 +179,9 @@ def replay_rule(provenance: dict[str, Any], device: str = "cpu") -> str:
     """
     made_on = str(provenance.get("device", "cpu"))
     if made_on.startswith("cuda") or device.startswith("cuda"):
-        return "exact" if made_on.startswith("cuda") and device.startswith("cuda") and \
-            provenance.get("gpu") == results_mod._gpu_provenance(device).get("gpu") else "tolerant"
+        same_gpu = made_on.startswith("cuda") and device.startswith("cuda") and \
+            provenance.get("gpu") == results_mod.gpu_provenance(device).get("gpu")
+        return "exact" if same_gpu else "tolerant"
     return "exact" if provenance.get("cpu") == results_mod.cpu_arithmetic() else "tolerant"
 
 
