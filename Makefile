@@ -26,7 +26,7 @@ book: setup  ## render the stored, executed notebooks to _build/html (no re-exec
 test: setup  ## every test
 	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
 
-results: setup  ## compute every run of PROFILE (book, paper or ci) missing from the store; resumable
+results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store; resumable
 	$(RUN) python -m revisit_bn.experiments results --profile $(PROFILE)
 
 verify: setup  ## replay the first SGD steps of every stored run of PROFILE and compare

@@ -222,7 +222,9 @@ def test_cifar_claims_count_only_past_the_gate(bn_shuffled_acc, expected):
     assert claims.check_shuffled_cifar(frame, "unit").category == expected
     sizes = {("bn", 8): (2.5, bn_shuffled_acc), ("bn", 128): (1.5, bn_shuffled_acc), ("fn", 8): (1.5, 0.5), ("fn", 128): (1.5, 0.5)}
     frame = _per_seed(sizes, ["norm", "batch_size", "test_loss", "test_acc"], jitter=0.002)
-    assert claims.check_batch_size_dependence(frame, "unit").category == expected
+    verdict = claims.check_batch_size_dependence(frame, "unit")
+    assert verdict.category == expected
+    assert "BN smallest - largest +1.000" in verdict.measured and "FN smallest - largest +0.000" in verdict.measured
 
 
 @pytest.mark.parametrize("brn,gn_loss,expected", [(0.56, 0.8, "reproduced"), (0.50, 0.8, "contradicted"),

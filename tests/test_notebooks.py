@@ -50,7 +50,7 @@ def test_parameters_cell_lists_exactly_the_specs_parameters_as_literals(nb):
 @pytest.mark.parametrize("name", list(CHAPTERS))
 def test_every_profile_of_every_spec_resolves_to_valid_runs(name):
     spec = CHAPTERS[name]
-    assert set(spec.profiles) == {"ci", "book", "paper"}
+    assert {"ci", "book", "paper"} <= set(spec.profiles) <= {"ci", "book", "paper", "next"}  # next: a book scale being computed
     for profile in spec.profiles:
         assert list(spec.profiles[profile]) == list(spec.parameters)
         configs = spec.configs(profile)  # every TrainConfig validates on construction

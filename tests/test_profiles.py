@@ -27,3 +27,18 @@ def test_paper_profile_builds_every_model_and_takes_one_step(name):
         if key not in steps:
             steps[key] = config.replace(device="cpu").compute(max_steps=1)["steps"]["train_loss"][0]
     assert steps and all(math.isfinite(v) for v in steps.values()), steps
+
+
+def test_chapter_36_scales_the_step_size_with_the_batch_size_at_equal_epochs():
+    spec = CHAPTERS["36-resnet18-batch-sizes"]
+    book = spec.profiles["book"]
+    configs = spec.configs("book")
+    largest = max(book["batch_sizes"])
+    assert {c.batch_size for c in configs} == set(book["batch_sizes"])
+    for c in configs:  # the same sum of step sizes per epoch at every batch size (Goyal et al. 2017)
+        assert c.lr == pytest.approx(book["lr"] * c.batch_size / largest) and c.epochs == book["epochs"]
+    assert configs[0].batch_size == largest and configs[0].norm == "bn"  # the gate's reference is computed first
+    flat = spec.grid({**book, "lr_scaling": "none"})
+    assert {c.lr for c in flat} == {book["lr"]}
+    with pytest.raises(ValueError, match="lr_scaling must be 'linear' or 'none'"):
+        spec.grid({**book, "lr_scaling": "sqrt"})

@@ -135,6 +135,32 @@ def test_migrate_rekeys_runs_that_replay_under_new_code_and_leaves_the_others(tm
     assert moved[0] not in experiments.stale_runs("book")  # the chapters now read it
 
 
+def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_it_takes_over(tmp_path, monkeypatch):
+    # Chapter 33 with a `next` scale (1 epoch, one step size, one seed: 3 runs), computed into an empty store.
+    import dataclasses
+
+    name = "33-large-variance"
+    spec = experiments.CHAPTERS[name]
+    staged = {**spec.profiles["book"], "seeds": [0], "epochs": 1, "lrs": [0.1]}
+    monkeypatch.setitem(experiments.CHAPTERS, name, dataclasses.replace(spec, profiles={**spec.profiles, "next": staged}))
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
+    assert [n for n, _ in experiments.profile_configs("next", [name])] == [name] * 3
+    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 3
+    stored = results.stored_runs(tmp_path / "book")  # the book store, not a store of its own
+    assert len(stored) == 3 and not (tmp_path / "next").exists()
+    assert experiments.stale_runs("book") == []  # waiting runs are not stale
+    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 0  # resumable
+    with pytest.raises(ValueError, match="still being computed"):  # no notebook renders a scale being computed
+        experiments.setup(name, {"profile": "next", "recompute": False})
+    # the book profile takes the next values: the same runs, under the same keys, are the book's now
+    promoted = {k: v for k, v in spec.profiles.items()} | {"book": staged}
+    monkeypatch.setitem(experiments.CHAPTERS, name, dataclasses.replace(spec, profiles=promoted))
+    assert all(lookup(c, tmp_path / "book") is not None for c in experiments.CHAPTERS[name].configs("book"))
+    # and without a next scale the runs are stale again
+    monkeypatch.setitem(experiments.CHAPTERS, name, spec)
+    assert sorted(experiments.stale_runs("book")) == sorted(stored)
+
+
 # ------------------------------------------------------------------------------------------------
 # The paper profile: runs made on a lent GPU, committed with their provenance, replayed here
 # ------------------------------------------------------------------------------------------------

@@ -933,18 +933,25 @@ def check_batch_size_dependence(frame, scale: str) -> Verdict:
 
     Per seed: BN's final test loss at the smallest minus the largest batch size against
     :data:`COMPARABLE_NATS`; inconclusive when BN at the largest batch misses :data:`CIFAR_GATE`.
+    Where the frame has FN runs, the measurement also gives FN's difference with its interval
+    (context: FN's output does not depend on the batch; the category rests on BN's).
     """
     sizes = sorted(frame.batch_size.unique())
     get = lambda n, b, m="test_loss": final_per_seed(frame, m, norm=n, batch_size=b)  # noqa: E731
     mean, low, high, agree, category = effect(get("bn", sizes[0]) - get("bn", sizes[-1]), COMPARABLE_NATS)
     ok, acc = cifar_gate(frame, batch_size=sizes[-1])
+    fn = ""
+    if (frame.norm == "fn").any():  # the same difference for FN, whose output does not depend on the batch: context
+        fn_mean, fn_low, fn_high, fn_agree, _ = effect(get("fn", sizes[0]) - get("fn", sizes[-1]), COMPARABLE_NATS)
+        fn = (f"; FN smallest - largest {_interval_text(fn_mean, fn_low, fn_high)} ({fn_agree}/{frame.seed.nunique()} seeds > "
+              f"{COMPARABLE_NATS})")
     return Verdict.of(
         "lian-fig2", "Lian & Liu 2019, Figure 2 (ResNet18, CIFAR-10, several batch sizes)",
         "BN's solution moves with the batch size; the smaller the batch, the worse the solution",
         "final test loss by batch size, BN: " + ", ".join(f"{b}: {get('bn', b).mean():.3f}" for b in sizes)
         + "; FN: " + ", ".join(f"{b}: {get('fn', b).mean():.3f}" for b in sizes if (frame.norm == "fn").any())
         + f" nats; BN smallest - largest {_interval_text(mean, low, high)} ({agree}/{frame.seed.nunique()} seeds > "
-        f"{COMPARABLE_NATS}); " + _gate_text(ok, acc, CIFAR_GATE, f"BN's test accuracy at batch {sizes[-1]}"),
+        f"{COMPARABLE_NATS}){fn}; " + _gate_text(ok, acc, CIFAR_GATE, f"BN's test accuracy at batch {sizes[-1]}"),
         scale, _gate(ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
 
 

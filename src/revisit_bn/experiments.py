@@ -2,15 +2,16 @@
 
 Each :class:`Chapter` names its notebook, the claims it checks, its parameters under each profile
 (``ci``: seconds, trains on the fly; ``book``: the stored runs the book renders; ``paper``: the
-papers' scale, for a GPU), the grid of runs those parameters give, and the scale line printed
-under its results. A notebook's setup cell calls :func:`setup`, which checks the papermill
+papers' scale, for a GPU; and, while it is being computed across sessions, ``next``: the ``book``
+profile it will become, whose runs wait in the book store, see :data:`NEXT`), the grid of runs
+those parameters give, and the scale line printed under its results. A notebook's setup cell calls :func:`setup`, which checks the papermill
 parameters, resolves the profile, validates every run before any training and, for the ``book``
 and ``paper`` profiles, stops with a message naming ``make results`` when a run is missing
 (a notebook never trains for an hour silently).
 
 Command line (the Makefile's ``results``, ``verify``, ``status`` and ``migrate`` targets)::
 
-    python -m revisit_bn.experiments results [--profile book] [--chapter NAME]
+    python -m revisit_bn.experiments results [--profile book|paper|ci|next] [--chapter NAME] [--shard K/N]
     python -m revisit_bn.experiments verify [--profile book] [--sample N] [--seed S]
     python -m revisit_bn.experiments status [--profile book]
     python -m revisit_bn.experiments migrate [--profile book]
@@ -48,7 +49,8 @@ class Chapter:
         title: the paper items it reproduces.
         claims: ids of the claims its verdicts record (the ledger's rows).
         profiles: ``{"ci": {...}, "book": {...}, "paper": {...}}``, every parameter of the
-            notebook's parameters cell (but ``profile`` and ``recompute``) with its value.
+            notebook's parameters cell (but ``profile`` and ``recompute``) with its value; and,
+            while a larger book scale is being computed, ``"next"`` (see :data:`NEXT`).
         grid: ``params -> [configs]``, the runs the chapter reads (``None``: no stored runs).
         scale: ``params -> str``, the scale line of its tables and verdicts.
     """
@@ -329,6 +331,9 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for chapter {name}; its parameters are "
                          f"profile, recompute, {', '.join(chapter.parameters)}")
     profile = namespace.get("profile", "book")
+    if profile == NEXT:
+        raise ValueError(f"profile {NEXT!r} is a book scale still being computed (`make results PROFILE={NEXT}`); a "
+                         f"notebook renders it once the chapter's book profile takes its values; choose one of {PROFILES}")
     recompute = namespace.get("recompute", False)
     if not isinstance(recompute, bool):
         raise ValueError(f"parameter recompute must be True or False, got {recompute!r}")
@@ -432,10 +437,26 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
 # ----------------------------------------------------------------------------------------------
 
 CI, BOOK, PAPER = "ci", "book", "paper"
+# A chapter's next `book` scale, while it is being computed: runs too long for one session are
+# computed across sessions (`make results PROFILE=next`) into the book store and committed as they
+# land; they are not stale there, and no notebook reads them. Once all are stored, the chapter's
+# `book` profile takes the `next` values (its runs are then in place: a key does not name its
+# profile), `next` is removed, and the old book runs turn stale, to be deleted.
+NEXT = "next"
+STAGED_PROFILES = (*PROFILES, NEXT)
 
 
-def _profiles(book: dict[str, Any], ci: dict[str, Any] | None = None, paper: dict[str, Any] | None = None) -> dict:
-    return {CI: {**book, **(ci or {})}, BOOK: dict(book), PAPER: {**book, **(paper or {})}}
+def store_profile(profile: str) -> str:
+    """The profile whose store holds ``profile``'s runs: :data:`NEXT` runs wait in the ``book`` store."""
+    return BOOK if profile == NEXT else profile
+
+
+def _profiles(book: dict[str, Any], ci: dict[str, Any] | None = None, paper: dict[str, Any] | None = None,
+              next: dict[str, Any] | None = None) -> dict:
+    profiles = {CI: {**book, **(ci or {})}, BOOK: dict(book), PAPER: {**book, **(paper or {})}}
+    if next:
+        profiles[NEXT] = {**book, **next}
+    return profiles
 
 
 def _images(n: int | None, total: int) -> str:
@@ -572,12 +593,33 @@ def _grid_35(p):
             for n, o, s in itertools.product(p["norms"], p["batch_orders"], p["seeds"])]
 
 
+def _lr_36(p, batch_size: int) -> float:
+    """Chapter 36's step size at ``batch_size``: ``p["lr"]`` at the largest batch size, and with
+    ``p["lr_scaling"] == "linear"`` proportional to the batch size below it (our choice, the linear
+    scaling rule of Goyal et al. 2017: every batch size then takes the same sum of step sizes per
+    epoch, so equal epochs are equal SGD time); ``"none"`` keeps ``p["lr"]`` at every size."""
+    if p["lr_scaling"] == "none":
+        return p["lr"]
+    return p["lr"] * batch_size / max(p["batch_sizes"])
+
+
 def _grid_36(p):
-    base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model="resnet18", epochs=p["epochs"], lr=p["lr"],
-                       momentum=0.0, train_subset=p["train_subset"], test_subset=p["test_subset"], eval_batch_size=500,
-                       device=p["device"])
-    return [base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b))
-            for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
+    if p["lr_scaling"] not in ("linear", "none"):
+        raise ValueError(f"parameter lr_scaling must be 'linear' or 'none', got {p['lr_scaling']!r}")
+    base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model=p["model"], width=p["width"],
+                       epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
+                       test_subset=p["test_subset"], eval_batch_size=500, device=p["device"])
+    # the reference of the learnability gate (BN at the largest batch) first, so that a scale at
+    # which it fails shows itself after the first runs of `make results`
+    order = sorted(p["batch_sizes"], reverse=True)
+    return [base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b), lr=_lr_36(p, b))
+            for b, n, s in itertools.product(order, p["norms"], p["seeds"])]
+
+
+def _resnet_name(p) -> str:
+    if p["model"] == "resnet18_cifar":
+        return "ResNet18 (CIFAR stem" + (f", width x{p['width']})" if p["width"] != 1.0 else ")")
+    return "ResNet18"
 
 
 def _grid_37(p):
@@ -651,7 +693,9 @@ _CHAPTER_LIST = [
                            schedule_lr_decay_steps=1000, train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0, 1], epochs=1, train_subset=3000, test_subset=1000, baselines=["fn_const", "fn_exact"],
                               schedule_lr_decay_steps=20),
-                      paper=dict(epochs=20)),
+                      paper=dict(epochs=20),
+                      # the issue's MNIST scale (at least 10 epochs), about 4.6 hours on 2 cores: computed across sessions
+                      next=dict(epochs=10)),
             _grid_31,
             lambda p: (f"{_split('MNIST', p, 60000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
@@ -686,14 +730,18 @@ _CHAPTER_LIST = [
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
     Chapter("36-resnet18-batch-sizes", "Lian & Liu 2019, Figure 2", ("lian-fig2",),
-            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 32, 128], norms=["bn", "fn"], epochs=2, equal_steps=False, lr=0.02,
-                           train_subset=1000, test_subset=500, device="auto"),
+            _profiles(dict(seeds=[0, 1, 2], batch_sizes=[8, 128], norms=["bn", "fn"], model="resnet18_cifar", width=0.125,
+                           epochs=5, equal_steps=False, lr=0.05, lr_scaling="linear", sgd_momentum=0.9,
+                           train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0], batch_sizes=[8, 32], epochs=1, train_subset=64, test_subset=64),
-                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], epochs=30, equal_steps=False,
-                                 train_subset=None, test_subset=None)),
+                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], width=1.0, epochs=30),
+                      # two more seeds (the book's 12 runs are reused) and batch size 32: 18 runs, about 2 hours
+                      next=dict(seeds=[0, 1, 2, 3, 4], batch_sizes=[8, 32, 128])),
             _grid_36,
-            lambda p: (f"{_split('ResNet18, CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
-                       f"{_epochs_text(p)}, {_seeds(p)}")),
+            lambda p: (f"{_split(_resnet_name(p) + ', CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
+                       f"{_epochs_text(p)}, step {p['lr']} at batch size {max(p['batch_sizes'])}"
+                       + (", scaled linearly with the batch size" if p["lr_scaling"] == "linear" else " at every batch size")
+                       + f", momentum {p['sgd_momentum']}, {_seeds(p)}")),
     Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "gn"], non_iid_order="label_limited", model="vgg11", width=0.25,
                            epochs=3, lr=0.0125, sgd_momentum=0.9, train_subset=None, test_subset=None,
@@ -723,9 +771,13 @@ def chapter(name: str) -> Chapter:
 
 
 def profile_configs(profile: str, chapters: Iterable[str] | None = None) -> list[tuple[str, Config]]:
-    """``(chapter, config)`` of every run a profile needs (each run once, under the first chapter that reads it)."""
+    """``(chapter, config)`` of every run a profile needs (each run once, under the first chapter that reads it).
+
+    For :data:`NEXT`, the runs of the chapters that have that profile."""
     out, seen = [], set()
     for name in chapters or CHAPTERS:
+        if profile == NEXT and NEXT not in chapter(name).profiles:  # only chapters whose next scale is being computed
+            continue
         for config in chapter(name).configs(profile):
             if config not in seen:
                 seen.add(config)
@@ -738,10 +790,22 @@ def profile_configs(profile: str, chapters: Iterable[str] | None = None) -> list
 # ----------------------------------------------------------------------------------------------
 
 
+def kept_configs(profile: str) -> list[tuple[str, Config]]:
+    """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
+    ``book`` store also the :data:`NEXT` runs being computed."""
+    store = store_profile(profile)
+    kept = profile_configs(store)
+    if store == BOOK:
+        seen = {c for _, c in kept}
+        kept += [(name, c) for name, c in profile_configs(NEXT) if c not in seen]
+    return kept
+
+
 def stale_runs(profile: str = "book") -> list[Path]:
-    """Stored run files of ``profile`` that no chapter's current spec and code would read (stale or orphaned)."""
-    root = results_mod.results_root(profile)
-    wanted = {store_path(c, root) for _, c in profile_configs(profile)}
+    """Stored run files of ``profile``'s store that no chapter's current spec and code would read
+    (stale or orphaned); runs of a :data:`NEXT` profile count as read."""
+    root = results_mod.results_root(store_profile(profile))
+    wanted = {store_path(c, root) for _, c in kept_configs(profile)}
     return [p for p in results_mod.stored_runs(root) if p not in wanted]
 
 
@@ -762,7 +826,7 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
     out = out or sys.stdout
-    root = results_mod.results_root(profile)
+    root = results_mod.results_root(store_profile(profile))
     results_mod.check_writable(root)
     for left in results_mod.clean_temporary(root):
         print(f"removed a temporary file left by a killed write: {left}", file=out)
@@ -807,10 +871,10 @@ def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
     from datetime import datetime, timezone
 
     out = out or sys.stdout
-    root = results_mod.results_root(profile)
+    root = results_mod.results_root(store_profile(profile))
     results_mod.check_writable(root)
     wanted = {}
-    for _, config in profile_configs(profile):
+    for _, config in kept_configs(profile):
         params = config.key_params()
         wanted[_without_code(params)] = (params, store_path(config, root))
     stale = stale_runs(profile)
@@ -854,7 +918,7 @@ def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
 
 def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
     """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders)."""
-    root = results_mod.results_root(profile)
+    root = results_mod.results_root(store_profile(profile))
     by_experiment: dict[str, list[Path]] = {}
     for path in results_mod.stored_runs(root):
         by_experiment.setdefault(path.parent.name, []).append(path)
@@ -877,7 +941,7 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
     spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
     """
     out = out or sys.stdout
-    root = results_mod.results_root(profile)
+    root = results_mod.results_root(store_profile(profile))
     paths = results_mod.stored_runs(root) if sample is None else sample_runs(profile, sample, seed)
     failures = []
     stale = set(stale_runs(profile))
@@ -909,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("results", "verify", "status", "migrate"):
         p = sub.add_parser(name)
-        p.add_argument("--profile", default="book", choices=PROFILES)
+        p.add_argument("--profile", default="book", choices=STAGED_PROFILES)
         if name == "results":
             p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
             p.add_argument("--shard", default="0/1", metavar="K/N",
@@ -931,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if verify(args.profile, args.sample, args.seed) else 0
     if args.command == "migrate":
         return 1 if migrate(args.profile)[1] else 0
-    root = results_mod.results_root(args.profile)
+    root = results_mod.results_root(store_profile(args.profile))
     todo = profile_configs(args.profile)
     missing = [c for _, c in todo if lookup(c, root) is None]
     stale = stale_runs(args.profile)
@@ -943,6 +1007,11 @@ def main(argv: list[str] | None = None) -> int:
         minutes[name] = minutes.get(name, 0.0) + (stored.provenance["seconds"] / 60 if stored else 0.0)
     print(f"compute of the stored runs (provenance seconds): {sum(minutes.values()):.1f} min; "
           + ", ".join(f"{name.split('-')[0]}: {m:.1f}" for name, m in minutes.items()))
+    staged = profile_configs(NEXT) if args.profile == BOOK else []
+    if staged:
+        done = sum(lookup(c, root) is not None for _, c in staged)
+        print(f"next book scale ({', '.join(dict.fromkeys(name for name, _ in staged))}): {len(staged)} runs, {done} stored, "
+              f"{len(staged) - done} missing (`make results PROFILE={NEXT}`)")
     for path in stale:
         print(f"  stale: {path}")
     return 0
