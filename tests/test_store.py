@@ -153,7 +153,7 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
     with pytest.raises(ValueError, match="still being computed"):  # no notebook renders a scale being computed
         experiments.setup(name, {"profile": "next", "recompute": False})
     # the book profile takes the next values: the same runs, under the same keys, are the book's now
-    promoted = {k: v for k, v in spec.profiles.items()} | {"book": staged}
+    promoted = {**spec.profiles, "book": staged}
     monkeypatch.setitem(experiments.CHAPTERS, name, dataclasses.replace(spec, profiles=promoted))
     assert all(lookup(c, tmp_path / "book") is not None for c in experiments.CHAPTERS[name].configs("book"))
     # and without a next scale the runs are stale again

@@ -4,10 +4,10 @@ Each :class:`Chapter` names its notebook, the claims it checks, its parameters u
 (``ci``: seconds, trains on the fly; ``book``: the stored runs the book renders; ``paper``: the
 papers' scale, for a GPU; and, while it is being computed across sessions, ``next``: the ``book``
 profile it will become, whose runs wait in the book store, see :data:`NEXT`), the grid of runs
-those parameters give, and the scale line printed under its results. A notebook's setup cell calls :func:`setup`, which checks the papermill
-parameters, resolves the profile, validates every run before any training and, for the ``book``
-and ``paper`` profiles, stops with a message naming ``make results`` when a run is missing
-(a notebook never trains for an hour silently).
+those parameters give, and the scale line printed under its results. A notebook's setup cell
+calls :func:`setup`, which checks the papermill parameters, resolves the profile, validates every
+run before any training and, for the ``book`` and ``paper`` profiles, stops with a message naming
+``make results`` when a run is missing (a notebook never trains for an hour silently).
 
 Command line (the Makefile's ``results``, ``verify``, ``status`` and ``migrate`` targets)::
 
@@ -794,11 +794,7 @@ def kept_configs(profile: str) -> list[tuple[str, Config]]:
     """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
     ``book`` store also the :data:`NEXT` runs being computed."""
     store = store_profile(profile)
-    kept = profile_configs(store)
-    if store == BOOK:
-        seen = {c for _, c in kept}
-        kept += [(name, c) for name, c in profile_configs(NEXT) if c not in seen]
-    return kept
+    return profile_configs(store) + (profile_configs(NEXT) if store == BOOK else [])  # a run in both: harmless twice
 
 
 def stale_runs(profile: str = "book") -> list[Path]:
