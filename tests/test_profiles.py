@@ -36,9 +36,32 @@ def test_chapter_36_scales_the_step_size_with_the_batch_size_at_equal_epochs():
     largest = max(book["batch_sizes"])
     assert {c.batch_size for c in configs} == set(book["batch_sizes"])
     for c in configs:  # the same sum of step sizes per epoch at every batch size (Goyal et al. 2017)
-        assert c.lr == pytest.approx(book["lr"] * c.batch_size / largest) and c.epochs == book["epochs"]
+        lr = book["lr"] if c.lr_power > 0 else book["constant_step_lr"]  # the schedule check's constant step
+        assert c.lr == pytest.approx(lr * c.batch_size / largest) and c.epochs == book["epochs"]
     assert configs[0].batch_size == largest and configs[0].norm == "bn"  # the gate's reference is computed first
     flat = spec.grid({**book, "lr_scaling": "none"})
-    assert {c.lr for c in flat} == {book["lr"]}
+    assert {c.lr for c in flat} == {book["lr"], book["constant_step_lr"]}
     with pytest.raises(ValueError, match="lr_scaling must be 'linear' or 'none'"):
         spec.grid({**book, "lr_scaling": "sqrt"})
+
+
+def test_chapter_36_decays_the_step_size_alike_per_epoch_and_checks_a_constant_one():
+    spec = CHAPTERS["36-resnet18-batch-sizes"]
+    book = spec.profiles["book"]
+    configs = spec.configs("book")
+    main = [c for c in configs if c.lr_power == book["lr_power"]]
+    assert len(main) == len(book["seeds"]) * len(book["batch_sizes"]) * len(book["norms"])
+    for c in main:  # one epoch of each batch size's own steps: the step size falls alike per epoch
+        assert c.lr_decay_steps == round(book["lr_decay_epochs"] * math.ceil(50_000 / c.batch_size))
+    # the schedule check: constant step size at the smallest and largest batch size, its own seeds
+    check = [c for c in configs if c.lr_power == 0]
+    assert {(c.batch_size, c.seed) for c in check} == {
+        (b, s) for b in (min(book["batch_sizes"]), max(book["batch_sizes"])) for s in book["constant_step_seeds"]}
+    three = spec.grid({**book, "batch_sizes": [8, 32, 128]})  # the middle size gets no constant-step runs
+    assert {c.batch_size for c in three if c.lr_power == 0} == {8, 128}
+    equal = [c for c in spec.grid({**book, "equal_steps": True}) if c.lr_power > 0]  # counted at the smallest size
+    assert {c.lr_decay_steps for c in equal} == {round(book["lr_decay_epochs"] * 50_000 / min(book["batch_sizes"]))}
+    assert all(c.lr_power == 0 for c in spec.grid({**book, "lr_power": 0.0}))  # a constant main grid has no check
+    assert len(spec.grid({**book, "lr_power": 0.0})) == len(main)
+    with pytest.raises(ValueError, match="lr_decay_epochs must be a number > 0"):
+        spec.grid({**book, "lr_decay_epochs": 0})
