@@ -25,7 +25,7 @@ from torch import nn
 
 from revisit_bn.models import build_model
 
-NORMS = ("bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn")
+NORMS = ("bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "lp1", "lp2", "lpinf")
 NETWORKS = (  # (label, model, width, batch size, channels, image side)
     ("SimpleNet, batch 64", "simple", 1.0, 64, 1, 28),
     ("VGG11 x0.25, batch 128", "vgg11", 0.25, 128, 3, 32),

@@ -469,3 +469,78 @@ def test_noisy_standard_vgg_keeps_its_conv_biases():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.bias is not None for c in convs) and sum(isinstance(m, NoisyIdentity) for m in model.modules()) == len(convs)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+# --- Santurkar et al.'s l_p normalization (Section 3.3) ---
+from revisit_bn.layers import LpNorm1d, LpNorm2d  # noqa: E402
+
+
+@pytest.mark.parametrize("lp_cls, shape", [(LpNorm1d, (16, 3)), (LpNorm1d, (8, 3, 5)), (LpNorm2d, (4, 3, 5, 5))])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, float("inf")])
+def test_lp_norm_centres_and_divides_by_the_uncentered_power_mean(lp_cls, shape, p):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64) * 2 + 1.5  # a clearly non-zero mean
+    layer = lp_cls(3, p=p, eps=1e-8).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        layer.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    y = layer(x)
+    dims = (0,) + tuple(range(2, x.dim()))
+    per_channel = x.transpose(0, 1).reshape(3, -1)  # (C, n): one row per channel
+    scale = per_channel.abs().amax(1) if p == float("inf") else per_channel.abs().pow(p).mean(1).pow(1 / p)
+    view = (1, 3) + (1,) * (x.dim() - 2)
+    expected = (x - x.mean(dims, keepdim=True)) / scale.view(view) * layer.weight.view(view) + layer.bias.view(view)
+    torch.testing.assert_close(y, expected.detach())
+    torch.testing.assert_close(layer.running_scale, 0.9 + 0.1 * scale.detach())
+    # p = 2 is the root mean square, not BN's standard deviation: the outputs differ when the mean is not 0
+    if p == 2.0:
+        bn = (nn.BatchNorm1d if lp_cls is LpNorm1d else nn.BatchNorm2d)(3, eps=1e-8).double()
+        bn.load_state_dict({k: v for k, v in layer.state_dict().items() if k in ("weight", "bias")}, strict=False)
+        assert not torch.allclose(bn(x), y, atol=1e-3)
+
+
+def test_lp_norm_of_a_zero_mean_input_at_p_2_is_batchnorm():
+    torch.manual_seed(1)
+    x = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    x = x - x.mean((0, 2, 3), keepdim=True)  # mean exactly 0: root mean square == standard deviation
+    lp, bn = LpNorm2d(4, p=2, eps=1e-12).double(), nn.BatchNorm2d(4, eps=1e-12).double()
+    torch.testing.assert_close(lp(x), bn(x))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, float("inf")])
+def test_lp_norm_gradcheck_in_float64(p):
+    torch.manual_seed(2)
+    x = (torch.randn(5, 2, 3, 3, dtype=torch.float64) + 0.5).requires_grad_()
+    layer = LpNorm2d(2, p=p).double()
+    assert torch.autograd.gradcheck(lambda t: layer(t), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_lp_norm_eval_uses_the_running_mean_and_scale():
+    torch.manual_seed(3)
+    layer = LpNorm2d(3, p=1.0, momentum=0.5)
+    for _ in range(3):
+        layer(torch.randn(8, 3, 4, 4) + 2)
+    assert int(layer.num_batches_tracked) == 3 and layer.running_var is None
+    layer.eval()
+    x = torch.randn(2, 3, 4, 4)
+    view = (1, 3, 1, 1)
+    torch.testing.assert_close(layer(x), (x - layer.running_mean.view(view)) / layer.running_scale.view(view))
+    state = layer.state_dict()
+    assert set(state) >= {"running_mean", "running_scale", "num_batches_tracked"} and "running_var" not in state
+    layer.reset_running_stats()
+    assert float(layer.running_scale.min()) == 1.0 and float(layer.running_mean.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(p=0.5), "p must be"), (dict(p="inf"), "p must be"),
+                                           (dict(momentum=None), "momentum must be"), (dict(momentum=1.5), "momentum must")])
+def test_lp_norm_bad_arguments_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LpNorm2d(3, **kwargs)
+
+
+def test_lp_norm_factory_names_give_the_orders_of_santurkar_section_3_3():
+    from revisit_bn.models import norm_layer
+
+    orders = {kind: norm_layer(kind)(4).p for kind in ("lp1", "lp2", "lpinf")}
+    assert orders == {"lp1": 1.0, "lp2": 2.0, "lpinf": float("inf")}
+    assert "p=1" in repr(norm_layer("lp1")(4))

@@ -72,7 +72,7 @@ from torch import nn
 __all__ = [
     "FullNorm1d", "FullNorm2d", "PolynomialMomentum",
     "BatchRenorm1d", "BatchRenorm2d", "ReferenceBatchNorm1d", "ReferenceBatchNorm2d", "MicroBatch",
-    "NoisyBatchNorm1d", "NoisyBatchNorm2d",
+    "NoisyBatchNorm1d", "NoisyBatchNorm2d", "LpNorm1d", "LpNorm2d",
 ]
 
 
@@ -609,6 +609,101 @@ class ReferenceBatchNorm1d(_ReferenceBatchNorm):
 
 class ReferenceBatchNorm2d(_ReferenceBatchNorm):
     """:class:`ReferenceBatchNorm1d` over ``(N, C, H, W)`` (Lian & Liu 2019, Algorithms 1-2)."""
+
+    _allowed_dims = (4,)
+
+
+class _LpNorm(_NormBase):
+    def __init__(self, num_features: int, p: float = 1.0, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None) -> None:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
+            raise ValueError(f"p must be a number >= 1 or float('inf') (Santurkar et al. use 1, 2 and inf), got {p!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+            raise ValueError(f"momentum must be a float in (0, 1], got {momentum!r}")
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+        self.p = float(p)
+        # the running scale replaces BN's running variance (it is not a variance unless p = 2 and the mean is 0)
+        self.register_buffer("running_var", None)
+        if track_running_stats:
+            self.register_buffer("running_scale", torch.ones(num_features, device=device, dtype=dtype))
+        else:
+            self.register_buffer("running_scale", None)
+
+    def reset_running_stats(self) -> None:
+        """Estimates back to mean 0, scale 1, step 0."""
+        if self.track_running_stats and getattr(self, "running_scale", None) is not None:
+            self.running_mean.zero_()
+            self.running_scale.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}, " + super().extra_repr()
+
+    def batch_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel scale :math:`s_p` ``(C,)`` of a batch ``x`` (before centering; see the class docstring)."""
+        dims = _reduce_dims(x)
+        if self.p == float("inf"):
+            return x.abs().amax(dim=dims) + self.eps
+        return (x.abs().pow(self.p).mean(dim=dims) + self.eps ** self.p).pow(1.0 / self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        shape = _channel_shape(x)
+        if not self.training and self.track_running_stats:
+            mean, scale = self.running_mean, self.running_scale
+        else:
+            mean, scale = x.mean(dim=_reduce_dims(x)), self.batch_scale(x)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    self.running_mean.lerp_(mean.detach(), self.momentum)
+                    self.running_scale.lerp_(scale.detach(), self.momentum)
+        return self._affine((x - mean.view(shape)) / scale.view(shape))
+
+
+class LpNorm1d(_LpNorm):
+    r"""Santurkar et al.'s :math:`\ell_p` normalization: centre each channel as BN does, then divide
+    by the batch's average :math:`\ell_p` norm of the *uncentered* activations instead of their
+    standard deviation.
+
+    Per channel, over the batch (and positions) :math:`B` with :math:`n` values,
+
+    .. math::
+        s_p = \Big(\frac1n\sum_{i\in B}|x_i|^p + \epsilon^p\Big)^{1/p}, \qquad
+        s_\infty = \max_{i\in B}|x_i| + \epsilon, \qquad
+        y = \gamma\,\frac{x-\operatorname{mean}_B x}{s_p} + \beta .
+
+    The text says the activations are normalized "by the average of their :math:`\ell_p`-norm
+    (before shifting the mean)"; its equations are not in any text we could read. **Our reading**:
+    the norm is taken before the centering and averaged as a power mean, so :math:`s_2` is the root
+    mean square :math:`\sqrt{\operatorname{var}_B x + (\operatorname{mean}_B x)^2}`, which differs
+    from BN's standard deviation whenever the mean is not 0 (after a ReLU and a convolution it
+    rarely is); unlike BN, no :math:`p` fixes the variance of the output. Gradients flow through
+    the mean and the scale (autograd). In evaluation the running averages ``running_mean`` and
+    ``running_scale`` (rate ``momentum``, as BN's) take their place.
+
+    Args:
+        num_features: channels ``C``.
+        p: the norm's order, a number >= 1 or ``float("inf")``.
+        eps, momentum, affine, track_running_stats: as :class:`torch.nn.BatchNorm1d`
+            (``momentum`` a float in (0, 1]).
+
+    Shape:
+        Input ``(N, C)`` or ``(N, C, L)``; output the same.
+
+    Raises:
+        ValueError: ``p < 1``, a bad ``momentum``/``eps``/``num_features``, wrong input rank or channels.
+
+    Source: Santurkar et al. (2018), Section 3.3 ("Is BatchNorm the best (only?) way to smoothen
+    the landscape?") and its appendix figures of :math:`\ell_p` normalization.
+    """
+
+    _allowed_dims = (2, 3)
+
+
+class LpNorm2d(_LpNorm):
+    """:class:`LpNorm1d` over ``(N, C, H, W)`` (Santurkar et al. 2018, Section 3.3)."""
 
     _allowed_dims = (4,)
 

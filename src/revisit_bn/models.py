@@ -17,6 +17,8 @@ from .layers import (
     BatchRenorm2d,
     FullNorm1d,
     FullNorm2d,
+    LpNorm1d,
+    LpNorm2d,
     MicroBatch,
     NoisyBatchNorm1d,
     NoisyBatchNorm2d,
@@ -26,7 +28,10 @@ from .layers import (
     ReferenceBatchNorm2d,
 )
 
-NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn", "noisy_none")
+NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn", "noisy_none",
+         "lp1", "lp2", "lpinf")
+# Santurkar et al.'s l_p normalizations (Section 3.3) by norm name: the order p of LpNorm2d.
+LP_ORDERS = {"lp1": 1.0, "lp2": 2.0, "lpinf": float("inf")}
 # FN's gradient estimators by norm name (FullNorm2d's ``backward``).
 FN_BACKWARDS = {"fn": "mcsgd", "fn_decoupled": "decoupled", "fn_exact": "exact", "fn_const": "constant"}
 MODELS = ("simple", "simple_wide", "resnet18", "resnet18_cifar", "mlp3", "logreg", "vgg11", "vgg16", "deep_linear")
@@ -69,7 +74,9 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     (:class:`~revisit_bn.layers.ReferenceBatchNorm2d`, which accepts batch size 1), ``"noisy_bn"``
     (:class:`~revisit_bn.layers.NoisyBatchNorm2d` with ``noise = (noise_mean_max,
     noise_scale_max, noise_std)``, Santurkar et al. 2018), ``"noisy_none"``
-    (:class:`~revisit_bn.layers.NoisyIdentity`: the same noise on the standard network).
+    (:class:`~revisit_bn.layers.NoisyIdentity`: the same noise on the standard network),
+    ``"lp1"``, ``"lp2"``, ``"lpinf"`` (:class:`~revisit_bn.layers.LpNorm2d` with p = 1, 2, inf,
+    ``momentum`` as BN's; Santurkar et al. 2018, Section 3.3).
 
     Returns:
         A callable taking ``num_features`` and returning a fresh layer.
@@ -103,6 +110,9 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     elif kind == "noisy_none":
         mean_max, scale_max, std = noise
         make = lambda c: NoisyIdentity(c, noise_mean_max=mean_max, noise_scale_max=scale_max, noise_std=std)
+    elif kind in LP_ORDERS:
+        cls = LpNorm1d if dim == 1 else LpNorm2d
+        make = lambda c: cls(c, p=LP_ORDERS[kind], momentum=momentum)
     elif kind == "bn_ref":
         cls = ReferenceBatchNorm1d if dim == 1 else ReferenceBatchNorm2d
         make = lambda c: cls(c, momentum=momentum)
