@@ -1,5 +1,6 @@
 """Verdicts turn measurements into categories, every way: reproduced, in part, contradicted, inconclusive."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -369,6 +370,32 @@ def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_acc, no
     frame = _per_seed({("none",): (1.5, 0.45), ("bn",): (0.5, 0.5), ("noisy_bn",): (0.6, noisy_acc)},
                       ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002)
     assert claims.check_noisy_bn(frame, probes, "unit").category == expected
+
+
+@pytest.mark.parametrize("lp_loss,lp_mean,lp_std,bn_loss,expected", [
+    (0.52, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 0.5, "reproduced"),  # shifts more than the standard network, trains like BN
+    (0.90, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 0.5, "reproduced in part"),  # shifts, but trains worse than BN
+    (0.52, [0.0, 1.0, -1.0], [1.0, 1.0, 1.0], 0.5, "reproduced in part"),  # the mean moves, the scale does not
+    (0.90, [0.0, 0.01, 0.0], [1.0, 1.01, 1.0], 0.5, "contradicted"),  # neither
+    (0.52, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 1.3, "inconclusive")])  # BN did not learn: the gate
+def test_lp_norm_claim_needs_each_p_to_shift_more_than_standard_and_train_like_bn(lp_loss, lp_mean, lp_std, bn_loss,
+                                                                                  expected):
+    lp = {n: {"act_mean": lp_mean, "act_std": lp_std} for n in ("lp1", "lp2", "lpinf")}
+    probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0], "act_std": [1.0, 1.2, 1.0]},
+                      "bn": {"act_mean": [0.0, 0.05, 0.0], "act_std": [1.0] * 3}, **lp})
+    rows = {("none",): (1.5, 0.45), ("bn",): (bn_loss, 0.5), **{(n,): (lp_loss, 0.5) for n in lp}}
+    frame = _per_seed(rows, ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002)
+    verdict = claims.check_lp_norms(frame, probes, "unit")
+    assert verdict.category == expected and verdict.seeds == 3
+    assert all(f"{name}: mean drift ratio" in verdict.measured for name in ("l1", "l2", "l-inf"))
+
+
+def test_scale_drift_is_the_mean_change_of_log_spread_and_ignores_the_mean():
+    probes = _probes({"bn": {"act_mean": [0.0, 5.0, -5.0], "act_std": [1.0, 1.0, 1.0]},
+                      "lp1": {"act_mean": [0.0, 0.0, 0.0], "act_std": [1.0, 2.0, 1.0]}}, seeds=1)
+    drift = claims.scale_drift(probes)
+    assert drift["bn"] == 0.0 and drift["lp1"] == pytest.approx(np.log(2.0))
+    assert claims.activation_drift(probes)["lp1"] == 0.0  # the mean drift does not see it
 
 
 @pytest.mark.parametrize("bn_at_05,bn_at_01,expected", [(1.0, 0.9, "reproduced"), (2.5, 0.9, "reproduced in part"),

@@ -242,8 +242,28 @@ def activation_drift(probes, by="norm"):
     return out
 
 
+def scale_drift(probes, by="norm"):
+    r"""How far a channel's spread moves between probes: the mean over recorded layers and consecutive
+    probes of :math:`|\Delta \ln \text{std}|` (a relative change of scale, which
+    :func:`activation_drift` does not see). ``by`` and the returned ``{by value: drift}`` as there."""
+    import numpy as np
+
+    keys = [by] if isinstance(by, str) else list(by)
+    rows = probes[probes.quantity == "act_std"]
+    wide = rows.pivot_table(index=[*keys, "layer", "step"], values="value").sort_index()
+    out = {}
+    for name, part in wide.groupby(level=list(range(len(keys))) if len(keys) > 1 else 0):
+        drifts = []
+        for _, layer in part.groupby(level=len(keys)):
+            std = layer.value.to_numpy()
+            if len(std) > 1:
+                drifts.extend(abs(np.diff(np.log(np.maximum(std, 1e-12)))))
+        out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
+    return out
+
+
 def _name(norm: str) -> str:
-    return {"none": "standard", "bn": "BN", "fn": "FN", "noisy_bn": "noisy BN"}.get(norm, norm)
+    return {"none": "standard", "bn": "BN", "fn": "FN", "noisy_bn": "noisy BN", **LP_NAMES}.get(norm, norm)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -694,6 +714,58 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
         f"BN {loss['bn']:.3f}, standard {loss['none']:.3f} nats; "
         + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
         scale, _gate(ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
+
+
+LP_NAMES = {"lp1": "l1", "lp2": "l2", "lpinf": "l-inf"}  # Santurkar et al.'s l_p normalizations (Section 3.3)
+LARGER_RATIO = 1.0  # "larger distributional shift": a drift ratio above 1
+
+
+def check_lp_norms(frame, probes, scale: str) -> Verdict:
+    """Santurkar et al. Section 3.3: l_p normalization (p = 1, 2, inf) shifts the activations'
+    distribution more than the standard network does, yet optimizes about as well as BN.
+
+    Three per-seed effects for each p: the shift of the activations' distribution against the
+    standard network's, as two ratios l_p / standard, each against :data:`LARGER_RATIO` (larger:
+    interval above it): of the mean drift (:func:`activation_drift`, chapter 22's measure, fixed
+    before any run) and of the scale drift (:func:`scale_drift`, added after the first showed that
+    it cannot see a change of spread, the shift l_p normalization leaves free); and the final
+    training loss l_p - BN against :data:`COMPARABLE_NATS` (optimizes as well: interval below it;
+    our choice of measure, the claim being about optimization). The nine parts combine by
+    :func:`combine`; inconclusive if BN missed the training gate (:func:`train_gate`).
+
+    Args:
+        frame: per-epoch rows with ``norm, seed, epoch, train_loss, test_acc, status``.
+        probes: probe rows with ``norm, seed, layer, step, quantity, value`` (``act_mean``, ``act_std``).
+    """
+    drifts = {"mean": activation_drift(probes, by=["seed", "norm"]), "scale": scale_drift(probes, by=["seed", "norm"])}
+    seeds = sorted({seed for seed, _ in drifts["mean"]})
+    bn = final_per_seed(frame, "train_loss", norm="bn")
+    parts, cats, intervals = [], [], []
+    for norm, name in LP_NAMES.items():
+        shifts = []
+        for measure, drift in drifts.items():
+            ratio = [drift[(s, norm)] / drift[(s, "none")] for s in seeds]
+            mean, low, high, agree, cat = effect(ratio, LARGER_RATIO)
+            cats.append(cat)
+            shifts.append(f"{measure} drift ratio to standard {mean:.2f} [{low:.2f}, {high:.2f}] ({cat}, "
+                          f"{agree}/{len(seeds)} seeds > {LARGER_RATIO})")
+        gap = final_per_seed(frame, "train_loss", norm=norm) - bn
+        g_mean, g_low, g_high, g_agree, trains = effect(gap, COMPARABLE_NATS, below=True)
+        cats.append(trains)
+        acc = final_per_seed(frame, "test_acc", norm=norm).mean()
+        intervals.append(f"{name}: scale drift x{mean:.2f}, loss - BN " + _interval_text(g_mean, g_low, g_high))
+        parts.append(f"{name}: " + ", ".join(shifts) + f"; training loss - BN {_interval_text(g_mean, g_low, g_high)} "
+                     f"({trains}, {g_agree}/{len(gap)} seeds < {COMPARABLE_NATS}); test accuracy {acc:.3f}")
+    ok, bn_loss = train_gate(frame)
+    standard = final_per_seed(frame, "train_loss", norm="none").mean()
+    return Verdict.of(
+        "santurkar-lp", "Santurkar et al. 2018, Section 3.3 (l_p normalization, p = 1, 2, inf)",
+        "normalizing by the l_p norm (p = 1, 2, inf) instead of the standard deviation shifts the activations' "
+        "distribution more than in the standard network, yet optimizes about as well as BN",
+        "; ".join(parts) + f"; final training loss BN {bn.mean():.3f}, standard {standard:.3f} nats, test accuracy BN "
+        f"{final_per_seed(frame, 'test_acc', norm='bn').mean():.3f}; "
+        + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
+        scale, _gate(ok, combine(cats)), len(seeds), "; ".join(intervals))
 
 
 CHANCE_ACC = 0.1  # CIFAR-10's ten balanced classes

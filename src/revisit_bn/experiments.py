@@ -706,6 +706,10 @@ _CHAPTER_LIST = [
     Chapter("24-loss-landscape", "Santurkar et al. 2018, Figure 4", ("santurkar-fig4",),
             _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
+    Chapter("25-lp-normalization", "Santurkar et al. 2018, Section 3.3", ("santurkar-lp",),
+            # the standard and BN runs are chapter 21's at lr 0.1 (same keys); only the l_p runs are new
+            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "lp1", "lp2", "lpinf"]), _VGG_CI, _VGG_PAPER),
+            _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("31-mnist-batch-construction", "Lian & Liu 2019, Figures 4 and 7",
             ("lian-fig4", "lian-fig4-decoupled", "lian-fig4-exact", "lian-fig4-const", "lian-fig4-unshuffled",
              "lian-fig4-cor3", "lian-fig4-mechanism", "lian-fig7"),

@@ -11,7 +11,8 @@ from .claims import OUTPUT_WIDTH  # the book's output box; verdict lines share i
 NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_decoupled": "FN, decoupled terms",
                "fn_exact": "FN, exact derivative", "fn_const": "FN, constant estimates",
                "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN",
-               "noisy_none": "noisy standard (no BN)"}
+               "noisy_none": "noisy standard (no BN)", "lp1": "l1 normalization", "lp2": "l2 normalization",
+               "lpinf": "l-inf normalization"}
 ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
                 "unshuffled": "one label per batch, labels in sequence", "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
@@ -151,8 +152,12 @@ _CB = sns.color_palette("colorblind", 10)
 # every figure that separates normalizations takes them from here.
 NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _CB[5],
                "fn_const": _CB[6], "none": _CB[7], "fn_exact": _CB[8], "bn_ref": _CB[9]}
+# The colorblind palette has ten colours; the l_p normalizations (chapter 25, drawn only beside the standard
+# network and BN) take the dark shades of three hues that no figure shows next to them.
+_DARK = sns.color_palette("dark", 10)
+NORM_COLORS.update({"lp1": _DARK[3], "lp2": _DARK[4], "lpinf": _DARK[8]})
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
-                "none": "X", "fn_exact": ">", "bn_ref": "P"}
+                "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8"}
 # FN's gradient estimators (``backward=``) by the norm name that selects them, for the estimator figures.
 ESTIMATOR_NORMS = {"mcsgd": "fn", "decoupled": "fn_decoupled", "exact": "fn_exact", "constant": "fn_const"}
 # Chapter 22's variant names, mapped to the normalization whose colour they take.
