@@ -188,8 +188,10 @@ def test_a_stored_paper_run_replays(path):
 
 
 def test_the_tolerant_rule_rejects_a_changed_first_loss_and_a_changed_later_loss():
+    # a run made on the H100 whose first three losses are not 0 (with one label per batch in sequence, BN's
+    # training loss is exactly 0 after one step, and a relative change of 0 is no change)
     payload = next(p for p in map(results.validate, results.stored_runs(PAPER))
-                   if str(p["provenance"]["device"]).startswith("cuda"))  # a run made on the H100
+                   if str(p["provenance"]["device"]).startswith("cuda") and min(map(abs, p["steps"]["train_loss"][:3])) > 0.1)
     assert replay(payload)[2]
     for step, factor in ((0, 1 + 1e-4), (1, 1 + 1e-3), (2, 1.02)):
         changed = {**payload, "steps": {"train_loss": list(payload["steps"]["train_loss"])}}
