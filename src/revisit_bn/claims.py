@@ -223,11 +223,9 @@ def landscape_summary(probes, by="norm"):
     return wide.groupby(by)[["loss_range", "grad_change_max", "effective_beta_smoothness"]].median()
 
 
-def activation_drift(probes, by="norm"):
-    r"""How far a channel's distribution moves between probes: the mean over recorded layers and
-    consecutive probes of :math:`|\Delta\,\text{mean}| / \text{std}` (the change of the channel's mean in
-    units of its spread). ``by``: a column or a list of them (e.g. ``["seed", "norm"]``). Returns
-    ``{by value: drift}`` (a tuple key for a list)."""
+def _probe_drift(probes, by, change):
+    """Mean of ``change(mean, std)`` (per-interval changes of one recorded layer's channel, from its
+    ``act_mean`` and ``act_std`` arrays over probes) over layers and consecutive probes, per ``by`` value."""
     keys = [by] if isinstance(by, str) else list(by)
     rows = probes[probes.quantity.isin(["act_mean", "act_std"])]
     wide = rows.pivot_table(index=[*keys, "layer", "step"], columns="quantity", values="value").sort_index()
@@ -235,11 +233,18 @@ def activation_drift(probes, by="norm"):
     for name, part in wide.groupby(level=list(range(len(keys))) if len(keys) > 1 else 0):
         drifts = []
         for _, layer in part.groupby(level=len(keys)):
-            mean, std = layer.act_mean.to_numpy(), layer.act_std.to_numpy()
-            if len(mean) > 1:
-                drifts.extend(abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12))
+            if len(layer) > 1:
+                drifts.extend(change(layer.act_mean.to_numpy(), layer.act_std.to_numpy()))
         out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
     return out
+
+
+def activation_drift(probes, by="norm"):
+    r"""How far a channel's distribution moves between probes: the mean over recorded layers and
+    consecutive probes of :math:`|\Delta\,\text{mean}| / \text{std}` (the change of the channel's mean in
+    units of its spread). ``by``: a column or a list of them (e.g. ``["seed", "norm"]``). Returns
+    ``{by value: drift}`` (a tuple key for a list)."""
+    return _probe_drift(probes, by, lambda mean, std: abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12))
 
 
 def scale_drift(probes, by="norm"):
@@ -248,18 +253,7 @@ def scale_drift(probes, by="norm"):
     :func:`activation_drift` does not see). ``by`` and the returned ``{by value: drift}`` as there."""
     import numpy as np
 
-    keys = [by] if isinstance(by, str) else list(by)
-    rows = probes[probes.quantity == "act_std"]
-    wide = rows.pivot_table(index=[*keys, "layer", "step"], values="value").sort_index()
-    out = {}
-    for name, part in wide.groupby(level=list(range(len(keys))) if len(keys) > 1 else 0):
-        drifts = []
-        for _, layer in part.groupby(level=len(keys)):
-            std = layer.value.to_numpy()
-            if len(std) > 1:
-                drifts.extend(abs(np.diff(np.log(np.maximum(std, 1e-12)))))
-        out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
-    return out
+    return _probe_drift(probes, by, lambda mean, std: abs(np.diff(np.log(np.maximum(std, 1e-12)))))
 
 
 def _name(norm: str) -> str:
