@@ -390,6 +390,22 @@ def test_lp_norm_claim_needs_each_p_to_shift_more_than_standard_and_train_like_b
     assert all(f"{name}: mean drift ratio" in verdict.measured for name in ("l1", "l2", "l-inf"))
 
 
+@pytest.mark.parametrize("bn_at_high,expected", [(0.5, "reproduced"),  # both learning rates: shifts more, trains like BN
+                                                 (1.3, "reproduced in part")])  # BN did not learn at one rate: its parts
+def test_lp_norm_claim_in_the_deep_linear_network_is_judged_at_each_learning_rate(bn_at_high, expected):
+    lp = {n: {"act_mean": [0.0, 1.0, -1.0], "act_std": [1.0, 2.0, 1.0]} for n in ("lp1", "lp2", "lpinf")}
+    one = _probes({"none": {"act_mean": [0.0, 0.1, 0.0], "act_std": [1.0, 1.2, 1.0]},
+                   "bn": {"act_mean": [0.0, 0.05, 0.0], "act_std": [1.0] * 3}, **lp})
+    probes = pd.concat([one, one.assign(lr=0.2)], ignore_index=True)
+    frames = [_per_seed({("none",): (1.5, 0.45), ("bn",): (bn, 0.5), **{(n,): (bn + 0.02, 0.5) for n in lp}},
+                        ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002, lr=lr)
+              for lr, bn in ((0.1, 0.5), (0.2, bn_at_high))]
+    verdict = claims.check_lp_norms_dln(pd.concat(frames, ignore_index=True), probes, "unit")
+    assert verdict.category == expected and verdict.seeds == 3 and verdict.claim_id == "santurkar-lp-dln"
+    assert "lr 0.1: l1: mean drift ratio" in verdict.measured and "lr 0.2: l1:" in verdict.measured
+    assert ("gate: BN's training loss 1.300 (>= 1.151, failed)" in verdict.measured) == (bn_at_high > 1)
+
+
 def test_scale_drift_is_the_mean_change_of_log_spread_and_ignores_the_mean():
     probes = _probes({"bn": {"act_mean": [0.0, 5.0, -5.0], "act_std": [1.0, 1.0, 1.0]},
                       "lp1": {"act_mean": [0.0, 0.0, 0.0], "act_std": [1.0, 2.0, 1.0]}}, seeds=1)

@@ -714,23 +714,9 @@ LP_NAMES = {"lp1": "l1", "lp2": "l2", "lpinf": "l-inf"}  # Santurkar et al.'s l_
 LARGER_RATIO = 1.0  # "larger distributional shift": a drift ratio above 1
 
 
-def check_lp_norms(frame, probes, scale: str) -> Verdict:
-    """Santurkar et al. Section 3.3: l_p normalization (p = 1, 2, inf) shifts the activations'
-    distribution more than the standard network does, yet optimizes about as well as BN.
-
-    Three per-seed effects for each p: the shift of the activations' distribution against the
-    standard network's, as two ratios l_p / standard, each against :data:`LARGER_RATIO` (larger:
-    interval above it): of the mean drift (:func:`activation_drift`, chapter 22's measure, fixed
-    before any run) and of the scale drift (:func:`scale_drift`, added after the first showed that
-    it cannot see a change of spread, the shift l_p normalization leaves free); and the final
-    training loss l_p - BN against :data:`COMPARABLE_NATS` (optimizes as well: interval below it;
-    our choice of measure, the claim being about optimization). The nine parts combine by
-    :func:`combine`; inconclusive if BN missed the training gate (:func:`train_gate`).
-
-    Args:
-        frame: per-epoch rows with ``norm, seed, epoch, train_loss, test_acc, status``.
-        probes: probe rows with ``norm, seed, layer, step, quantity, value`` (``act_mean``, ``act_std``).
-    """
+def _lp_parts(frame, probes) -> tuple[list[str], list[str], list[str], int]:
+    """The nine per-seed parts of :func:`check_lp_norms` for one setup: their texts, categories,
+    short interval texts and the number of seeds."""
     drifts = {"mean": activation_drift(probes, by=["seed", "norm"]), "scale": scale_drift(probes, by=["seed", "norm"])}
     seeds = sorted({seed for seed, _ in drifts["mean"]})
     bn = final_per_seed(frame, "train_loss", norm="bn")
@@ -750,16 +736,73 @@ def check_lp_norms(frame, probes, scale: str) -> Verdict:
         intervals.append(f"{name}: scale drift x{mean:.2f}, loss - BN " + _interval_text(g_mean, g_low, g_high))
         parts.append(f"{name}: " + ", ".join(shifts) + f"; training loss - BN {_interval_text(g_mean, g_low, g_high)} "
                      f"({trains}, {g_agree}/{len(gap)} seeds < {COMPARABLE_NATS}); test accuracy {acc:.3f}")
+    return parts, cats, intervals, len(seeds)
+
+
+_LP_SOURCE = "Santurkar et al. 2018, Section 3.3 (l_p normalization, p = 1, 2, inf)"
+
+
+def check_lp_norms(frame, probes, scale: str) -> Verdict:
+    """Santurkar et al. Section 3.3: l_p normalization (p = 1, 2, inf) shifts the activations'
+    distribution more than the standard network does, yet optimizes about as well as BN.
+
+    Three per-seed effects for each p: the shift of the activations' distribution against the
+    standard network's, as two ratios l_p / standard, each against :data:`LARGER_RATIO` (larger:
+    interval above it): of the mean drift (:func:`activation_drift`, chapter 22's measure, fixed
+    before any run) and of the scale drift (:func:`scale_drift`, added after the first showed that
+    it cannot see a change of spread, the shift l_p normalization leaves free); and the final
+    training loss l_p - BN against :data:`COMPARABLE_NATS` (optimizes as well: interval below it;
+    our choice of measure, the claim being about optimization). The nine parts combine by
+    :func:`combine`; inconclusive if BN missed the training gate (:func:`train_gate`).
+
+    Args:
+        frame: per-epoch rows with ``norm, seed, epoch, train_loss, test_acc, status``.
+        probes: probe rows with ``norm, seed, layer, step, quantity, value`` (``act_mean``, ``act_std``).
+    """
+    parts, cats, intervals, seeds = _lp_parts(frame, probes)
+    bn = final_per_seed(frame, "train_loss", norm="bn")
     ok, bn_loss = train_gate(frame)
     standard = final_per_seed(frame, "train_loss", norm="none").mean()
     return Verdict.of(
-        "santurkar-lp", "Santurkar et al. 2018, Section 3.3 (l_p normalization, p = 1, 2, inf)",
+        "santurkar-lp", _LP_SOURCE,
         "normalizing by the l_p norm (p = 1, 2, inf) instead of the standard deviation shifts the activations' "
         "distribution more than in the standard network, yet optimizes about as well as BN",
         "; ".join(parts) + f"; final training loss BN {bn.mean():.3f}, standard {standard:.3f} nats, test accuracy BN "
         f"{final_per_seed(frame, 'test_acc', norm='bn').mean():.3f}; "
         + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
-        scale, _gate(ok, combine(cats)), len(seeds), "; ".join(intervals))
+        scale, _gate(ok, combine(cats)), seeds, "; ".join(intervals))
+
+
+def check_lp_norms_dln(frame, probes, scale: str) -> Verdict:
+    """Santurkar et al. Section 3.3's claim (:func:`check_lp_norms`) in their 25-layer deep linear
+    network trained by full-batch gradient descent, at each learning rate of ``frame``.
+
+    At each learning rate the same nine per-seed parts as :func:`check_lp_norms` (two drift ratios
+    l_p / standard above :data:`LARGER_RATIO`, training loss l_p - BN below :data:`COMPARABLE_NATS`)
+    and the same gate (BN's final training loss below :data:`TRAIN_GATE_NATS`); a learning rate whose
+    gate fails gives inconclusive parts. All parts combine by :func:`combine`. Our choice: the paper
+    names the network for Section 3.3 only in figures we could not read; the deep linear network is
+    chapter 23's.
+
+    Args:
+        frame: per-step rows (one "epoch" per full-batch step) with ``lr, norm, seed, epoch,
+            train_loss, test_acc, status``.
+        probes: probe rows with ``lr, norm, seed, layer, step, quantity, value``.
+    """
+    texts, cats, intervals, seeds = [], [], [], 0
+    for lr in sorted(frame.lr.unique()):
+        parts, lr_cats, lr_intervals, seeds = _lp_parts(frame[frame.lr == lr], probes[probes.lr == lr])
+        ok, bn_loss = train_gate(frame, lr=lr)
+        cats += [_gate(ok, c) for c in lr_cats]
+        standard = final_per_seed(frame, "train_loss", norm="none", lr=lr).mean()
+        texts.append(f"lr {lr:g}: " + "; ".join(parts) + f"; final training loss BN {bn_loss:.3f}, standard "
+                     f"{standard:.3f} nats; " + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True))
+        intervals.append(f"lr {lr:g}: " + "; ".join(lr_intervals))
+    return Verdict.of(
+        "santurkar-lp-dln", _LP_SOURCE + ", deep linear network",
+        "in a deep linear network, too, l_p normalization (p = 1, 2, inf) shifts the activations' distribution "
+        "more than in the standard network, yet optimizes about as well as BN",
+        " | ".join(texts), scale, combine(cats), seeds, " | ".join(intervals))
 
 
 CHANCE_ACC = 0.1  # CIFAR-10's ten balanced classes

@@ -504,6 +504,10 @@ _VGG = dict(seeds=[0, 1, 2, 3, 4], model="vgg11", width=0.25, epochs=4, batch_si
             probe_every=50, device="auto")
 _VGG_CI = dict(seeds=[0], width=0.125, epochs=1, train_subset=256, test_subset=128, probe_every=1)
 _VGG_PAPER = dict(width=1.0, epochs=30, train_subset=None, test_subset=None, probe_every=200)
+# the deep linear network's profiles (chapters 23 and 25)
+_DLN = dict(dln_lrs=[0.01, 0.05, 0.2], dln_steps=200, dln_probe_every=10)
+_DLN_CI = dict(dln_steps=3, dln_probe_every=1)
+_DLN_PAPER = dict(dln_steps=1000, dln_probe_every=20)
 
 
 def _grid_21(p):
@@ -519,11 +523,22 @@ def _grid_22(p):
         for seed in p["seeds"]]
 
 
-def _grid_23(p):
+def _dln_grid(p):
+    """Santurkar et al.'s 25-layer deep linear network, full-batch GD (chapters 23 and 25 share these runs)."""
     dln = TrainConfig(experiment="santurkar_dln", dataset="linear_teacher", model="deep_linear", batch_size=1000,
                       epochs=p["dln_steps"], momentum=0.0, probe_every=p["dln_probe_every"], device=p["device"])
-    return ([_vgg_base(p).replace(lr=p["lr"], norm=n, seed=s) for n in p["norms"] for s in p["seeds"]]
-            + [dln.replace(norm=n, lr=r, seed=s) for r in p["dln_lrs"] for n in p["norms"] for s in p["seeds"]])
+    return [dln.replace(norm=n, lr=r, seed=s) for r in p["dln_lrs"] for n in p["norms"] for s in p["seeds"]]
+
+
+def dln_scale(p: dict[str, Any], profile: str) -> str:
+    """The deep linear network's scale line from a profile's resolved parameters ``p`` (``dln_steps``,
+    ``dln_lrs``, ``dln_probe_every``, ``seeds``), ending with the profile, as :attr:`ChapterRun.scale`."""
+    return (f"25-layer linear network, width 32, 1,000 samples, full-batch GD, {p['dln_steps']} steps, "
+            f"lr {p['dln_lrs']}, probes every {p['dln_probe_every']} steps, {len(p['seeds'])} seeds, profile '{profile}'")
+
+
+def _grid_23(p):
+    return _grid_24(p) + _dln_grid(p)
 
 
 def _grid_24(p):
@@ -699,17 +714,18 @@ _CHAPTER_LIST = [
             _profiles(dict(_VGG, lr=0.1, noise_levels=[[1.0, 2.0, 0.5], [0.5, 1.5, 0.25]]), _VGG_CI, _VGG_PAPER),
             _grid_22, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("23-internal-covariate-shift", "Santurkar et al. 2018, Figure 3", ("santurkar-fig3-vgg", "santurkar-fig3-dln"),
-            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"], dln_lrs=[0.01, 0.05, 0.2], dln_steps=200,
-                           dln_probe_every=10),
-                      dict(_VGG_CI, dln_steps=3, dln_probe_every=1), dict(_VGG_PAPER, dln_steps=1000, dln_probe_every=20)),
+            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"], **_DLN), dict(_VGG_CI, **_DLN_CI),
+                      dict(_VGG_PAPER, **_DLN_PAPER)),
             _grid_23, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("24-loss-landscape", "Santurkar et al. 2018, Figure 4", ("santurkar-fig4",),
             _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
-    Chapter("25-lp-normalization", "Santurkar et al. 2018, Section 3.3", ("santurkar-lp",),
-            # the standard and BN runs are chapter 21's at lr 0.1 (same keys); only the l_p runs are new
-            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "lp1", "lp2", "lpinf"]), _VGG_CI, _VGG_PAPER),
-            _grid_24, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
+    Chapter("25-lp-normalization", "Santurkar et al. 2018, Section 3.3", ("santurkar-lp", "santurkar-lp-dln"),
+            # the standard and BN runs are chapter 21's (VGG at lr 0.1) and chapter 23's (the deep linear
+            # network), with the same keys; only the l_p runs are new
+            _profiles(dict(_VGG, lr=0.1, norms=["none", "bn", "lp1", "lp2", "lpinf"], **_DLN),
+                      dict(_VGG_CI, **_DLN_CI, dln_lrs=[0.2]), dict(_VGG_PAPER, **_DLN_PAPER)),
+            _grid_23, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("31-mnist-batch-construction", "Lian & Liu 2019, Figures 4 and 7",
             ("lian-fig4", "lian-fig4-decoupled", "lian-fig4-exact", "lian-fig4-const", "lian-fig4-unshuffled",
              "lian-fig4-cor3", "lian-fig4-mechanism", "lian-fig7"),
