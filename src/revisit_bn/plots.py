@@ -106,27 +106,32 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, log_y: boo
         metrics: columns to plot, one panel column each (titles from :data:`METRIC_LABELS`).
         hue, row: column names; their values are shown through ``labels`` when it maps them.
         log_y: logarithmic axis for loss metrics.
-        labels: display names of values (default: norms and batch orders).
+        labels: display names of values (default: norms and batch orders; a learning rate ``row``
+            shows as ``"lr <value>"``).
 
     Returns:
         The :class:`matplotlib.figure.Figure`.
     """
-    labels = {**NORM_LABELS, **ORDER_LABELS, **(labels or {})}
     rows = [None] if row is None else list(dict.fromkeys(frame[row]))
+    labels = {**NORM_LABELS, **ORDER_LABELS, **({v: f"lr {v:g}" for v in rows} if row == "lr" else {}), **(labels or {})}
     hues = list(dict.fromkeys(frame[hue]))
     palette, markers = _palette(hues), _markers(hues)
     fig, axes = _figure(len(rows), len(metrics))
     for r, row_value in enumerate(rows):
         data = frame if row is None else frame[frame[row] == row_value]
         present = [h for h in hues if h in set(data[hue])]
+        ticks = sorted(set(data[x]))
         for c, metric in enumerate(metrics):
             ax = axes[r, c]
             sns.lineplot(data=data, x=x, y=metric, hue=hue, hue_order=present, palette=palette, style=hue,
                          style_order=present, markers=markers, dashes=False, errorbar=("pi", 100), ax=ax)
+            # a marker at about every twelfth point of each line: markers tell the lines apart without
+            # colour, and on every one of hundreds of points they merge into a band
+            for line in ax.lines:
+                line.set_markevery(max(1, round(len(line.get_xdata()) / 12)))
             title = METRIC_LABELS.get(metric, metric)
             ax.set_title(title if row is None else f"{labels.get(row_value, row_value)}\n{title}")
             ax.set_xlabel(x_label)
-            ticks = sorted(set(data[x]))
             if len(ticks) <= 12:
                 ax.set_xticks(ticks)
             ax.set_ylabel("loss (nats)" if "loss" in metric else UNITS.get(metric, metric.replace("_", " ")))
