@@ -731,14 +731,12 @@ _CHAPTER_LIST = [
              "lian-fig4-cor3", "lian-fig4-mechanism", "lian-fig7"),
             _profiles(dict(seeds=[0, 1, 2, 3, 4], norms=["bn", "fn", "fn_decoupled"], baselines=["none", "fn_const", "fn_exact"],
                            unshuffled_norms=["bn", "fn"], schedule_norms=["fn"],
-                           epochs=3, batch_size=64, lr=0.02, sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0,
+                           epochs=10, batch_size=64, lr=0.02, sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0,
                            schedule_rate_power=0.5, schedule_rate_floor=0.01, schedule_lr_power=0.75,
                            schedule_lr_decay_steps=1000, train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0, 1], epochs=1, train_subset=3000, test_subset=1000, baselines=["fn_const", "fn_exact"],
                               schedule_lr_decay_steps=20),
-                      paper=dict(epochs=20),
-                      # the MNIST scale (at least 10 epochs), about 4.6 hours on 2 cores: computed across sessions
-                      next=dict(epochs=10)),
+                      paper=dict(epochs=20)),
             _grid_31,
             lambda p: (f"{_split('MNIST', p, 60000, 10000)}, "
                        f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
