@@ -5,6 +5,7 @@ committed results store and compares their outputs; these tests cover what nbval
 injected parameters and the other profiles.)
 """
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -45,6 +46,31 @@ def test_parameters_cell_lists_exactly_the_specs_parameters_as_literals(nb):
     assert list(assigned) == ["profile", "recompute", *spec.parameters]
     assert assigned["profile"] == '"book"' and assigned["recompute"] == "False"
     assert all(assigned[name] == "None" for name in spec.parameters)  # None: the profile's value, from the spec
+
+
+def _commented_book_value(comment: str):
+    """The literal after ``book profile:`` in a parameter's comment (the longest prefix that parses),
+    e.g. ``[0, 1, 2]`` from ``book profile: [0, 1, 2] (5 seeds)``."""
+    rest = comment.split("book profile:", 1)[1].strip()
+    cuts = sorted({len(rest)} | {i for i in range(len(rest)) if rest.startswith((" (", ", ", "; ", " -"), i)}, reverse=True)
+    for cut in cuts:
+        try:
+            return ast.literal_eval(rest[:cut])
+        except (ValueError, SyntaxError):
+            continue
+    raise AssertionError(f"no literal after 'book profile:' in {comment!r}")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameter_comments_state_the_specs_book_values(nb):
+    # a reader sees these comments first; a promoted profile (3 -> 10 epochs) must not leave them behind
+    book = CHAPTERS[nb.stem].profiles["book"]
+    for line in _parameters_cell(nb).splitlines():
+        code, _, comment = line.partition("#")
+        name = code.split("=")[0].strip()
+        if name in book:
+            assert "book profile:" in comment, f"{nb.stem}: {name}'s comment does not state its book value"
+            assert _commented_book_value(comment) == book[name], f"{nb.stem}: {line!r} but the spec's book value is {book[name]!r}"
 
 
 @pytest.mark.parametrize("name", list(CHAPTERS))
