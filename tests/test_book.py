@@ -65,6 +65,24 @@ def test_math_is_served_from_the_books_own_static_files(html):
     assert fonts, "MathJax's fonts are not in the build"
 
 
+# A LaTeX command written with a doubled backslash (``$\\alpha_k$`` in a cell's source): MathJax reads
+# ``\\`` as a line break and shows "alphak". The stored sources are checked, since the HTML no longer shows it.
+DOUBLED_COMMAND = re.compile(r"\$[^$]*\\\\[A-Za-z,;!][^$]*\$")
+
+
+def test_math_in_prose_uses_single_backslashes():
+    import nbformat
+
+    sources = {p.name: p.read_text() for p in (ROOT / "book").glob("*.md")}
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        for k, cell in enumerate(nbformat.read(nb, as_version=4).cells):
+            if cell.cell_type == "markdown":
+                sources[f"{nb.name} cell {k}"] = cell.source
+    assert len(sources) > 20
+    bad = {where: m.group(0) for where, text in sources.items() for m in [DOUBLED_COMMAND.search(text)] if m}
+    assert not bad, bad
+
+
 def test_every_notebook_is_in_the_table_of_contents():
     import yaml
 
