@@ -102,3 +102,14 @@ def test_statement_boxes_carry_the_papers_numbers_and_chapters_their_own(html):
     for page in (html / "notebooks").glob("[0-9]*.html"):
         title = re.search(r"<h1>(.*?)<", page.read_text()).group(1)
         assert title.startswith(page.stem.split("-")[0] + ". "), title
+
+
+def test_chapter_titles_hold_no_math():
+    # a title is also the sidebar's and the previous/next links' text, where MathJax does not typeset:
+    # "$\ell_p$ normalization" showed there as "\(\ell_p\) normalization"
+    import nbformat
+
+    titles = {nb.stem: nbformat.read(nb, as_version=4).cells[0].source.splitlines()[0]
+              for nb in (ROOT / "notebooks").glob("*.ipynb")}
+    assert all(title.startswith("# ") for title in titles.values()), titles
+    assert not {stem: title for stem, title in titles.items() if "$" in title or "\\(" in title}
