@@ -117,3 +117,18 @@ def test_temporary_files_left_by_a_killed_write_are_cleaned_by_make_results(resu
     leftover.write_text("{")
     experiments.compute_missing("book", chapters=["11-bn-objective"])
     assert not leftover.exists() and "removed a temporary file" in capsys.readouterr().out
+
+
+def test_the_command_line_names_a_damaged_dataset_in_one_message(tmp_path, monkeypatch, capsys):
+    # `make status` / `make results` on a machine whose data is damaged: the message with its fix, no traceback
+    from revisit_bn import data
+
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00" * 100)
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "cifar10.npz").write_bytes(b"\x00" * 100)
+    monkeypatch.setenv("REVISIT_BN_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "_CHECKSUMS", {})  # checksums are cached per process; this one must read the files
+    assert experiments.main(["status", "--profile", "ci"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is damaged" in err and "Traceback" not in err, err

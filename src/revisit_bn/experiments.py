@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import results as results_mod
-from .data import DATASET_SIZES
+from .data import DATASET_SIZES, DatasetNotFoundError
 from .store import Config, RunResult, lookup, replay, replay_rule, run, store_path
 from .train import McsgdConfig, TrainConfig
 
@@ -1021,6 +1021,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--sample", type=int, default=None, help="replay a seeded sample of this many runs (default: all)")
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        return _command(parser, args)
+    except DatasetNotFoundError as exc:  # its message names the file and REVISIT_BN_DATA: no traceback needed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "results":
         try:
             k, n = (int(x) for x in args.shard.split("/"))
