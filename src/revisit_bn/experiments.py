@@ -782,7 +782,8 @@ _CHAPTER_LIST = [
             lambda p: (f"{_split(_resnet_name(p) + ', CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
                        f"{_epochs_text(p)}, step {p['lr']} at batch size {max(p['batch_sizes'])}"
                        + (", scaled linearly with the batch size" if p["lr_scaling"] == "linear" else " at every batch size")
-                       + (f", divided by (1 + epochs elapsed / {p['lr_decay_epochs']:g})^{p['lr_power']:g}"
+                       + (f", divided by (1 + epochs elapsed / {p['lr_decay_epochs']:g})"
+                          + ("" if p["lr_power"] == 1 else f"^{p['lr_power']:g}")
                           if p["lr_power"] > 0 else ", constant")
                        + f", momentum {p['sgd_momentum']}, {_seeds(p)}")),
     Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch"),
