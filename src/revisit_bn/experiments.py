@@ -788,16 +788,12 @@ _CHAPTER_LIST = [
                        + f", momentum {p['sgd_momentum']}, {_seeds(p)}")),
     Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch"),
             _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "gn"], non_iid_order="label_limited", model="vgg11", width=0.25,
-                           epochs=3, lr=0.0125, sgd_momentum=0.9, train_subset=None, test_subset=None,
+                           epochs=5, lr=0.0125, sgd_momentum=0.9, train_subset=None, test_subset=None,
                            brn_warmup_steps=500, brn_ramp_steps=1500, device="auto"),
                       ci=dict(seeds=[0], norms=["bn", "brn", "fn", "gn"], model="simple_wide", width=1.0, epochs=1, lr=0.002,
                               train_subset=640, test_subset=200, brn_warmup_steps=5, brn_ramp_steps=10),
                       paper=dict(seeds=[0, 1, 2, 3, 4], norms=["bn", "brn", "fn", "gn"], width=1.0, epochs=30,
-                                 brn_warmup_steps=5000, brn_ramp_steps=15000),
-                      # at 3 epochs GroupNorm's non-i.i.d. training loss (2.20, 1.80, 1.53 by epoch, seed 0) is still
-                      # above the gate (half of ln 10); 5 epochs, about 82 minutes on 2 cores, keep the book within
-                      # its 12 hours: computed across sessions
-                      next=dict(epochs=5)),
+                                 brn_warmup_steps=5000, brn_ramp_steps=15000)),
             _grid_37,
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batches of 32, {p['epochs']} epochs, Batch Renorm at its limits from step "
