@@ -242,6 +242,19 @@ def test_renorm_claim_compares_brn_with_bn_per_seed_once_sgd_fits_the_non_iid_ba
         "inconclusive", "reproduced" if brn > 0.55 else "contradicted")
 
 
+@pytest.mark.parametrize("bn,brn,expected", [(0.70, 0.74, "reproduced"), (0.70, 0.70, "contradicted"),
+                                             (0.745, 0.745, "inconclusive"), (0.745, 0.76, "inconclusive")])
+def test_renorm_claim_needs_the_setting_to_cost_bn_something_to_recover(bn, brn, expected):
+    # reference BN 0.75: microbatches that cost BN 0.005 leave Batch Renorm too little to recover (gate 0.02)
+    rows = {("microbatch", "bn"): (0.9, bn), ("microbatch", "brn"): (0.9, brn), ("reference", "bn"): (0.7, 0.75)}
+    frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
+    verdict = claims.check_renorm_improves(frame, "unit", "microbatch", "x", "src", "claim")
+    assert verdict.category == expected
+    passed = "passed" if bn < 0.73 else "failed"
+    assert f"what the setting costs BN in test accuracy (room for Batch Renorm) {0.75 - bn:.3f}" in verdict.measured
+    assert f"{0.75 - bn:.3f} ({'>=' if passed == 'passed' else '<'} 0.020, {passed})" in verdict.measured
+
+
 def test_renorm_non_iid_gate_needs_group_norm_runs():
     rows = {("non_iid", "bn"): (0.9, 0.5), ("non_iid", "brn"): (0.9, 0.56), ("reference", "bn"): (0.7, 0.75)}
     frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
