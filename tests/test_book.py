@@ -113,3 +113,34 @@ def test_chapter_titles_hold_no_math():
               for nb in (ROOT / "notebooks").glob("*.ipynb")}
     assert all(title.startswith("# ") for title in titles.values()), titles
     assert not {stem: title for stem, title in titles.items() if "$" in title or "\\(" in title}
+
+
+def _markdown(nb):
+    import nbformat
+
+    return [c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "markdown"]
+
+
+CITE = re.compile(r"\{cite(?::[pt])?\}`([^`]+)`")
+
+
+def test_a_chapter_cites_the_paper_it_reproduces_and_lists_every_work_it_cites():
+    # chapter 37's lead cited Lian & Liu for Batch Renorm, and its References listed only Lian & Liu
+    cited_by = lambda text: {k.strip() for keys in CITE.findall(text) for k in keys.split(",")}  # noqa: E731
+    bib = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text()))
+    wrong = {}
+    for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = _markdown(nb)
+        parts = "\n".join(cells).split("## References")
+        assert len(parts) == 2, f"{nb.stem}: one '## References' section, at the end"
+        body, listed = cited_by(parts[0]), cited_by(parts[1])
+        lead = re.match(r"# .*\n+Reproduces ([A-Z][a-z]+)\b.*?\((\d{4})\)", cells[0])
+        paper = {k for k in bib if lead and k.startswith(lead.group(1).lower() + lead.group(2))}
+        problems = {"unknown keys": sorted((body | listed) - bib), "cited, not listed": sorted(body - listed),
+                    "the reproduced paper, not listed": sorted(paper) if paper and not paper & listed else []}
+        if lead and not paper:
+            problems["no bib entry for the lead's paper"] = [lead.group(0)]
+        problems = {k: v for k, v in problems.items() if v}
+        if problems:
+            wrong[nb.stem] = problems
+    assert not wrong, wrong
