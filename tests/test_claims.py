@@ -85,6 +85,29 @@ def test_seed_interval_and_threshold_categories():
     assert claims.threshold_category(0.05, 0.3, 0.1) == "inconclusive"
 
 
+@pytest.mark.parametrize("values,expected", [
+    ([0.2, 0.25, 0.3, 0.22, 0.28], "reproduced"),
+    # chapter 14's Lemma 1 exponents at batch 128, layer 1: interval [0.107, 0.438] above 0.1, but one more seed
+    # like the lowest (0.0645) would bring its lower end below the threshold
+    ([0.0645, 0.2966, 0.4278, 0.3223, 0.2495], "inconclusive"),
+    ([0.0, 0.02, 0.03, 0.04, 0.10], "contradicted"),
+    ([0.0, 0.02, 0.03, 0.04, 0.11], "inconclusive"),  # interval below 0.1 only until a seed like the highest
+])
+def test_a_decided_category_must_survive_one_more_seed_like_its_least_favourable(values, expected):
+    assert claims.effect(values, 0.1)[4] == expected
+    assert claims.effect([-v for v in values], -0.1, below=True)[4] == expected  # mirrored claim
+    decided = claims.threshold_category(*claims.seed_interval(values)[1:], 0.1)
+    assert (decided != expected) == bool(claims.flip_note(values, 0.1))
+    assert claims.one_more_seed(values, 0.1) == ("inconclusive" if decided != expected else decided)
+
+
+@pytest.mark.parametrize("values,expected", [([0.0, 0.01, 0.02, 0.015, 0.05], "reproduced"),
+                                             ([0.0, 0.01, 0.02, 0.015, 0.06], "inconclusive"),
+                                             ([0.2, 0.3, 0.25, 0.22, 0.28], "contradicted")])
+def test_a_match_must_survive_one_more_seed_like_its_farthest(values, expected):
+    assert claims.match_effect(values)[3] == expected
+
+
 def test_verdict_category_must_be_known_and_agree_with_reproduced():
     with pytest.raises(ValueError, match="category"):
         claims.Verdict("x", "s", "c", "m", "unit", True, "mostly reproduced")

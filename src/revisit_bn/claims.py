@@ -164,9 +164,8 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
     """
     get = lambda metric, order: final_per_seed(frame, metric, norm="bn", batch_order=order)  # noqa: E731
     gap = get("train_eval_loss", "label_sorted") - get("train_loss", "label_sorted")
-    mean, low, high = seed_interval(gap)
+    mean, low, high, _, category = effect(gap, FAR_NATS)
     shuffled_ok = comparable(get("train_eval_loss", "shuffled").mean(), get("train_loss", "shuffled").mean())
-    category = threshold_category(low, high, FAR_NATS)
     if category == "reproduced" and not shuffled_ok:
         category = "reproduced in part"
     return Verdict.of(
@@ -379,11 +378,10 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     fn_train = final_per_seed(fn_rows, "train_eval_loss", norm=fn_norm, batch_order=order)
     seeds = bn_test.index.intersection(fn_test.index)
     diff = bn_test[seeds] - fn_test[seeds]
-    mean, low, high = seed_interval(diff)
+    mean, low, high, _, category = effect(diff, FAR_NATS)
     agree = sum(far_above(bn_test[s], fn_test[s]) for s in seeds)
     gate, gate_acc = mnist_gate(frame)
     train_ok = comparable(bn_train[seeds].mean(), fn_train[seeds].mean())
-    category = threshold_category(low, high, FAR_NATS)
     if category == "reproduced" and not (train_ok and bn_test[seeds].mean() >= FAR_RATIO * fn_test[seeds].mean()):
         category = "reproduced in part"
     if not gate:
@@ -412,8 +410,7 @@ def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
     acc_bn = final_per_seed(frame, "test_acc", norm="bn", batch_order="shuffled", lr_power=0.0)
     acc_fn = final_per_seed(frame, "test_acc", norm=fn_norm, batch_order="shuffled", lr_power=0.0)
     seeds = bn.index.intersection(fn.index)
-    mean, low, high = seed_interval(bn[seeds] - fn[seeds])
-    category = _match_category(low, high)
+    mean, low, high, category = match_effect(bn[seeds] - fn[seeds])
     gate, gate_acc = mnist_gate(frame)
     if not gate:
         category = "inconclusive"
@@ -437,7 +434,7 @@ def check_fn_trains_at_batch_size_one(frame, scale: str, fn_norm: str, claim_id:
     first = rows[rows.epoch == rows.epoch.min()].set_index("seed").test_loss.sort_index()
     last = rows[rows.epoch == rows.epoch.max()].set_index("seed").test_loss.sort_index()
     drop = first - last
-    mean, low, high = seed_interval(drop)
+    mean, low, high, _, category = effect(drop, COMPARABLE_NATS)
     label = FN_LABELS.get(fn_norm, fn_norm)
     return Verdict.of(
         claim_id,
@@ -446,7 +443,7 @@ def check_fn_trains_at_batch_size_one(frame, scale: str, fn_norm: str, claim_id:
         f"{label} loss {first.mean():.3f} -> {last.mean():.3f} nats (mean of {len(drop)} seeds), fall "
         f"{_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval; threshold {COMPARABLE_NATS}), "
         f"falls by more than {COMPARABLE_NATS} in {int((drop > COMPARABLE_NATS).sum())} of {len(drop)} seeds",
-        scale, threshold_category(low, high, COMPARABLE_NATS), len(drop), _interval_text(mean, low, high))
+        scale, category, len(drop), _interval_text(mean, low, high))
 
 
 def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: float = 3.0) -> list[Verdict]:
@@ -524,7 +521,8 @@ def effect(values, threshold: float, below: bool = False) -> tuple[float, float,
 
     ``below=False``: the claim holds when the effect exceeds ``threshold`` (interval above it:
     reproduced, below it: contradicted, straddling it or one seed: inconclusive). ``below=True``:
-    the claim holds when the effect is under ``threshold``.
+    the claim holds when the effect is under ``threshold``. A decided category must also survive
+    one more seed (:func:`one_more_seed`); otherwise it is inconclusive (our choice).
     """
     import numpy as np
 
@@ -536,7 +534,44 @@ def effect(values, threshold: float, below: bool = False) -> tuple[float, float,
     else:
         category = threshold_category(low, high, threshold)
         agree = int((values > threshold).sum())
+    if category != "inconclusive" and one_more_seed(values, threshold, below) != category:
+        category = "inconclusive"
     return mean, low, high, agree, category
+
+
+def one_more_seed(values, threshold: float, below: bool = False) -> str:
+    """The category a per-seed effect would get from one more seed equal to its observed seed least
+    favourable to its current category (the lowest for an interval above ``threshold``, the highest
+    for one below it; mirrored for ``below=True``), by :func:`threshold_category`.
+
+    A verdict that this one seed would flip is not decided: :func:`effect` calls it inconclusive
+    (our choice, a worst case drawn from the seeds at hand; the guide's "a verdict that one more
+    seed would flip is a defect"). An inconclusive effect is returned as it is.
+    """
+    import numpy as np
+
+    signed = np.asarray(list(values), dtype=float) * (-1.0 if below else 1.0)
+    limit = -threshold if below else threshold
+    _, low, high = seed_interval(signed)
+    category = threshold_category(low, high, limit)
+    if category == "inconclusive":
+        return category
+    extra = signed.min() if category == "reproduced" else signed.max()
+    _, low, high = seed_interval(np.append(signed, extra))
+    return threshold_category(low, high, limit)
+
+
+def flip_note(values, threshold: float, below: bool = False) -> str:
+    """``" (one more seed would flip it)"`` where :func:`one_more_seed` changes a decided category
+    of these per-seed values, else ``""``: for measured texts that print an interval which clears
+    its threshold yet counts as inconclusive."""
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    _, low, high = seed_interval(values * (-1.0 if below else 1.0))
+    decided = threshold_category(low, high, -threshold if below else threshold)
+    return "" if decided == "inconclusive" or one_more_seed(values, threshold, below) == decided \
+        else " (one more seed like its least favourable would flip it)"
 
 
 def combine(categories) -> str:
@@ -628,10 +663,11 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         cats.append(cat)
         if weakest is None or low < weakest[0]:
             weakest = (low, f"lowest: batch {b}, layer {q[-1]} {mean:.2f} [{low:.2f}, {high:.2f}]")
+        note = flip_note(rows.exponent, DECAY_EXPONENT)
         if q.endswith("1"):
-            parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]")
+            parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]{note}")
         else:
-            parts[-1] += f" / {mean:.2f} [{low:.2f}, {high:.2f}]"
+            parts[-1] += f" / {mean:.2f} [{low:.2f}, {high:.2f}]{note}"
     lemma = Verdict.of(
         "lian-lemma1", "Lian & Liu 2019, Lemma 1", "MCSGD's estimation errors vanish at a polynomial rate",
         f"fitted exponents (layer 1 / layer 2, mean and 95% t-interval over {seeds} seeds) " + "; ".join(parts)
@@ -1020,8 +1056,7 @@ def check_shuffled_cifar(frame, scale: str) -> Verdict:
     test-loss difference has its interval inside +-:data:`MATCH_NATS`; gated by :data:`CIFAR_GATE`."""
     bn = final_per_seed(frame, "test_loss", norm="bn", batch_order="shuffled")
     fn = final_per_seed(frame, "test_loss", norm="fn", batch_order="shuffled")
-    mean, low, high = seed_interval(bn - fn)
-    category = _match_category(low, high)
+    mean, low, high, category = match_effect(bn - fn)
     ok, acc = cifar_gate(frame, batch_order="shuffled")
     return Verdict.of(
         "lian-fig8", "Lian & Liu 2019, Figure 8 (CIFAR-10, shuffled batches)",
@@ -1029,6 +1064,22 @@ def check_shuffled_cifar(frame, scale: str) -> Verdict:
         f"final test loss BN {bn.mean():.3f} vs FN {fn.mean():.3f} nats, BN - FN {_interval_text(mean, low, high)} "
         f"({len(bn)} seeds); " + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy"),
         scale, _gate(ok, category), len(bn), _interval_text(mean, low, high))
+
+
+def match_effect(values) -> tuple[float, float, float, str]:
+    """Mean, t-interval and :func:`_match_category` of per-seed differences, where a decided
+    category must survive one more seed equal to the observed one least favourable to it (the
+    farthest from zero for a match, the nearest for a mismatch), as in :func:`one_more_seed`."""
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    mean, low, high = seed_interval(values)
+    category = _match_category(low, high)
+    if category != "inconclusive":
+        extra = values[np.argmax(np.abs(values))] if category == "reproduced" else values[np.argmin(np.abs(values))]
+        if _match_category(*seed_interval(np.append(values, extra))[1:]) != category:
+            category = "inconclusive"
+    return mean, low, high, category
 
 
 def _match_category(low: float, high: float) -> str:
