@@ -98,7 +98,7 @@ def test_a_decided_category_must_survive_one_more_seed_like_its_least_favourable
     assert claims.effect([-v for v in values], -0.1, below=True)[4] == expected  # mirrored claim
     decided = claims.threshold_category(*claims.seed_interval(values)[1:], 0.1)
     assert (decided != expected) == bool(claims.flip_note(values, 0.1))
-    assert claims.one_more_seed(values, 0.1) == ("inconclusive" if decided != expected else decided)
+    assert claims.one_more_seed(values, 0.1) == (decided, "inconclusive" if decided != expected else decided)
 
 
 @pytest.mark.parametrize("values,expected", [([0.0, 0.01, 0.02, 0.015, 0.05], "reproduced"),

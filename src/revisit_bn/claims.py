@@ -534,44 +534,38 @@ def effect(values, threshold: float, below: bool = False) -> tuple[float, float,
     else:
         category = threshold_category(low, high, threshold)
         agree = int((values > threshold).sum())
-    if category != "inconclusive" and one_more_seed(values, threshold, below) != category:
+    if one_more_seed(values, threshold, below)[1] != category:
         category = "inconclusive"
     return mean, low, high, agree, category
 
 
-def one_more_seed(values, threshold: float, below: bool = False) -> str:
-    """The category a per-seed effect would get from one more seed equal to its observed seed least
-    favourable to its current category (the lowest for an interval above ``threshold``, the highest
-    for one below it; mirrored for ``below=True``), by :func:`threshold_category`.
+def one_more_seed(values, threshold: float, below: bool = False) -> tuple[str, str]:
+    """A per-seed effect's category by :func:`threshold_category`, and the category it would get
+    from one more seed equal to its observed seed least favourable to that category (the lowest
+    for an interval above ``threshold``, the highest for one below it; mirrored for
+    ``below=True``). An inconclusive effect stays inconclusive.
 
     A verdict that this one seed would flip is not decided: :func:`effect` calls it inconclusive
     (our choice, a worst case drawn from the seeds at hand; the guide's "a verdict that one more
-    seed would flip is a defect"). An inconclusive effect is returned as it is.
+    seed would flip is a defect").
     """
     import numpy as np
 
     signed = np.asarray(list(values), dtype=float) * (-1.0 if below else 1.0)
     limit = -threshold if below else threshold
-    _, low, high = seed_interval(signed)
-    category = threshold_category(low, high, limit)
-    if category == "inconclusive":
-        return category
-    extra = signed.min() if category == "reproduced" else signed.max()
-    _, low, high = seed_interval(np.append(signed, extra))
-    return threshold_category(low, high, limit)
+    now = threshold_category(*seed_interval(signed)[1:], limit)
+    if now == "inconclusive":
+        return now, now
+    extra = signed.min() if now == "reproduced" else signed.max()
+    return now, threshold_category(*seed_interval(np.append(signed, extra))[1:], limit)
 
 
 def flip_note(values, threshold: float, below: bool = False) -> str:
-    """``" (one more seed would flip it)"`` where :func:`one_more_seed` changes a decided category
-    of these per-seed values, else ``""``: for measured texts that print an interval which clears
-    its threshold yet counts as inconclusive."""
-    import numpy as np
-
-    values = np.asarray(list(values), dtype=float)
-    _, low, high = seed_interval(values * (-1.0 if below else 1.0))
-    decided = threshold_category(low, high, -threshold if below else threshold)
-    return "" if decided == "inconclusive" or one_more_seed(values, threshold, below) == decided \
-        else " (one more seed like its least favourable would flip it)"
+    """``" (one more seed like its least favourable would flip it)"`` where :func:`one_more_seed`
+    changes the category of these per-seed values, else ``""``: for measured texts that print an
+    interval which clears its threshold yet counts as inconclusive."""
+    now, after = one_more_seed(values, threshold, below)
+    return " (one more seed like its least favourable would flip it)" if now != after else ""
 
 
 def combine(categories) -> str:
