@@ -475,8 +475,11 @@ def test_label_limited_claim_needs_both_networks_to_learn_their_batches(fn_train
             ("bn", "shuffled"): (0.8, 0.8, 0.75), ("fn", "shuffled"): (0.8, 0.81, 0.75)}
     frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
     verdict = claims.check_label_limited(frame, "unit")
-    assert verdict.category == expected
+    assert verdict.category == expected and verdict.claim_id == "lian-fig5"
     assert ("failed" in verdict.measured.split("; ")[-1]) == (expected == "inconclusive")
+    # chapter 37 tests the same claim at batches of 32, under its own id
+    other = claims.check_label_limited(frame, "unit", claim_id="lian-fig5-b32", source="Figure 5 at batches of 32")
+    assert (other.claim_id, other.source, other.category) == ("lian-fig5-b32", "Figure 5 at batches of 32", expected)
 
 
 def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it_measures(results_root):

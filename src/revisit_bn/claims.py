@@ -1023,19 +1023,24 @@ def cifar_gate(frame, **where) -> tuple[bool, float]:
     return acc >= CIFAR_GATE, acc
 
 
-def check_label_limited(frame, scale: str) -> Verdict:
+def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
+                        source: str = "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)") -> Verdict:
     """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: BN's test error far behind
     FN's. Per seed: FN's minus BN's final test accuracy against :data:`FAR_ACC`. Two gates: BN with
     shuffled batches reaches :data:`CIFAR_GATE`, and under label-restricted batches both BN and FN
     learned (mean final training loss below :data:`TRAIN_GATE_NATS`; the claim is about networks
-    that fit their training batches); otherwise inconclusive."""
+    that fit their training batches); otherwise inconclusive.
+
+    ``frame`` holds BN and FN runs with ``batch_order`` ``"label_limited"`` and BN runs with
+    ``"shuffled"`` (the gate's reference) and nothing else of those orders; ``claim_id`` and
+    ``source`` name the claim where a chapter tests it at another setup (chapter 37: batches of 32)."""
     get = lambda n, m, o="label_limited": final_per_seed(frame, m, norm=n, batch_order=o)  # noqa: E731
     mean, low, high, agree, category = effect(get("fn", "test_acc") - get("bn", "test_acc"), FAR_ACC)
     ok, acc = cifar_gate(frame, batch_order="shuffled")
     worst = max(get("bn", "train_loss").mean(), get("fn", "train_loss").mean())
     learned = bool(worst < TRAIN_GATE_NATS)
     return Verdict.of(
-        "lian-fig5", "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)",
+        claim_id, source,
         "label-restricted batches: comparable training loss, but BN's test error far behind FN's",
         f"final training loss BN {get('bn', 'train_loss').mean():.3f} vs FN {get('fn', 'train_loss').mean():.3f} nats; "
         f"test error BN {1 - get('bn', 'test_acc').mean():.3f} vs FN {1 - get('fn', 'test_acc').mean():.3f}; FN - BN "
