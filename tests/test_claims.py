@@ -480,6 +480,11 @@ def test_label_limited_claim_needs_both_networks_to_learn_their_batches(fn_train
     # chapter 37 tests the same claim at batches of 32, under its own id
     other = claims.check_label_limited(frame, "unit", claim_id="lian-fig5-b32", source="Figure 5 at batches of 32")
     assert (other.claim_id, other.source, other.category) == ("lian-fig5-b32", "Figure 5 at batches of 32", expected)
+    # and with another FN variant, named in the claim and the measurement
+    decoupled = frame.replace({"norm": {"fn": "fn_decoupled"}})
+    verdict = claims.check_label_limited(decoupled, "unit", claim_id="x", source="s", fn_norm="fn_decoupled")
+    assert verdict.category == expected and "far behind FN (decoupled)'s" in verdict.claim
+    assert "vs FN (decoupled) " in verdict.measured
 
 
 def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it_measures(results_root):

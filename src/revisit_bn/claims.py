@@ -1024,7 +1024,8 @@ def cifar_gate(frame, **where) -> tuple[bool, float]:
 
 
 def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
-                        source: str = "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)") -> Verdict:
+                        source: str = "Lian & Liu 2019, Figure 5 (CIFAR-10, at most 3 labels per batch)",
+                        fn_norm: str = "fn") -> Verdict:
     """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: BN's test error far behind
     FN's. Per seed: FN's minus BN's final test accuracy against :data:`FAR_ACC`. Two gates: BN with
     shuffled batches reaches :data:`CIFAR_GATE`, and under label-restricted batches both BN and FN
@@ -1033,17 +1034,19 @@ def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
 
     ``frame`` holds BN and FN runs with ``batch_order`` ``"label_limited"`` and BN runs with
     ``"shuffled"`` (the gate's reference) and nothing else of those orders; ``claim_id`` and
-    ``source`` name the claim where a chapter tests it at another setup (chapter 37: batches of 32)."""
+    ``source`` name the claim where a chapter tests it at another setup (chapter 37: batches of 32);
+    ``fn_norm`` is the FN variant compared with BN (a key of :data:`FN_LABELS`)."""
     get = lambda n, m, o="label_limited": final_per_seed(frame, m, norm=n, batch_order=o)  # noqa: E731
-    mean, low, high, agree, category = effect(get("fn", "test_acc") - get("bn", "test_acc"), FAR_ACC)
+    fn = "FN" if fn_norm == "fn" else FN_LABELS[fn_norm]
+    mean, low, high, agree, category = effect(get(fn_norm, "test_acc") - get("bn", "test_acc"), FAR_ACC)
     ok, acc = cifar_gate(frame, batch_order="shuffled")
-    worst = max(get("bn", "train_loss").mean(), get("fn", "train_loss").mean())
+    worst = max(get("bn", "train_loss").mean(), get(fn_norm, "train_loss").mean())
     learned = bool(worst < TRAIN_GATE_NATS)
     return Verdict.of(
         claim_id, source,
-        "label-restricted batches: comparable training loss, but BN's test error far behind FN's",
-        f"final training loss BN {get('bn', 'train_loss').mean():.3f} vs FN {get('fn', 'train_loss').mean():.3f} nats; "
-        f"test error BN {1 - get('bn', 'test_acc').mean():.3f} vs FN {1 - get('fn', 'test_acc').mean():.3f}; FN - BN "
+        f"label-restricted batches: comparable training loss, but BN's test error far behind {fn}'s",
+        f"final training loss BN {get('bn', 'train_loss').mean():.3f} vs {fn} {get(fn_norm, 'train_loss').mean():.3f} nats; "
+        f"test error BN {1 - get('bn', 'test_acc').mean():.3f} vs {fn} {1 - get(fn_norm, 'test_acc').mean():.3f}; {fn} - BN "
         f"accuracy {_interval_text(mean, low, high)} ({agree}/{len(get('bn', 'test_acc'))} seeds > {FAR_ACC}); "
         + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy") + "; "
         + _gate_text(learned, worst, TRAIN_GATE_NATS, "the higher label-restricted training loss", below=True),

@@ -666,8 +666,9 @@ def _grid_37(p):
                        test_subset=p["test_subset"], brn_warmup_steps=p["brn_warmup_steps"],
                        brn_ramp_steps=p["brn_ramp_steps"], device=p["device"])
     non_iid, microbatch = base.replace(batch_order=p["non_iid_order"]), base.replace(batch_order="shuffled", norm_group_size=4)
-    # the non-i.i.d. setting also trains `non_iid_norms` (FN in the book: Lian & Liu's Figure 5 claim at a
-    # batch size where label-restricted batches are learnable; FN's runs everywhere would not fit the budget)
+    # the non-i.i.d. setting also trains `non_iid_norms` (FN with MCSGD and with the decoupled estimator in the
+    # book: Lian & Liu's Figure 5 claim at a batch size where label-restricted batches are learnable; FN's runs in
+    # every setting would not fit the budget)
     non_iid_norms = list(dict.fromkeys(p["norms"] + p["non_iid_norms"]))
     # first the reference of the learnability gate (BN over whole shuffled batches), so that a
     # scale at which the gate fails shows itself after the first runs of `make results`
@@ -790,8 +791,9 @@ _CHAPTER_LIST = [
                           + ("" if p["lr_power"] == 1 else f"^{p['lr_power']:g}")
                           if p["lr_power"] > 0 else ", constant")
                        + f", momentum {p['sgd_momentum']}, {_seeds(p)}")),
-    Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch", "lian-fig5-b32"),
-            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "gn"], non_iid_norms=["fn"], non_iid_order="label_limited",
+    Chapter("37-renorm-non-iid", "Ioffe 2017, Sections 4.2 and 4.3", ("ioffe-noniid", "ioffe-microbatch", "lian-fig5-b32",
+                                                                          "lian-fig5-b32-decoupled"),
+            _profiles(dict(seeds=[0, 1, 2], norms=["bn", "brn", "gn"], non_iid_norms=["fn", "fn_decoupled"], non_iid_order="label_limited",
                            model="vgg11", width=0.25,
                            epochs=5, lr=0.0125, sgd_momentum=0.9, train_subset=None, test_subset=None,
                            brn_warmup_steps=500, brn_ramp_steps=1500, device="auto"),
