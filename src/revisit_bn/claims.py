@@ -1138,7 +1138,8 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
     rows = frame[frame.setting == setting]
     get = lambda n, m="test_acc": final_per_seed(rows, m, norm=n)  # noqa: E731
     mean, low, high, agree, category = effect(get("brn") - get("bn"), BETTER_ACC)
-    others = ", ".join(f"{n.upper()} {get(n).mean():.3f}" for n in sorted(rows.norm.unique()) if n not in ("bn", "brn"))
+    others = ", ".join(f"{FN_LABELS.get(n, n.upper())} {get(n).mean():.3f}" for n in sorted(rows.norm.unique())
+                       if n not in ("bn", "brn"))
     reference = frame[frame.setting == "reference"]
     ok, acc = cifar_gate(reference)
     gates = _gate_text(ok, acc, CIFAR_GATE, "BN's test accuracy, whole shuffled batches")
