@@ -153,8 +153,8 @@ def test_the_intro_names_every_stored_verdict_the_one_more_seed_rule_changes():
     from revisit_bn import claims
 
     note = claims.flip_note([0.0645, 0.2966, 0.4278, 0.3223, 0.2495], 0.1).strip(" ()")
-    marked = sorted(json.loads(p.read_text())["claim_id"] for p in (ROOT / "results").glob("*/claims/*.json")
-                    if note in json.loads(p.read_text())["measured"])
+    stored = [json.loads(p.read_text()) for p in (ROOT / "results").glob("*/claims/*.json")]
+    marked = sorted(v["claim_id"] for v in stored if note in v["measured"])
     assert marked == ["lian-lemma1"], marked
     intro = re.sub(r"\s+", " ", (ROOT / "book" / "intro.md").read_text())
     assert "the rule changes one verdict part, Lemma 1's fit at batch size 128" in intro
