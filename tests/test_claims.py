@@ -141,6 +141,37 @@ def _per_seed(rows_by_key, columns, seeds=5, jitter=0.01, epochs=2, **fixed):
     return pd.DataFrame(rows)
 
 
+def test_a_gate_passes_only_if_one_more_seed_like_its_worst_would_not_fail_it():
+    # GN's non-i.i.d. training loss in chapter 37: mean 1.105 under 1.151, worst seed 1.127
+    g = claims.gate([1.07, 1.118, 1.127], claims.TRAIN_GATE_NATS, below=True)
+    assert g.ok and g.on_mean and g.value == pytest.approx(1.105) and g.after == pytest.approx((3 * 1.105 + 1.127) / 4)
+    # the mean passes, the worst seed is far above: one more seed like it would fail the gate
+    narrow = claims.gate([0.9, 0.95, 1.55], claims.TRAIN_GATE_NATS, below=True)
+    assert narrow.on_mean and not narrow.ok and narrow.after == pytest.approx(4.95 / 4)
+    text = claims._gate_text(narrow, claims.TRAIN_GATE_NATS, "BN's training loss", below=True)
+    assert text == "gate: BN's training loss 1.133 (< 1.151; but 1.238 with one more seed like its worst, failed)"
+    # the same rule upward (accuracy gates), and a gate failed on the mean stays failed whatever its best seed
+    assert not claims.gate([0.71, 0.72, 0.64], claims.CIFAR_GATE).ok and claims.gate([0.71, 0.72, 0.70], claims.CIFAR_GATE).ok
+    failed = claims.gate([0.6, 0.6, 0.85], claims.CIFAR_GATE)
+    assert not failed.ok and not failed.on_mean
+    assert claims._gate_text(failed, claims.CIFAR_GATE, "x") == "gate: x 0.683 (< 0.700, failed)"
+    with pytest.raises(ValueError, match="compute them first"):
+        claims.gate([], claims.CIFAR_GATE)
+
+
+def test_a_verdict_past_a_gate_on_the_mean_only_is_inconclusive():
+    rows = {("bn", "label_limited"): (0.5, 0.3, 0.4), ("fn", "label_limited"): (0.5, 0.3, 0.6),
+            ("bn", "shuffled"): (0.8, 0.8, 0.75), ("fn", "shuffled"): (0.8, 0.81, 0.75)}
+    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    assert claims.check_shuffled_cifar(frame, "unit").category == "reproduced"
+    # one BN seed far under the CIFAR gate: the mean (0.711) still clears 0.70, one more such seed would not (0.684)
+    last = frame.epoch == frame.epoch.max()
+    frame.loc[last & (frame.norm == "bn") & (frame.batch_order == "shuffled") & (frame.seed == 0), "test_acc"] = 0.55
+    verdict = claims.check_shuffled_cifar(frame, "unit")
+    assert verdict.category == "inconclusive"
+    assert "BN's shuffled test accuracy 0.711 (>= 0.700; but 0.684 with one more seed like its worst, failed)" in verdict.measured
+
+
 def test_effect_and_combine_categories():
     assert claims.effect([0.3, 0.31, 0.29], 0.1)[-1] == "reproduced"
     assert claims.effect([0.3, 0.31, 0.29], 0.1, below=True)[-1] == "contradicted"

@@ -15,6 +15,7 @@ import json
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # Characters a notebook output box shows in the book without cutting a line (verdicts, printed lines).
 OUTPUT_WIDTH = 88
@@ -351,10 +352,10 @@ def _interval_text(mean: float, low: float, high: float) -> str:
     return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" if low == low else f"{mean:+.3f} (one seed, no interval)"
 
 
-def mnist_gate(frame) -> tuple[bool, float]:
-    """Whether BN with shuffled batches (constant step size) reached :data:`MNIST_GATE`, and its mean test accuracy."""
-    acc = final_per_seed(frame, "test_acc", norm="bn", batch_order="shuffled", lr_power=0.0).mean()
-    return bool(acc >= MNIST_GATE), float(acc)
+def mnist_gate(frame) -> "Gate":
+    """Whether BN with shuffled batches (constant step size) reached :data:`MNIST_GATE` (:func:`gate`, on its
+    per-seed final test accuracy); ``[1]`` is the mean."""
+    return gate(final_per_seed(frame, "test_acc", norm="bn", batch_order="shuffled", lr_power=0.0), MNIST_GATE)
 
 
 def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", order: str = "label_sorted",
@@ -380,11 +381,11 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     diff = bn_test[seeds] - fn_test[seeds]
     mean, low, high, _, category = effect(diff, FAR_NATS)
     agree = sum(far_above(bn_test[s], fn_test[s]) for s in seeds)
-    gate, gate_acc = mnist_gate(frame)
+    passed = mnist_gate(frame)
     train_ok = comparable(bn_train[seeds].mean(), fn_train[seeds].mean())
     if category == "reproduced" and not (train_ok and bn_test[seeds].mean() >= FAR_RATIO * fn_test[seeds].mean()):
         category = "reproduced in part"
-    if not gate:
+    if not passed.ok:
         category = "inconclusive"
     label = FN_LABELS.get(fn_norm, fn_norm)
     setting = {"label_sorted": "label-sorted batches in random order", "unshuffled": "labels in sequence"}[order]
@@ -397,7 +398,8 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
         f"BN - FN {_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval, {len(seeds)} seeds), "
         f"far above (> {FAR_NATS} nats and x{FAR_RATIO:g}) in {agree} of {len(seeds)} seeds; training objective BN (9) "
         f"{bn_train[seeds].mean():.3f} vs FN (10) {fn_train[seeds].mean():.3f} ({'' if train_ok else 'not '}comparable); "
-        f"gate: BN shuffled test accuracy {gate_acc:.4f} ({'>=' if gate else '<'} {MNIST_GATE})",
+        f"gate: BN shuffled test accuracy {passed.value:.4f} ({'>=' if passed.on_mean else '<'} {MNIST_GATE}"
+        f"{_narrow(passed, 4)})",
         scale, category, len(seeds), _interval_text(mean, low, high))
 
 
@@ -411,8 +413,8 @@ def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
     acc_fn = final_per_seed(frame, "test_acc", norm=fn_norm, batch_order="shuffled", lr_power=0.0)
     seeds = bn.index.intersection(fn.index)
     mean, low, high, category = match_effect(bn[seeds] - fn[seeds])
-    gate, gate_acc = mnist_gate(frame)
-    if not gate:
+    passed = mnist_gate(frame)
+    if not passed.ok:
         category = "inconclusive"
     label = FN_LABELS.get(fn_norm, fn_norm)
     return Verdict.of(
@@ -421,8 +423,8 @@ def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
         f"shuffled batches: BN and {label} match (final test loss within {MATCH_NATS} nats)",
         f"final test loss BN {bn[seeds].mean():.3f} vs FN {fn[seeds].mean():.3f} nats, BN - FN "
         f"{_interval_text(mean, low, high)} ({len(seeds)} seeds); test accuracy BN {acc_bn[seeds].mean():.4f} vs FN "
-        f"{acc_fn[seeds].mean():.4f}; gate: BN shuffled test accuracy {gate_acc:.4f} "
-        f"({'>=' if gate else '<'} {MNIST_GATE})",
+        f"{acc_fn[seeds].mean():.4f}; gate: BN shuffled test accuracy {passed.value:.4f} "
+        f"({'>=' if passed.on_mean else '<'} {MNIST_GATE}{_narrow(passed, 4)})",
         scale, category, len(seeds), _interval_text(mean, low, high))
 
 
@@ -497,7 +499,8 @@ def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: floa
 # Seed-aware checks of the other chapters (13, 14, 21-24, 32-37)
 # ----------------------------------------------------------------------------------------------
 
-# Learnability gates (our choices, printed with every verdict that uses them):
+# Learnability gates (our choices, printed with every verdict that uses them), each judged by :func:`gate` on the
+# per-seed values: the seed mean must clear the bound, and still clear it with one more seed like the worst.
 # - CIFAR-10 claims about test quality count only when BN with shuffled batches reaches this test accuracy;
 CIFAR_GATE = 0.70
 # - claims about training (Santurkar et al.) count only when the BN network learned: its final training loss is below
@@ -568,6 +571,46 @@ def flip_note(values, threshold: float, below: bool = False) -> str:
     return " (one more seed like its least favourable would flip it)" if now != after else ""
 
 
+class Gate(NamedTuple):
+    """A learnability gate judged on per-seed values (:func:`gate`).
+
+    ``ok``: the seed mean clears the bound and would still clear it with one more seed equal to the
+    seed least favourable to it; ``value``: the seed mean; ``after``: the mean with that seed added;
+    ``on_mean``: the seed mean alone clears the bound.
+    """
+
+    ok: bool
+    value: float
+    after: float
+    on_mean: bool
+
+
+def gate(values, bound: float, below: bool = False) -> Gate:
+    """A learnability gate on per-seed ``values`` (at least one): passed when their mean is at least
+    ``bound`` (``below=True``: under ``bound``) and stays so with one more seed equal to the least
+    favourable seed (the lowest; ``below=True``: the highest). Our choice: a gate that one more seed
+    like the worst would fail does not let a verdict count, as :func:`one_more_seed` does for effects
+    (the guide's "a verdict that one more seed would flip is a defect"). A failed gate stays failed.
+
+    Raises:
+        ValueError: ``values`` is empty (no reference run: compute its runs first).
+    """
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    if values.size == 0:
+        raise ValueError("gate: no per-seed values for the gate's reference runs; compute them first")
+    worst = values.max() if below else values.min()
+    mean, after = float(values.mean()), float((values.sum() + worst) / (values.size + 1))
+    passes = (lambda v: v < bound) if below else (lambda v: v >= bound)
+    return Gate(bool(passes(mean) and passes(after)), mean, after, bool(passes(mean)))
+
+
+def _narrow(g: Gate, digits: int = 3) -> str:
+    """``"; but <after> with one more seed like its worst, failed"`` for a gate passed on the mean only, else ``""``."""
+    return f"; but {g.after:.{digits}f} with one more seed like its worst, failed" if g.on_mean and not g.ok else ""
+
+
 def combine(categories) -> str:
     """One category for a claim with several parts: all reproduced -> reproduced; none reproduced and
     some contradicted, none inconclusive -> contradicted; all inconclusive -> inconclusive; else in part."""
@@ -586,10 +629,13 @@ def _gate(ok: bool, category: str) -> str:
     return category if ok else "inconclusive"
 
 
-def _gate_text(ok: bool, value: float, bound: float, what: str, below: bool = False) -> str:
-    """``"gate: <what> <value> (>= <bound>)"``, or ``"(<, gate failed: ...)"``; ``below``: the gate asks value < bound."""
-    sign = ("<" if ok else ">=") if below else (">=" if ok else "<")
-    return f"gate: {what} {value:.3f} ({sign} {bound:.3f}, {'passed' if ok else 'failed'})"
+def _gate_text(g: Gate, bound: float, what: str, below: bool = False) -> str:
+    """``"gate: <what> <mean> (>= <bound>, passed)"``, ``"(<, failed)"``, or for a gate passed on the
+    mean only ``"(>= <bound>; but <after> with one more seed like its worst, failed)"``; ``below``:
+    the gate asks mean < bound."""
+    sign = ("<" if g.on_mean else ">=") if below else (">=" if g.on_mean else "<")
+    narrow = _narrow(g)
+    return f"gate: {what} {g.value:.3f} ({sign} {bound:.3f}{narrow or (', passed' if g.ok else ', failed')})"
 
 
 def _seeds_text(agree: int, n: int, what: str) -> str:
@@ -685,10 +731,10 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
 
 # --- chapters 21-24: Santurkar et al.'s VGG and deep linear network ---
 
-def train_gate(frame, **where) -> tuple[bool, float]:
-    """Whether the reference BN runs selected by ``where`` learned: mean final training loss below :data:`TRAIN_GATE_NATS`."""
-    loss = float(final_per_seed(frame, "train_loss", norm="bn", **where).mean())
-    return loss < TRAIN_GATE_NATS, loss
+def train_gate(frame, **where) -> Gate:
+    """Whether the reference BN runs selected by ``where`` learned: final training loss below
+    :data:`TRAIN_GATE_NATS` (:func:`gate`, on the per-seed values)."""
+    return gate(final_per_seed(frame, "train_loss", norm="bn", **where), TRAIN_GATE_NATS, below=True)
 
 
 def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
@@ -707,12 +753,12 @@ def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
         parts.append(f"lr {lr}: training loss BN {bn.mean():.3f} vs standard {none.mean():.3f} nats, standard - BN "
                      f"{_interval_text(mean, low, high)} ({agree}/{len(bn)} seeds > {COMPARABLE_NATS}); test accuracy "
                      f"BN {acc['bn']:.3f} vs standard {acc['none']:.3f}")
-    ok, loss = train_gate(frame, lr=min(lrs))
+    passed = train_gate(frame, lr=min(lrs))
     return Verdict.of(
         "santurkar-fig1", "Santurkar et al. 2018, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
         "VGG with BN trains faster than the standard VGG at lr 0.1 and at lr 0.5 (BN allows the larger step)",
-        "; ".join(parts) + "; " + _gate_text(ok, loss, TRAIN_GATE_NATS, f"BN's training loss at lr {min(lrs)}", below=True),
-        scale, _gate(ok, combine(cats)), len(bn), "; ".join(intervals))
+        "; ".join(parts) + "; " + _gate_text(passed, TRAIN_GATE_NATS, f"BN's training loss at lr {min(lrs)}", below=True),
+        scale, _gate(passed.ok, combine(cats)), len(bn), "; ".join(intervals))
 
 
 def check_noisy_bn(frame, probes, scale: str) -> Verdict:
@@ -732,7 +778,7 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
     g_mean, g_low, g_high, g_agree, trains = effect(gap, FAR_ACC, below=True)
     loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_bn", "bn", "none")}
     category = "contradicted" if shift == "reproduced" and trains == "contradicted" else combine([shift, trains])
-    ok, bn_loss = train_gate(frame)
+    passed = train_gate(frame)
     return Verdict.of(
         "santurkar-fig2", "Santurkar et al. 2018, Figure 2 (VGG on CIFAR-10, noise injected after BN)",
         "with time-varying noise after every BN layer, the activations shift far more than in the standard "
@@ -741,8 +787,8 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
         f"{r_agree}/{len(seeds)} seeds); test accuracy BN - noisy BN {_interval_text(g_mean, g_low, g_high)} "
         f"(as well: < {FAR_ACC}, {g_agree}/{len(gap)} seeds); final training loss noisy BN {loss['noisy_bn']:.3f}, "
         f"BN {loss['bn']:.3f}, standard {loss['none']:.3f} nats; "
-        + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
-        scale, _gate(ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
+        + _gate_text(passed, TRAIN_GATE_NATS, "BN's training loss", below=True),
+        scale, _gate(passed.ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
 
 
 LP_NAMES = {"lp1": "l1", "lp2": "l2", "lpinf": "l-inf"}  # Santurkar et al.'s l_p normalizations (Section 3.3)
@@ -796,7 +842,7 @@ def check_lp_norms(frame, probes, scale: str) -> Verdict:
     """
     parts, cats, intervals, seeds = _lp_parts(frame, probes)
     bn = final_per_seed(frame, "train_loss", norm="bn")
-    ok, bn_loss = train_gate(frame)
+    passed = train_gate(frame)
     standard = final_per_seed(frame, "train_loss", norm="none").mean()
     return Verdict.of(
         "santurkar-lp", _LP_SOURCE,
@@ -804,8 +850,8 @@ def check_lp_norms(frame, probes, scale: str) -> Verdict:
         "distribution more than in the standard network, yet optimizes about as well as BN",
         "; ".join(parts) + f"; final training loss BN {bn.mean():.3f}, standard {standard:.3f} nats, test accuracy BN "
         f"{final_per_seed(frame, 'test_acc', norm='bn').mean():.3f}; "
-        + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True),
-        scale, _gate(ok, combine(cats)), seeds, "; ".join(intervals))
+        + _gate_text(passed, TRAIN_GATE_NATS, "BN's training loss", below=True),
+        scale, _gate(passed.ok, combine(cats)), seeds, "; ".join(intervals))
 
 
 def check_lp_norms_dln(frame, probes, scale: str) -> Verdict:
@@ -827,11 +873,11 @@ def check_lp_norms_dln(frame, probes, scale: str) -> Verdict:
     texts, cats, intervals, seeds = [], [], [], 0
     for lr in sorted(frame.lr.unique()):
         parts, lr_cats, lr_intervals, seeds = _lp_parts(frame[frame.lr == lr], probes[probes.lr == lr])
-        ok, bn_loss = train_gate(frame, lr=lr)
-        cats += [_gate(ok, c) for c in lr_cats]
+        passed = train_gate(frame, lr=lr)
+        cats += [_gate(passed.ok, c) for c in lr_cats]
         standard = final_per_seed(frame, "train_loss", norm="none", lr=lr).mean()
-        texts.append(f"lr {lr:g}: " + "; ".join(parts) + f"; final training loss BN {bn_loss:.3f}, standard "
-                     f"{standard:.3f} nats; " + _gate_text(ok, bn_loss, TRAIN_GATE_NATS, "BN's training loss", below=True))
+        texts.append(f"lr {lr:g}: " + "; ".join(parts) + f"; final training loss BN {passed.value:.3f}, standard "
+                     f"{standard:.3f} nats; " + _gate_text(passed, TRAIN_GATE_NATS, "BN's training loss", below=True))
         intervals.append(f"lr {lr:g}: " + "; ".join(lr_intervals))
     return Verdict.of(
         "santurkar-lp-dln", _LP_SOURCE + ", deep linear network",
@@ -852,7 +898,7 @@ def check_noise_stops_standard(frame, scale: str) -> Verdict:
     (the network stayed within 5 points of chance), contradicted when above. A run that diverged
     stopped training: it counts with the test accuracy of its last evaluation (the measured text
     says how many seeds diverged and where). Gate: the noise-free standard network (``"none"``)
-    learned, its mean final test accuracy more than 2 x :data:`FAR_ACC` above chance, so the setup
+    learned, its final test accuracy at least 2 x :data:`FAR_ACC` above chance (:func:`gate`), so the setup
     can tell a network that stopped from one that trained (our choice of measure and gate; the
     paper shows training curves).
 
@@ -862,8 +908,9 @@ def check_noise_stops_standard(frame, scale: str) -> Verdict:
     """
     noisy = final_per_seed(frame, "test_acc", norm="noisy_none")
     mean, low, high, agree, category = effect(noisy - CHANCE_ACC, FAR_ACC, below=True)
-    standard = float(final_per_seed(frame, "test_acc", norm="none").mean())
-    ok = standard - CHANCE_ACC > 2 * FAR_ACC
+    standard_acc = final_per_seed(frame, "test_acc", norm="none")
+    standard = float(standard_acc.mean())
+    passed = gate(standard_acc - CHANCE_ACC, 2 * FAR_ACC)
     status = final_per_seed(frame, "status", norm="noisy_none")
     diverged = status[status != "ok"]
     steps = sorted(int(text.rsplit(" ", 1)[1]) for text in diverged)
@@ -878,8 +925,8 @@ def check_noise_stops_standard(frame, scale: str) -> Verdict:
         f"final test accuracy noisy standard {noisy.mean():.3f} vs standard {standard:.3f} (chance {CHANCE_ACC}); "
         f"noisy standard - chance {_interval_text(mean, low, high)} (stopped: < {FAR_ACC}, {agree}/{len(noisy)} seeds); "
         + fate + f"final training loss noisy standard {noisy_loss}, standard {standard_loss:.3f} nats; "
-        + _gate_text(ok, standard - CHANCE_ACC, 2 * FAR_ACC, "the standard network's test accuracy above chance"),
-        scale, _gate(ok, category), len(noisy), f"above chance {_interval_text(mean, low, high)}")
+        + _gate_text(passed, 2 * FAR_ACC, "the standard network's test accuracy above chance"),
+        scale, _gate(passed.ok, category), len(noisy), f"above chance {_interval_text(mean, low, high)}")
 
 
 def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
@@ -1005,22 +1052,21 @@ def check_batch_size_robustness(frame, scale: str, small: int, large: int) -> Ve
     get = lambda n, b, m="test_loss": final_per_seed(frame, m, norm=n, batch_size=b)  # noqa: E731
     gap = {n: (get(n, small) - get(n, large)).abs() for n in ("bn", "fn")}
     mean, low, high, agree, category = effect(gap["bn"] - gap["fn"], FAR_NATS)
-    acc = float(get("bn", large, "test_acc").mean())
-    ok = acc >= SCALED_MNIST_GATE
+    passed = gate(get("bn", large, "test_acc"), SCALED_MNIST_GATE)
     return Verdict.of(
         "lian-fig9", "Lian & Liu 2019, Figure 9 (MNIST x random scale, batch sizes 1 and 16)",
         f"BN's runs at batch sizes {small} and {large} converge to different points; FN's nearly agree",
         f"final test loss, batch size {small} vs {large}: BN {get('bn', small).mean():.3f} vs {get('bn', large).mean():.3f}"
         f" (gap {gap['bn'].mean():.3f}); FN {get('fn', small).mean():.3f} vs {get('fn', large).mean():.3f} (gap "
         f"{gap['fn'].mean():.3f}) nats; BN gap - FN gap {_interval_text(mean, low, high)} ({agree}/{len(gap['bn'])} "
-        f"seeds > {FAR_NATS}); " + _gate_text(ok, acc, SCALED_MNIST_GATE, f"BN's test accuracy at batch size {large}"),
-        scale, _gate(ok, category), len(gap["bn"]), _interval_text(mean, low, high))
+        f"seeds > {FAR_NATS}); " + _gate_text(passed, SCALED_MNIST_GATE, f"BN's test accuracy at batch size {large}"),
+        scale, _gate(passed.ok, category), len(gap["bn"]), _interval_text(mean, low, high))
 
 
-def cifar_gate(frame, **where) -> tuple[bool, float]:
-    """Whether BN with shuffled batches (rows matching ``where``) reached :data:`CIFAR_GATE`, and its mean test accuracy."""
-    acc = float(final_per_seed(frame, "test_acc", norm="bn", **where).mean())
-    return acc >= CIFAR_GATE, acc
+def cifar_gate(frame, **where) -> Gate:
+    """Whether BN with shuffled batches (rows matching ``where``) reached :data:`CIFAR_GATE` (:func:`gate`, on its
+    per-seed final test accuracy)."""
+    return gate(final_per_seed(frame, "test_acc", norm="bn", **where), CIFAR_GATE)
 
 
 def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
@@ -1029,8 +1075,8 @@ def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
     """Lian & Liu Figure 5: CIFAR-10 with at most 3 labels per batch: BN's test error far behind
     FN's. Per seed: FN's minus BN's final test accuracy against :data:`FAR_ACC`. Two gates: BN with
     shuffled batches reaches :data:`CIFAR_GATE`, and under label-restricted batches both BN and FN
-    learned (mean final training loss below :data:`TRAIN_GATE_NATS`; the claim is about networks
-    that fit their training batches); otherwise inconclusive.
+    learned (final training loss below :data:`TRAIN_GATE_NATS`; the claim is about networks
+    that fit their training batches); each gate by :func:`gate`; otherwise inconclusive.
 
     ``frame`` holds BN and FN runs with ``batch_order`` ``"label_limited"`` and BN runs with
     ``"shuffled"`` (the gate's reference) and nothing else of those orders; ``claim_id`` and
@@ -1039,18 +1085,22 @@ def check_label_limited(frame, scale: str, claim_id: str = "lian-fig5",
     get = lambda n, m, o="label_limited": final_per_seed(frame, m, norm=n, batch_order=o)  # noqa: E731
     fn = "FN" if fn_norm == "fn" else FN_LABELS[fn_norm]
     mean, low, high, agree, category = effect(get(fn_norm, "test_acc") - get("bn", "test_acc"), FAR_ACC)
-    ok, acc = cifar_gate(frame, batch_order="shuffled")
-    worst = max(get("bn", "train_loss").mean(), get(fn_norm, "train_loss").mean())
-    learned = bool(worst < TRAIN_GATE_NATS)
+    passed = cifar_gate(frame, batch_order="shuffled")
+    # both networks fit the label-restricted batches: the gate of the one with the higher mean, or of one that fails
+    fits = {n: gate(get(n, "train_loss"), TRAIN_GATE_NATS, below=True) for n in ("bn", fn_norm)}
+    worse = min(fits, key=lambda n: (fits[n].ok, -fits[n].value))
+    learned = fits[worse]
+    what = ("the higher label-restricted training loss" if learned.value == max(g.value for g in fits.values())
+            else f"{'BN' if worse == 'bn' else fn}'s label-restricted training loss")
     return Verdict.of(
         claim_id, source,
         f"label-restricted batches: comparable training loss, but BN's test error far behind {fn}'s",
         f"final training loss BN {get('bn', 'train_loss').mean():.3f} vs {fn} {get(fn_norm, 'train_loss').mean():.3f} nats; "
         f"test error BN {1 - get('bn', 'test_acc').mean():.3f} vs {fn} {1 - get(fn_norm, 'test_acc').mean():.3f}; {fn} - BN "
         f"accuracy {_interval_text(mean, low, high)} ({agree}/{len(get('bn', 'test_acc'))} seeds > {FAR_ACC}); "
-        + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy") + "; "
-        + _gate_text(learned, worst, TRAIN_GATE_NATS, "the higher label-restricted training loss", below=True),
-        scale, _gate(ok and learned, category), frame.seed.nunique(), _interval_text(mean, low, high))
+        + _gate_text(passed, CIFAR_GATE, "BN's shuffled test accuracy") + "; "
+        + _gate_text(learned, TRAIN_GATE_NATS, what, below=True),
+        scale, _gate(passed.ok and learned.ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
 
 
 def check_shuffled_cifar(frame, scale: str) -> Verdict:
@@ -1059,13 +1109,13 @@ def check_shuffled_cifar(frame, scale: str) -> Verdict:
     bn = final_per_seed(frame, "test_loss", norm="bn", batch_order="shuffled")
     fn = final_per_seed(frame, "test_loss", norm="fn", batch_order="shuffled")
     mean, low, high, category = match_effect(bn - fn)
-    ok, acc = cifar_gate(frame, batch_order="shuffled")
+    passed = cifar_gate(frame, batch_order="shuffled")
     return Verdict.of(
         "lian-fig8", "Lian & Liu 2019, Figure 8 (CIFAR-10, shuffled batches)",
         f"shuffled batches: BN and FN match (final test loss within {MATCH_NATS} nats)",
         f"final test loss BN {bn.mean():.3f} vs FN {fn.mean():.3f} nats, BN - FN {_interval_text(mean, low, high)} "
-        f"({len(bn)} seeds); " + _gate_text(ok, acc, CIFAR_GATE, "BN's shuffled test accuracy"),
-        scale, _gate(ok, category), len(bn), _interval_text(mean, low, high))
+        f"({len(bn)} seeds); " + _gate_text(passed, CIFAR_GATE, "BN's shuffled test accuracy"),
+        scale, _gate(passed.ok, category), len(bn), _interval_text(mean, low, high))
 
 
 def match_effect(values) -> tuple[float, float, float, str]:
@@ -1106,7 +1156,7 @@ def check_batch_size_dependence(frame, scale: str) -> Verdict:
     sizes = sorted(frame.batch_size.unique())
     get = lambda n, b, m="test_loss": final_per_seed(frame, m, norm=n, batch_size=b)  # noqa: E731
     mean, low, high, agree, category = effect(get("bn", sizes[0]) - get("bn", sizes[-1]), COMPARABLE_NATS)
-    ok, acc = cifar_gate(frame, batch_size=sizes[-1])
+    passed = cifar_gate(frame, batch_size=sizes[-1])
     fn = ""
     if (frame.norm == "fn").any():  # the same difference for FN, whose output does not depend on the batch: context
         fn_mean, fn_low, fn_high, fn_agree, _ = effect(get("fn", sizes[0]) - get("fn", sizes[-1]), COMPARABLE_NATS)
@@ -1118,20 +1168,21 @@ def check_batch_size_dependence(frame, scale: str) -> Verdict:
         "final test loss by batch size, BN: " + ", ".join(f"{b}: {get('bn', b).mean():.3f}" for b in sizes)
         + "; FN: " + ", ".join(f"{b}: {get('fn', b).mean():.3f}" for b in sizes if (frame.norm == "fn").any())
         + f" nats; BN smallest - largest {_interval_text(mean, low, high)} ({agree}/{frame.seed.nunique()} seeds > "
-        f"{COMPARABLE_NATS}){fn}; " + _gate_text(ok, acc, CIFAR_GATE, f"BN's test accuracy at batch {sizes[-1]}"),
-        scale, _gate(ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
+        f"{COMPARABLE_NATS}){fn}; " + _gate_text(passed, CIFAR_GATE, f"BN's test accuracy at batch {sizes[-1]}"),
+        scale, _gate(passed.ok, category), frame.seed.nunique(), _interval_text(mean, low, high))
 
 
 def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source: str, claim: str) -> Verdict:
     """Ioffe 2017, Sections 4.2-4.3: in ``setting`` (a value of the frame's ``setting`` column),
     Batch Renorm's test accuracy is above BN's. Per seed: BRN - BN final test accuracy against
     :data:`BETTER_ACC`. Gates: BN with whole shuffled batches (``setting == "reference"``) reaches
-    :data:`CIFAR_GATE`; the setting costs BN at least :data:`RENORM_ROOM_ACC` of mean final test
+    :data:`CIFAR_GATE`; the setting costs BN at least :data:`RENORM_ROOM_ACC` of final test
     accuracy against that reference, so that there is something for Batch Renorm to recover; and
     in the non-i.i.d. setting (``"non_iid"``), GroupNorm, whose output does not depend on the
-    batch, fits the non-i.i.d. batches (mean final training loss below :data:`TRAIN_GATE_NATS`):
+    batch, fits the non-i.i.d. batches (final training loss below :data:`TRAIN_GATE_NATS`):
     the batch order lets SGD learn at this budget, so a BRN - BN difference compares networks that
-    learned. Otherwise inconclusive (our choice of gates).
+    learned. Each gate by :func:`gate` (per seed, paired for the cost). Otherwise inconclusive
+    (our choice of gates).
 
     Raises:
         ValueError: the non-i.i.d. setting without GroupNorm (``"gn"``) runs."""
@@ -1141,18 +1192,17 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
     others = ", ".join(f"{FN_LABELS.get(n, n.upper())} {get(n).mean():.3f}" for n in sorted(rows.norm.unique())
                        if n not in ("bn", "brn"))
     reference = frame[frame.setting == "reference"]
-    ok, acc = cifar_gate(reference)
-    gates = _gate_text(ok, acc, CIFAR_GATE, "BN's test accuracy, whole shuffled batches")
-    cost = float(final_per_seed(reference, "test_acc", norm="bn").mean() - get("bn").mean())
-    ok = ok and cost >= RENORM_ROOM_ACC
-    gates += "; " + _gate_text(cost >= RENORM_ROOM_ACC, cost, RENORM_ROOM_ACC,
-                               "what the setting costs BN in test accuracy (room for Batch Renorm)")
+    passed = cifar_gate(reference)
+    gates = _gate_text(passed, CIFAR_GATE, "BN's test accuracy, whole shuffled batches")
+    room = gate(final_per_seed(reference, "test_acc", norm="bn") - get("bn"), RENORM_ROOM_ACC)  # paired by seed
+    ok = passed.ok and room.ok
+    gates += "; " + _gate_text(room, RENORM_ROOM_ACC, "what the setting costs BN in test accuracy (room for Batch Renorm)")
     if setting == "non_iid":
         if "gn" not in set(rows.norm):
             raise ValueError("check_renorm_improves: the non-i.i.d. gate needs GroupNorm ('gn') runs in the frame; add 'gn' to norms")
-        fit = float(get("gn", "train_loss").mean())
-        ok = ok and fit < TRAIN_GATE_NATS
-        gates += "; " + _gate_text(fit < TRAIN_GATE_NATS, fit, TRAIN_GATE_NATS, "GN's non-i.i.d. training loss", below=True)
+        fit = gate(get("gn", "train_loss"), TRAIN_GATE_NATS, below=True)
+        ok = ok and fit.ok
+        gates += "; " + _gate_text(fit, TRAIN_GATE_NATS, "GN's non-i.i.d. training loss", below=True)
     return Verdict.of(
         claim_id, source, claim,
         f"final test accuracy BN {get('bn').mean():.3f} vs BRN {get('brn').mean():.3f}" + (f"; {others}" if others else "")
