@@ -163,3 +163,6 @@ def test_the_intro_names_every_stored_verdict_and_gate_the_one_more_seed_rule_ch
     assert narrow == "one more seed like its worst, failed"
     assert [v["claim_id"] for v in stored if narrow in v["measured"]] == []
     assert "In the stored book this rule fails no gate" in intro
+    # and its side conditions (comparable training losses): the intro says no stored verdict changes by them
+    assert [v["claim_id"] for v in stored if "comparable on the mean, not with one more seed" in v["measured"]] == []
+    assert "or the verdict is reproduced in part (no stored verdict changes by this)" in intro
