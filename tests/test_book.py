@@ -166,3 +166,25 @@ def test_the_intro_names_every_stored_verdict_and_gate_the_one_more_seed_rule_ch
     # and its side conditions (comparable training losses): the intro says no stored verdict changes by them
     assert [v["claim_id"] for v in stored if "comparable on the mean, not with one more seed" in v["measured"]] == []
     assert "or the verdict is reproduced in part (no stored verdict changes by this)" in intro
+
+
+def test_every_chapter_with_experimental_verdicts_prints_how_they_are_decided(html):
+    # the "every gate, threshold and interval rule is printed in its chapter": the thresholds and gates are in
+    # each verdict line; the interval, category, one-more-seed and gate rules in a note under the verdicts
+    import json
+
+    from revisit_bn import claims
+    from revisit_bn.experiments import CHAPTERS
+
+    stored = [json.loads(p.read_text()) for p in (ROOT / "results" / "book" / "claims").glob("*.json")]
+    mathematical = {"holds as printed", "holds as corrected", "false as printed"}
+    experimental = {v["chapter"] for v in stored if v["category"] not in mathematical}
+    assert experimental and experimental <= set(CHAPTERS)
+    rule = f"{claims.CONFIDENCE * 100:g} % t-interval over the seeds"
+    assert rule in claims.verdict_rules()
+    missing = []
+    for chapter in sorted(experimental):
+        page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (html / "notebooks" / f"{chapter}.html").read_text()))
+        if "How these verdicts are decided" not in page or rule not in page or "one more seed like the worst" not in page:
+            missing.append(chapter)
+    assert not missing, f"chapters without the rules under their verdicts: {missing}"

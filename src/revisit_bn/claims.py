@@ -1275,6 +1275,35 @@ def compare_scales(scales: dict[str, list[Verdict]]):
     return table
 
 
+def verdict_rules() -> str:
+    """The rules every experimental verdict of the book follows, in Markdown, for a chapter to print
+    under its verdicts (:func:`glue_rules`): the interval (:data:`CONFIDENCE`, :func:`seed_interval`),
+    the categories (:func:`threshold_category`, :func:`match_effect`, :func:`combine`), the
+    one-more-seed rule (:func:`one_more_seed`, :func:`holds_on_means`) and the gates (:func:`gate`)."""
+    return (
+        f"Each effect is computed per seed (runs that share a seed are paired) and given as its mean with a "
+        f"{CONFIDENCE * 100:g} % t-interval over the seeds (Student's t) and the number of seeds that agree. The "
+        "category follows from where the interval lies against the threshold printed beside it: wholly on the "
+        "claim's side, *reproduced*; wholly on the other side, *contradicted*; straddling it, or from one seed, "
+        "*inconclusive*. For a claim that two methods match, the claim's side is inside plus or minus the threshold. "
+        "A decided category must survive one more seed equal to the observed seed least favourable to it, or it is "
+        "inconclusive; the conditions a reproduced verdict also needs (such as comparable training losses) must hold "
+        "on the seeds' means and with one more seed like any observed one, or the verdict is *reproduced in part*. "
+        "A gate printed in a verdict line must pass for the verdict to count: the seeds' mean must clear its bound, "
+        "and still clear it with one more seed like the worst. A claim of several parts is *reproduced in part* when "
+        "some of its parts are reproduced and others are not."
+    )
+
+
+def glue_rules() -> None:
+    """Glue :func:`verdict_rules` as ``verdict_rules`` (Markdown), once per chapter, for the note that
+    chapters with experimental verdicts print under them (``{glue:md}`verdict_rules```)."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue("verdict_rules", Markdown(verdict_rules()), display=False)
+
+
 def glue_verdicts(verdicts, prefix: str = "") -> None:
     """Glue each verdict's category (``<id>_category``, bold Markdown), its effect with interval
     (``<id>_interval``) and seed count (``<id>_seeds``) for a chapter's summary; ``<id>`` is
