@@ -582,3 +582,19 @@ def test_compare_scales_puts_each_claim_on_one_row_with_each_scales_category_and
     assert table.loc[1, "paper: effect"] == "-0.3 [-0.4, -0.2]"
     with pytest.raises(ValueError, match="at least one scale"):
         claims.compare_scales({})
+
+
+def test_by_paper_counts_each_papers_claims_by_category():
+    ledger = pd.DataFrame({
+        "source": ["Lian & Liu 2019, Figure 4", "Lian & Liu 2019, Lemma 1", "Santurkar et al. 2018, Theorem 4.1",
+                   "Lian & Liu 2019, Figure 2", "this book (FN's decoupled gradient estimator; Wang, Fang & Liu 2017)",
+                   "Ioffe 2017, Section 4.2"],
+        "verdict": ["reproduced", "inconclusive: runs diverged", "holds as corrected", "reproduced", "holds as printed",
+                    "inconclusive"]})
+    table = claims.by_paper(ledger)
+    assert list(table.index) == ["Lian & Liu 2019", "Ioffe 2017", "Santurkar et al. 2018", "this book"]
+    assert list(table.columns) == ["reproduced", "inconclusive", "holds as printed", "holds as corrected", "claims"]
+    assert table.loc["Lian & Liu 2019"].tolist() == [2, 1, 0, 0, 3] and table.claims.sum() == len(ledger)
+    assert table.loc["this book", "holds as printed"] == 1 and table.loc["Ioffe 2017", "inconclusive"] == 1
+    with pytest.raises(ValueError, match="not categories"):
+        claims.by_paper(ledger.assign(verdict=["not reproduced at this scale"] * len(ledger)))

@@ -338,6 +338,34 @@ def collect(profile: str = "book", directory: Path | None = None):
     return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
 
 
+def by_paper(ledger):
+    """How many claims of each paper fall in each category: a :class:`pandas.DataFrame` with one row
+    per paper (the work a claim's ``source`` names first, e.g. ``"Lian & Liu 2019"``, or ``"this book"``
+    for the book's own claims; most claims first, ``"this book"`` last), one column per
+    category of :data:`CATEGORIES` that occurs (in that order; a verdict such as ``"inconclusive:
+    runs diverged"`` counts as its category) and a ``claims`` total.
+
+    Args:
+        ledger: recorded verdicts, as :func:`collect` gives them (columns ``source`` and ``verdict``).
+
+    Raises:
+        ValueError: a verdict outside :data:`CATEGORIES`.
+    """
+    import pandas as pd
+
+    paper = ledger.source.str.extract(r"^(this book|[^,(]+?)\s*(?:,|\(|$)", expand=False)
+    category = ledger.verdict.str.split(":").str[0]
+    unknown = sorted(set(category) - set(CATEGORIES))
+    if unknown:
+        raise ValueError(f"by_paper: verdicts {unknown} are not categories of claims.CATEGORIES; record them with claims.record")
+    counts = paper.value_counts()
+    order = sorted(counts.index, key=lambda name: (name == "this book", -counts[name], name))
+    table = pd.crosstab(pd.Categorical(paper, categories=order),
+                        pd.Categorical(category, categories=[c for c in CATEGORIES if c in set(category)]))
+    table.index.name, table.columns.name = "paper", None
+    return table.assign(claims=table.sum(axis=1))
+
+
 def ensure_recorded(profile: str = "book", notebooks: Path | None = None, run: bool = True) -> list[str]:
     """Execute (papermill, with ``profile``) every chapter whose claims (its spec in :mod:`revisit_bn.experiments`) lack a verdict.
 
