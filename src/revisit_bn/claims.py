@@ -212,7 +212,8 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
         f"BN training-set loss, eval vs train mode: single-label {get('train_eval_loss', 'label_sorted').mean():.3f} vs "
         f"{get('train_loss', 'label_sorted').mean():.3f} nats, difference {_interval_text(mean, low, high)} "
         f"({len(gap)} seeds); shuffled {get('train_eval_loss', 'shuffled').mean():.3f} vs "
-        f"{get('train_loss', 'shuffled').mean():.3f} nats ({_comparable_text(get('train_eval_loss', 'shuffled'), get('train_loss', 'shuffled'))})",
+        f"{get('train_loss', 'shuffled').mean():.3f} nats "
+        f"({_comparable_text(get('train_eval_loss', 'shuffled'), get('train_loss', 'shuffled'))})",
         scale, category, len(gap), _interval_text(mean, low, high))
 
 
@@ -357,7 +358,8 @@ def by_paper(ledger):
     category = ledger.verdict.str.split(":").str[0]
     unknown = sorted(set(category) - set(CATEGORIES))
     if unknown:
-        raise ValueError(f"by_paper: verdicts {unknown} are not categories of claims.CATEGORIES; record them with claims.record")
+        raise ValueError(f"by_paper: verdicts {unknown} are not categories of claims.CATEGORIES; "
+                         "record them with claims.record")
     counts = paper.value_counts()
     order = sorted(counts.index, key=lambda name: (name == "this book", -counts[name], name))
     table = pd.crosstab(pd.Categorical(paper, categories=order),
@@ -415,7 +417,7 @@ def _interval_text(mean: float, low: float, high: float) -> str:
     return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" if low == low else f"{mean:+.3f} (one seed, no interval)"
 
 
-def mnist_gate(frame) -> "Gate":
+def mnist_gate(frame) -> Gate:
     """Whether BN with shuffled batches (constant step size) reached :data:`MNIST_GATE` (:func:`gate`, on its
     per-seed final test accuracy); ``[1]`` is the mean."""
     return gate(final_per_seed(frame, "test_acc", norm="bn", batch_order="shuffled", lr_power=0.0), MNIST_GATE)
@@ -432,8 +434,9 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     with its t-interval: above ``FAR_NATS`` reproduced, below contradicted, straddling it
     inconclusive. Training losses not comparable (or BN's test loss under twice FN's), judged on
     the seed means by :func:`holds_on_means`, make a reproduced effect "reproduced in part".
-    Inconclusive whatever the effect when BN with shuffled batches misses :data:`MNIST_GATE`. ``schedule`` selects FN's runs with Corollary 3's
-    decaying rates (BN's runs keep their constant step size).
+    Inconclusive whatever the effect when BN with shuffled batches misses :data:`MNIST_GATE`
+    (:func:`gate`). ``schedule`` selects FN's runs with Corollary 3's decaying rates (BN's runs
+    keep their constant step size).
     """
     fn_rows = frame[(frame.lr_power > 0) if schedule else (frame.lr_power == 0)]
     bn_test = final_per_seed(frame, "test_loss", norm="bn", batch_order=order, lr_power=0.0)
@@ -463,7 +466,8 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
         f"final test loss BN {bn_test[seeds].mean():.3f} vs {label} {fn_test[seeds].mean():.3f} nats, "
         f"BN - FN {_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval, {len(seeds)} seeds), "
         f"far above (> {FAR_NATS} nats and x{FAR_RATIO:g}) in {agree} of {len(seeds)} seeds; training objective BN (9) "
-        f"{bn_train[seeds].mean():.3f} vs FN (10) {fn_train[seeds].mean():.3f} ({_comparable_text(bn_train[seeds], fn_train[seeds])}){demoted}; "
+        f"{bn_train[seeds].mean():.3f} vs FN (10) {fn_train[seeds].mean():.3f} "
+        f"({_comparable_text(bn_train[seeds], fn_train[seeds])}){demoted}; "
         f"gate: BN shuffled test accuracy {passed.value:.4f} ({'>=' if passed.on_mean else '<'} {MNIST_GATE}"
         f"{_narrow(passed, 4)})",
         scale, category, len(seeds), _interval_text(mean, low, high))

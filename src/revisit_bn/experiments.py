@@ -385,8 +385,13 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
     except results_mod.MissingRunsError:
         configs, root = CHAPTERS[name].configs(profile), results_mod.results_root(profile)
         missing = sum(lookup(c, root) is None for c in configs)
-        print(f"The '{profile}' profile of this chapter is not in the results store yet ({missing} of its "
-              f"{len(configs)} runs missing; `make results PROFILE={profile}` computes them).", file=out or sys.stdout)
+        import textwrap
+
+        from .claims import OUTPUT_WIDTH
+
+        print(textwrap.fill(f"The '{profile}' profile of this chapter is not in the results store yet ({missing} of its "
+                            f"{len(configs)} runs missing; `make results PROFILE={profile}` computes them).",
+                            OUTPUT_WIDTH), file=out or sys.stdout)
         return None
 
 
