@@ -150,3 +150,24 @@ def test_fingerprint_drops_the_empty_type_params_of_python_3_12(monkeypatch):
 def test_code_fingerprint_is_stable_within_a_checkout():
     assert results.code_fingerprint() == results.code_fingerprint()
     assert len(results.code_fingerprint()) == 12
+
+
+def test_a_long_run_keeps_its_first_steps_whole_and_then_every_kth_loss(tmp_path):
+    from revisit_bn.store import RunResult
+
+    total = results.MAX_STEP_LOSSES * 3 + 5  # stride 4: ceil(60,005 / 20,000)
+    payload = {**_run_payload({"lr": 0.1}), "steps": {"train_loss": [float(i) for i in range(total)]}}
+    compact = results.compact_steps(payload)
+    assert compact["steps_every"] == 4 and compact["steps_total"] == total
+    kept = results.kept_steps(total, 4)
+    assert kept[:results.REPLAY_STEPS + 2] == list(range(results.REPLAY_STEPS)) + [8, 12]  # 8 steps whole, then multiples of 4
+    assert compact["steps"]["train_loss"] == [float(i) for i in kept] and len(kept) <= results.MAX_STEP_LOSSES + 8
+    assert results.compact_steps(compact) is compact and results.compact_steps(_run_payload({})) == _run_payload({})
+    # stored, read back, and framed at the steps it kept
+    path = results.result_path("exp", {"lr": 0.1}, tmp_path)
+    results.write_json_atomic(path, compact, digest=True)
+    frame = RunResult.from_payload(results.validate(path), cached=True).steps_frame()
+    assert frame.step.tolist() == kept and (frame.step == frame.train_loss).all()
+    # a stride below the replayed head does not repeat its steps
+    assert results.kept_steps(25, 2, head=8) == list(range(8)) + list(range(8, 25, 2))
+    assert results.kept_steps(5, 1) == [0, 1, 2, 3, 4]

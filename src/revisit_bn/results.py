@@ -18,6 +18,9 @@ Each file holds ``{"format", "key", "experiment", "params", "status", "diverged_
 ``"diverged"`` (``diverged_at`` is then the first SGD step whose loss was not finite; non-finite
 numbers are stored as ``null``). ``digest`` is a SHA-256 of the rest of the file, so that an
 edited number is caught (:func:`validate`). Files are written atomically (:func:`write_json_atomic`).
+``steps`` holds every SGD step's loss, except in a run of more than :data:`MAX_STEP_LOSSES` steps:
+there it holds the first :data:`REPLAY_STEPS` and then every ``steps_every``-th, and the file also
+holds ``steps_every`` and ``steps_total`` (:func:`compact_steps`, :func:`kept_steps`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ PROFILES = ("ci", "book", "paper")
 FORMAT = 2
 # The first this many SGD steps of every run are replayed by `make verify` and the test suite.
 REPLAY_STEPS = 8
+# A run of more SGD steps than this keeps the losses of its first REPLAY_STEPS steps and then of every
+# `steps_every`-th step (multiples of it), at most about this many (:func:`compact_steps`): the step losses
+# of chapter 14's 200,000-step runs would otherwise take 1.7 MB a run, compressed.
+MAX_STEP_LOSSES = 20_000
 
 RUN_SUFFIX = ".json.gz"  # a run file's name: <key>.json.gz
 
@@ -195,6 +202,32 @@ def finite_or_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}
     return value
+
+
+def kept_steps(total: int, every: int, head: int = REPLAY_STEPS) -> list[int]:
+    """The SGD steps (from 0) whose losses a run of ``total`` steps keeps with stride ``every``: the
+    first ``head`` steps, then every multiple of ``every`` after them (all steps when ``every`` is 1)."""
+    if every <= 1:
+        return list(range(total))
+    return list(range(min(head, total))) + list(range(-(-head // every) * every, total, every))
+
+
+def compact_steps(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its step losses thinned when it has more than :data:`MAX_STEP_LOSSES` steps.
+
+    Keeps the steps :func:`kept_steps` names for the stride ``ceil(total / MAX_STEP_LOSSES)`` and
+    adds ``steps_every`` and ``steps_total``; the first :data:`REPLAY_STEPS` stay whole, so a
+    thinned run replays as any other. ``diverged_at`` is computed before, from every step. A
+    payload that is short or already thinned comes back unchanged.
+    """
+    steps = payload.get("steps") or {}
+    total = max((len(v) for v in steps.values()), default=0)
+    if payload.get("steps_every", 1) != 1 or total <= MAX_STEP_LOSSES:
+        return payload
+    every = math.ceil(total / MAX_STEP_LOSSES)
+    keep = kept_steps(total, every)
+    return {**payload, "steps": {name: [values[i] for i in keep] for name, values in steps.items()},
+            "steps_every": every, "steps_total": total}
 
 
 def _canonical(payload: dict[str, Any]) -> str:

@@ -34,12 +34,14 @@ class RunResult:
     tables: dict[str, dict] = field(default_factory=dict)
     cached: bool = False
     path: str | None = None
+    steps_every: int = 1  # > 1: ``steps`` holds the steps of :func:`revisit_bn.results.kept_steps`
+    steps_total: int | None = None
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], cached: bool, path=None) -> "RunResult":
         return cls(payload["params"], payload["metrics"], payload["provenance"], payload["status"],
                    payload.get("diverged_at"), payload["steps"], payload.get("tables", {}), cached,
-                   str(path) if path else None)
+                   str(path) if path else None, payload.get("steps_every", 1), payload.get("steps_total"))
 
     @property
     def status_text(self) -> str:
@@ -58,9 +60,12 @@ class RunResult:
         return self._frame({k: [np.nan if v is None else v for v in vals] for k, vals in self.metrics.items()})
 
     def steps_frame(self):
-        """One row per SGD step: ``step`` (from 0) and ``train_loss`` (the batch's loss before the step)."""
+        """One row per stored SGD step: ``step`` (from 0) and ``train_loss`` (the batch's loss before the
+        step); every step, or for a long run the steps :func:`revisit_bn.results.kept_steps` names."""
         losses = [np.nan if v is None else v for v in self.steps.get("train_loss", [])]
-        return self._frame({"step": range(len(losses)), "train_loss": losses})
+        steps = (results_mod.kept_steps(self.steps_total, self.steps_every) if self.steps_every > 1
+                 else range(len(losses)))
+        return self._frame({"step": steps, "train_loss": losses})
 
     def table_frame(self, name: str):
         """The stored table ``name`` (``"probes"``, ``"trace"`` or ``"log"``) as a DataFrame.
@@ -91,12 +96,12 @@ def compute(config: Config, progress: bool = False) -> dict[str, Any]:
     if diverged_at is None and nonfinite_metric:
         diverged_at = len(losses)  # the losses were finite, the evaluation after the last step was not
     prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start, config.threads)
-    return results_mod.finite_or_none({
+    return results_mod.compact_steps(results_mod.finite_or_none({
         "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
         "metrics": out["metrics"], "steps": out["steps"], "tables": out["tables"],
         "replay_steps": min(results_mod.REPLAY_STEPS, len(losses)), "provenance": prov,
-    })
+    }))
 
 
 def store_path(config: Config, root=None):
