@@ -166,6 +166,10 @@ def test_the_intro_names_every_stored_verdict_and_gate_the_one_more_seed_rule_ch
     # and its side conditions (comparable training losses): the intro says no stored verdict changes by them
     assert [v["claim_id"] for v in stored if "comparable on the mean, not with one more seed" in v["measured"]] == []
     assert "or the verdict is reproduced in part (no stored verdict changes by this)" in intro
+    # and at chapter 14's paper profile the flipped fit clears its threshold: the intro says Lemma 1 is reproduced there
+    paper_lemma = json.loads((ROOT / "results" / "paper" / "claims" / "lian-lemma1.json").read_text())
+    assert paper_lemma["verdict"] == "reproduced" and note not in paper_lemma["measured"]
+    assert "that fit clears the threshold and Lemma 1 is reproduced" in intro
 
 
 def test_every_chapter_with_experimental_verdicts_prints_how_they_are_decided(html):
