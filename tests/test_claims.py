@@ -598,3 +598,18 @@ def test_by_paper_counts_each_papers_claims_by_category():
     assert table.loc["this book", "holds as printed"] == 1 and table.loc["Ioffe 2017", "inconclusive"] == 1
     with pytest.raises(ValueError, match="not categories"):
         claims.by_paper(ledger.assign(verdict=["not reproduced at this scale"] * len(ledger)))
+
+
+def test_label_limited_names_the_fit_gate_that_one_more_seed_would_fail():
+    # BN fits the label-restricted batches on the mean (1.041) but one seed sits at 2.0: one more like it fails the gate
+    # (1.201), while FN's higher mean (1.1) passes with every seed; the verdict names BN's gate, not "the higher" loss
+    rows = {("bn", "label_limited"): (0.8, 0.3, 0.4), ("fn", "label_limited"): (1.1, 0.3, 0.6),
+            ("bn", "shuffled"): (0.8, 0.8, 0.75)}
+    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    assert claims.check_label_limited(frame, "unit").category == "reproduced"
+    last = frame.epoch == frame.epoch.max()
+    frame.loc[last & (frame.norm == "bn") & (frame.batch_order == "label_limited") & (frame.seed == 0), "train_loss"] = 2.0
+    verdict = claims.check_label_limited(frame, "unit")
+    assert verdict.category == "inconclusive"
+    assert ("gate: BN's label-restricted training loss 1.041 (< 1.151; but 1.201 with one more seed like its worst, "
+            "failed)") in verdict.measured
