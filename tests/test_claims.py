@@ -159,15 +159,24 @@ def test_a_gate_passes_only_if_one_more_seed_like_its_worst_would_not_fail_it():
         claims.gate([], claims.CIFAR_GATE)
 
 
+def _cifar_orders(rows):
+    """{(norm, batch_order): (train_loss, test_loss, test_acc)} -> a 5-seed frame (see :func:`_per_seed`)."""
+    return _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+
+
+def _set_seed_0(frame, norm, order, metric, value):
+    """Seed 0's final ``metric`` of ``norm`` under ``order`` set to ``value`` (one seed far from the others)."""
+    last = frame.epoch == frame.epoch.max()
+    frame.loc[last & (frame.norm == norm) & (frame.batch_order == order) & (frame.seed == 0), metric] = value
+    return frame
+
+
 def test_a_verdict_past_a_gate_on_the_mean_only_is_inconclusive():
-    rows = {("bn", "label_limited"): (0.5, 0.3, 0.4), ("fn", "label_limited"): (0.5, 0.3, 0.6),
-            ("bn", "shuffled"): (0.8, 0.8, 0.75), ("fn", "shuffled"): (0.8, 0.81, 0.75)}
-    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    frame = _cifar_orders({("bn", "label_limited"): (0.5, 0.3, 0.4), ("fn", "label_limited"): (0.5, 0.3, 0.6),
+                           ("bn", "shuffled"): (0.8, 0.8, 0.75), ("fn", "shuffled"): (0.8, 0.81, 0.75)})
     assert claims.check_shuffled_cifar(frame, "unit").category == "reproduced"
     # one BN seed far under the CIFAR gate: the mean (0.711) still clears 0.70, one more such seed would not (0.684)
-    last = frame.epoch == frame.epoch.max()
-    frame.loc[last & (frame.norm == "bn") & (frame.batch_order == "shuffled") & (frame.seed == 0), "test_acc"] = 0.55
-    verdict = claims.check_shuffled_cifar(frame, "unit")
+    verdict = claims.check_shuffled_cifar(_set_seed_0(frame, "bn", "shuffled", "test_acc", 0.55), "unit")
     assert verdict.category == "inconclusive"
     assert "BN's shuffled test accuracy 0.711 (>= 0.700; but 0.684 with one more seed like its worst, failed)" in verdict.measured
 
@@ -603,13 +612,10 @@ def test_by_paper_counts_each_papers_claims_by_category():
 def test_label_limited_names_the_fit_gate_that_one_more_seed_would_fail():
     # BN fits the label-restricted batches on the mean (1.041) but one seed sits at 2.0: one more like it fails the gate
     # (1.201), while FN's higher mean (1.1) passes with every seed; the verdict names BN's gate, not "the higher" loss
-    rows = {("bn", "label_limited"): (0.8, 0.3, 0.4), ("fn", "label_limited"): (1.1, 0.3, 0.6),
-            ("bn", "shuffled"): (0.8, 0.8, 0.75)}
-    frame = _per_seed(rows, ["norm", "batch_order", "train_loss", "test_loss", "test_acc"], jitter=0.002)
+    frame = _cifar_orders({("bn", "label_limited"): (0.8, 0.3, 0.4), ("fn", "label_limited"): (1.1, 0.3, 0.6),
+                           ("bn", "shuffled"): (0.8, 0.8, 0.75)})
     assert claims.check_label_limited(frame, "unit").category == "reproduced"
-    last = frame.epoch == frame.epoch.max()
-    frame.loc[last & (frame.norm == "bn") & (frame.batch_order == "label_limited") & (frame.seed == 0), "train_loss"] = 2.0
-    verdict = claims.check_label_limited(frame, "unit")
+    verdict = claims.check_label_limited(_set_seed_0(frame, "bn", "label_limited", "train_loss", 2.0), "unit")
     assert verdict.category == "inconclusive"
     assert ("gate: BN's label-restricted training loss 1.041 (< 1.151; but 1.201 with one more seed like its worst, "
             "failed)") in verdict.measured
