@@ -129,6 +129,17 @@ def test_the_command_line_names_a_damaged_dataset_in_one_message(tmp_path, monke
     (tmp_path / "cifar10" / "cifar10.npz").write_bytes(b"\x00" * 100)
     monkeypatch.setenv("REVISIT_BN_DATA", str(tmp_path))
     monkeypatch.setattr(data, "_CHECKSUMS", {})  # checksums are cached per process; this one must read the files
+    monkeypatch.setattr(data, "_DATA_CACHE", {})  # and so are the datasets, once an earlier test loaded them
     assert experiments.main(["status", "--profile", "ci"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "is damaged" in err and "Traceback" not in err, err
+
+
+def test_make_results_names_an_unknown_experiment_before_any_work(results_root, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        experiments.main(["results", "--profile", "paper", "--chapter", "23-internal-covariate-shift",
+                          "--experiment", "santurkar_dlm"])
+    assert stopped.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--experiment santurkar_dlm" in err and "santurkar_dln, santurkar_vgg" in err, err
+    assert not (results_root / "paper").exists()  # nothing computed or created
