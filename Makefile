@@ -26,8 +26,8 @@ book: setup  ## render the stored, executed notebooks to _build/html (no re-exec
 test: setup  ## every test
 	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
 
-results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store; resumable
-	$(RUN) python -m revisit_bn.experiments results --profile $(PROFILE)
+results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store, or only EXPERIMENT's; resumable
+	$(RUN) python -m revisit_bn.experiments results --profile $(PROFILE) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
 verify: setup  ## replay the first SGD steps of every stored run of PROFILE and compare
 	$(RUN) python -m revisit_bn.experiments verify --profile $(PROFILE)

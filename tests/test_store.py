@@ -166,12 +166,13 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
 # ------------------------------------------------------------------------------------------------
 
 PAPER = results.results_root("paper")
-PAPER_SAMPLE = experiments.sample_runs("paper", size=4, seed=0)
+PAPER_SAMPLE = experiments.sample_runs("paper", size=5, seed=0)  # one run of each experiment stored there
 
 
 def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
     paths = results.stored_runs(PAPER)
-    assert len(paths) >= 310, f"the paper profile holds {len(paths)} runs; chapters 14 and 31-33's 310 are committed"
+    assert len(paths) >= 400, (f"the paper profile holds {len(paths)} runs; chapters 14 and 31-33's 310 and chapters 23 "
+                               "and 25's 90 deep linear network runs are committed")
     stale = experiments.stale_runs("paper")
     assert not stale, f"{len(stale)} stored paper runs are stale: {[str(p) for p in stale[:5]]}"
     for path in paths:
@@ -212,6 +213,26 @@ def test_a_chapter_shows_its_paper_profile_only_when_every_run_is_stored(tmp_pat
         experiments.stored_profile("31-mnist", "paper")
 
 
+def test_a_stored_part_of_a_paper_profile_is_shown_without_its_missing_rest(capsys):
+    # chapter 23's VGG runs at the paper's scale need a GPU; its deep linear network's are stored
+    name = "23-internal-covariate-shift"
+    assert experiments.stored_profile(name, "paper") is None
+    assert "15 of its 60 runs missing" in " ".join(capsys.readouterr().out.split())
+    part = experiments.stored_profile(name, "paper", where={"experiment": "santurkar_dln"})
+    assert part is not None and {c.experiment for c in part.configs} == {"santurkar_dln"}
+    assert len(part.configs) == 45 and {c.epochs for c in part.configs} == {part.params["dln_steps"]} == {1000}
+    missing = experiments.stored_profile(name, "paper", where={"experiment": "santurkar_vgg"})
+    assert missing is None and "15 of its 15 runs missing" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(ValueError, match="where=.*matches none"):
+        experiments.stored_profile(name, "paper", where={"experiment": "mcsgd_convergence"})
+    # beside reads only that part and prints the part's own scale line
+    book = experiments.setup(name, {"profile": "book"})
+    shown = experiments.beside(book, [], lambda run: [], where={"experiment": "santurkar_dln"},
+                               scale_of=lambda run: experiments.dln_scale(run.params, run.profile))
+    assert shown[0] is not None and shown[0].configs == part.configs
+    assert "1000 steps" in " ".join(capsys.readouterr().out.split())
+
+
 def test_beside_says_why_it_shows_no_other_scale(tmp_path, monkeypatch, capsys):
     at_paper = experiments.stored_profile("31-mnist-batch-construction", "paper")
     assert experiments.beside(at_paper, [], lambda run: pytest.fail("no check runs")) == (None, [])
@@ -236,3 +257,14 @@ def test_the_tolerant_rule_compares_the_first_steps_and_only_finiteness_after():
         changed = stored.copy()
         changed[step] *= factor
         assert not tolerant_replay_match(stored, changed), step
+
+
+def test_make_results_can_compute_one_experiment_of_a_chapter(results_root):
+    # chapter 23's deep linear network without its VGG runs: what a CPU computes of its paper profile
+    name = "23-internal-covariate-shift"
+    dln = [c for c in experiments.CHAPTERS[name].configs("ci") if c.experiment == "santurkar_dln"]
+    assert dln and len(dln) < len(experiments.CHAPTERS[name].configs("ci"))
+    log = results_root.parent / "log.txt"
+    assert experiments.compute_missing("ci", [name], out=open(log, "w"), experiments=["santurkar_dln"]) == len(dln)
+    assert sorted(p.name for p in (results_root / "ci").iterdir() if p.name != "claims") == ["santurkar_dln"]
+    assert experiments.main(["results", "--profile", "ci", "--chapter", name, "--experiment", "santurkar_dln"]) == 0

@@ -187,7 +187,7 @@ class ChapterRun:
     def select(self, **where: Any) -> list[Config]:
         """The chapter's configs whose fields equal ``where`` (e.g. ``experiment="santurkar_dln"``);
         a list, tuple or set value matches any of its members (``norm=["none", "bn"]``)."""
-        return [c for c in self.configs if all(_matches(getattr(c, k, None), v) for k, v in where.items())]
+        return _selected(self.configs, where)
 
     def frame(self, table: str = "epochs", **where: Any):
         """One long DataFrame of the selected runs' ``table`` with every parameter they vary as a column.
@@ -290,6 +290,11 @@ def _matches(value: Any, wanted: Any) -> bool:
     return value in wanted if isinstance(wanted, (list, tuple, set, frozenset)) else value == wanted
 
 
+def _selected(configs: list[Config], where: dict[str, Any]) -> list[Config]:
+    """The configs whose fields equal ``where``'s values (a list, tuple or set matches any member)."""
+    return [c for c in configs if all(_matches(getattr(c, k, None), v) for k, v in where.items())]
+
+
 def unknown_parameters(namespace: dict[str, Any], known: Iterable[str]) -> list[str]:
     """Literal-valued names in a notebook's namespace that are not parameters (papermill's injected unknowns)."""
     known = set(known) | _IPYTHON_NAMES
@@ -308,7 +313,7 @@ def missing_error(chapter: Chapter, profile: str, configs: list[Config]) -> resu
     )
 
 
-def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
+def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = None) -> ChapterRun:
     """Everything a chapter's setup cell does before any training or reading.
 
     Checks, in order (and, once all pass, sets the resolved parameters in ``namespace``): no
@@ -321,9 +326,12 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
     Args:
         name: the chapter (notebook stem).
         namespace: the notebook's ``globals()`` after its parameters cell (and papermill's injected one).
+        where: only the runs matching these :meth:`ChapterRun.select` filters (e.g.
+            ``{"experiment": "santurkar_dln"}``): a chapter's section on one part of another
+            profile, whose other runs need not be stored (default: every run).
 
     Raises:
-        ValueError: a bad parameter (named).
+        ValueError: a bad parameter (named), or ``where`` matches none of the chapter's runs.
         revisit_bn.results.StoreError: an unwritable results root (names ``REVISIT_BN_RESULTS``).
         revisit_bn.results.MissingRunsError: runs missing from the store (names ``make results``).
     """
@@ -341,6 +349,11 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
         raise ValueError(f"parameter recompute must be True or False, got {recompute!r}")
     params = resolve(chapter, profile, {k: namespace.get(k) for k in chapter.parameters})
     configs = _unique(chapter.grid(params)) if chapter.grid else []
+    if where:
+        configs = _selected(configs, where)
+        if not configs:
+            raise ValueError(f"where={where} matches none of chapter {name}'s runs at profile {profile!r}; "
+                             "filter on fields its runs have (e.g. experiment)")
     root = results_mod.results_root(profile)
     if configs and (recompute or profile == "ci"):
         results_mod.check_writable(root)
@@ -356,7 +369,7 @@ def setup(name: str, namespace: dict[str, Any]) -> ChapterRun:
     return ChapterRun(chapter, profile, params, configs, root, recompute, loaded)
 
 
-def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
+def stored_profile(name: str, profile: str, out=None, where: dict[str, Any] | None = None) -> ChapterRun | None:
     """Chapter ``name`` at another profile's own parameters, if every run it needs is in that profile's store.
 
     How a chapter rendered at the ``book`` profile shows the papers' scale beside its own: the
@@ -368,6 +381,9 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
         name: the chapter (notebook stem).
         profile: ``"paper"`` (or any of :data:`PROFILES` but ``"ci"``, which trains instead of reading).
         out: where the line about missing runs goes (default stdout).
+        where: only the runs matching these filters must be stored, and only they are read (see
+            :func:`setup`), e.g. ``{"experiment": "santurkar_dln"}`` for a chapter whose CIFAR-10
+            runs at the paper's scale need a GPU but whose deep linear network's do not.
 
     Returns:
         A :class:`ChapterRun` over the stored runs (its ``record`` writes to that profile's
@@ -381,9 +397,11 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
     if profile not in PROFILES or profile == CI:
         raise ValueError(f"profile must be one of the stored profiles {[p for p in PROFILES if p != CI]}, got {profile!r}")
     try:
-        return setup(name, {"profile": profile})
+        return setup(name, {"profile": profile}, where=where)
     except results_mod.MissingRunsError:
         configs, root = CHAPTERS[name].configs(profile), results_mod.results_root(profile)
+        if where:
+            configs = _selected(configs, where)
         missing = sum(lookup(c, root) is None for c in configs)
         import textwrap
 
@@ -396,7 +414,8 @@ def stored_profile(name: str, profile: str, out=None) -> ChapterRun | None:
 
 
 def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRun], list], profile: str = "paper",
-           labels: tuple[str, str] | None = None):
+           labels: tuple[str, str] | None = None, where: dict[str, Any] | None = None,
+           scale_of: Callable[[ChapterRun], str] | None = None):
     """A chapter's section on another profile: the same checks on that profile's stored runs, beside its own.
 
     If ``chapter`` is rendered at ``profile`` already, or that profile's runs are not all stored
@@ -412,6 +431,10 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
             gave ``verdicts``.
         profile: the other profile (default ``"paper"``).
         labels: the two scales' column labels in the comparison (default the profiles' names).
+        where: only the runs matching these filters (see :func:`stored_profile`): a section on the
+            part of ``profile`` that is stored, e.g. ``{"experiment": "santurkar_dln"}``.
+        scale_of: the other profile's scale line for the printed header, ``ChapterRun -> str``
+            (default its :attr:`ChapterRun.scale`; a part with its own scale line passes its own).
 
     Returns:
         ``(the other ChapterRun, its verdicts)``, or ``(None, [])``.
@@ -423,19 +446,23 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     if chapter.profile == profile:
         print(f"This page is rendered at the '{profile}' profile already: the sections above are its scale.")
         return None, []
-    other = stored_profile(chapter.chapter.name, profile)
+    other = stored_profile(chapter.chapter.name, profile, where=where)
     if other is None:
         return None, []
     import textwrap
 
-    print(textwrap.fill(f"The '{profile}' profile: {other.scale}. Computed: {other.made_on()}.", claims.OUTPUT_WIDTH,
+    scale = scale_of(other) if scale_of else other.scale
+    print(textwrap.fill(f"The '{profile}' profile: {scale}. Computed: {other.made_on()}.", claims.OUTPUT_WIDTH,
                         subsequent_indent="    "))
     found = verdicts_of(other)
     for verdict in found:
         other.record(verdict)
         print(verdict.line())
     mine, theirs = labels or (chapter.profile, profile)
-    display(claims.compare_scales({mine: verdicts, theirs: found}).set_index("claim"))
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", None):  # a verdict in parts lists every part's effect
+        display(claims.compare_scales({mine: verdicts, theirs: found}).set_index("claim"))
     return other, found
 
 
@@ -512,7 +539,7 @@ _VGG_PAPER = dict(width=1.0, epochs=30, train_subset=None, test_subset=None, pro
 # the deep linear network's profiles (chapters 23 and 25)
 _DLN = dict(dln_lrs=[0.01, 0.05, 0.2], dln_steps=200, dln_probe_every=10)
 _DLN_CI = dict(dln_steps=3, dln_probe_every=1)
-_DLN_PAPER = dict(dln_steps=1000, dln_probe_every=20)
+_DLN_PAPER = dict(dln_steps=1000, dln_probe_every=50)  # 20 probes, as the book's 200 steps have (and 2.5 times smaller files)
 
 
 def _grid_21(p):
@@ -861,9 +888,30 @@ def stale_runs(profile: str = "book") -> list[Path]:
     return [p for p in results_mod.stored_runs(root) if p not in wanted]
 
 
+def _of_experiments(todo: list[tuple[str, Config]], experiments: Iterable[str] | None,
+                    profile: str) -> list[tuple[str, Config]]:
+    """The runs of ``todo`` whose experiment is one of ``experiments`` (all of them for ``None``).
+
+    Raises:
+        ValueError: an experiment that none of ``todo`` has (the message lists theirs).
+    """
+    if experiments is None:
+        return todo
+    known = sorted({c.experiment for _, c in todo})
+    unknown = sorted(set(experiments) - set(known))
+    if unknown:
+        raise ValueError(f"--experiment {', '.join(unknown)}: no run of profile {profile!r} (in the chosen chapters) has it; "
+                         f"their experiments are {', '.join(known)}")
+    return [(name, c) for name, c in todo if c.experiment in set(experiments)]
+
+
 def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None,
-                    shard: tuple[int, int] = (0, 1)) -> int:
+                    shard: tuple[int, int] = (0, 1), experiments: Iterable[str] | None = None) -> int:
     """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
+
+    ``chapters`` and ``experiments`` (e.g. ``["santurkar_dln"]``: the deep linear network's runs of
+    chapters 23 and 25, which a CPU computes in 20 minutes at the paper's scale, without their
+    VGG runs) restrict it to those chapters' runs and those experiments' runs.
 
     ``shard=(k, n)`` computes only the missing runs ``k, k + n, k + 2n, ...`` (in grid order), so
     that ``n`` processes started together with ``k = 0 .. n-1`` share one GPU without computing a
@@ -872,17 +920,18 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     number of runs computed.
 
     Raises:
-        ValueError: ``shard`` is not ``(k, n)`` with ``0 <= k < n``.
+        ValueError: ``shard`` is not ``(k, n)`` with ``0 <= k < n``, or ``experiments`` names an
+            experiment that no run of the profile has.
     """
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
+    todo = _of_experiments(profile_configs(profile, chapters), experiments, profile)
     out = out or sys.stdout
     root = results_mod.results_root(store_profile(profile))
     results_mod.check_writable(root)
     for left in results_mod.clean_temporary(root):
         print(f"removed a temporary file left by a killed write: {left}", file=out)
-    todo = profile_configs(profile, chapters)
     missing = [(name, c) for name, c in todo if lookup(c, root, report=lambda m: print(m, file=out)) is None]
     print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
           + (f" (shard {k}/{n}: {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
@@ -1028,6 +1077,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="book", choices=STAGED_PROFILES)
         if name == "results":
             p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
+            p.add_argument("--experiment", action="append",
+                           help="only these experiments' runs (e.g. santurkar_dln: chapters 23 and 25's deep linear network)")
             p.add_argument("--shard", default="0/1", metavar="K/N",
                            help="compute only every N-th missing run from the K-th (N processes sharing a GPU)")
         if name == "verify":
@@ -1049,7 +1100,11 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"--shard must be K/N with integers, e.g. 0/4; got {args.shard!r}")
         if not 0 <= k < n:
             parser.error(f"--shard K/N needs 0 <= K < N (K counts from 0), e.g. 0/4 .. 3/4; got {args.shard!r}")
-        compute_missing(args.profile, args.chapter, shard=(k, n))
+        try:  # checked before any work, as the shard
+            _of_experiments(profile_configs(args.profile, args.chapter), args.experiment, args.profile)
+        except ValueError as exc:
+            parser.error(str(exc))
+        compute_missing(args.profile, args.chapter, shard=(k, n), experiments=args.experiment)
         return 0
     if args.command == "verify":
         return 1 if verify(args.profile, args.sample, args.seed) else 0
