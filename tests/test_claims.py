@@ -619,3 +619,24 @@ def test_label_limited_names_the_fit_gate_that_one_more_seed_would_fail():
     assert verdict.category == "inconclusive"
     assert ("gate: BN's label-restricted training loss 1.041 (< 1.151; but 1.201 with one more seed like its worst, "
             "failed)") in verdict.measured
+
+
+def _ics_probes(bn_cos_of_step, none_cos=0.5, seeds=(0, 1, 2), steps=range(0, 200, 10)):
+    import pandas as pd
+
+    rows = [dict(seed=s, norm=n, step=t, layer=layer, quantity="ics_cos",
+                 value=(bn_cos_of_step(t) + 0.01 * s) if n == "bn" else none_cos + 0.01 * s)
+            for s in seeds for n in ("bn", "none") for t in steps for layer in ("a", "b")]
+    rows += [dict(r, quantity="ics_l2", value=0.1) for r in rows]
+    return pd.DataFrame(rows)
+
+
+def test_probe_halves_agree_on_a_steady_shift_and_disagree_on_a_swinging_one():
+    steady = claims.ics_probe_halves(_ics_probes(lambda t: 0.45))
+    assert steady.agree.all() and all("(reproduced)" in steady.loc["all", c] for c in steady.columns[:3])
+    # BN's cosine swings between 1 and -0.5 from one probe to the next: each half sees one value only
+    swinging = claims.ics_probe_halves(_ics_probes(lambda t: 1.0 if t % 20 == 0 else -0.5))
+    assert not swinging.agree.all()
+    assert "(contradicted)" in swinging.loc["all", "odd probes"] and "(reproduced)" in swinging.loc["all", "even probes"]
+    with pytest.raises(ValueError, match="at least 2 probed steps"):
+        claims.ics_probe_halves(_ics_probes(lambda t: 0.5, steps=[0]))

@@ -1022,6 +1022,48 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
                       scale, combine(cats), seeds, "; ".join(intervals))
 
 
+def ics_probe_halves(probes, by: str | None = None):
+    """:func:`check_ics_not_reduced`'s effect on all probes and on every other probe: does the probe schedule decide it?
+
+    The probed steps, sorted, are split into two interleaved halves (the 1st, 3rd, ... and the
+    2nd, 4th, ... probe); each half gives the per-seed effect (BN's median cos(G, G') minus the
+    standard network's) with its interval and category, as the verdict computes it on all probes.
+    Where cos(G, G') swings between two values over training (it is bimodal in the deep linear
+    network at a large step), a median over probes depends on which steps are probed, and the
+    halves disagree.
+
+    Args:
+        probes: the ``"probes"`` table of standard (``norm="none"``) and BN runs, with ``seed``,
+            ``step``, ``layer``, ``quantity``, ``value`` (and ``by``) columns.
+        by: a column the verdict is split by (e.g. ``"lr"``), or ``None``.
+
+    Returns:
+        A :class:`pandas.DataFrame` indexed by ``by`` (or one row ``"all"``), with columns
+        ``"all probes"``, ``"odd probes"``, ``"even probes"`` (text: effect, interval, category)
+        and ``"agree"`` (whether the three categories are the same).
+
+    Raises:
+        ValueError: fewer than 2 probed steps.
+    """
+    import pandas as pd
+
+    steps = sorted(probes.step.unique())
+    if len(steps) < 2:
+        raise ValueError(f"probes must hold at least 2 probed steps to split them, got {len(steps)}")
+    halves = {"all probes": steps, "odd probes": steps[0::2], "even probes": steps[1::2]}
+    rows = {}
+    for name, kept in halves.items():
+        sub = probes[probes.step.isin(kept)]
+        for value, part in ([("all", sub)] if by is None else list(sub.groupby(by))):
+            medians = ics_summary(part, ["seed", "norm"]).ics_cos.unstack("norm")
+            mean, low, high, _, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
+            rows.setdefault(value, {})[name] = (f"{_interval_text(mean, low, high)} ({cat})", cat)
+    table = pd.DataFrame({value: {name: text for name, (text, _) in cells.items()} for value, cells in rows.items()}).T
+    table["agree"] = [len({cat for _, cat in cells.values()}) == 1 for cells in rows.values()]
+    table.index.name = by or "probes"
+    return table[list(halves) + ["agree"]]
+
+
 def check_landscape(probes, scale: str) -> Verdict:
     """Santurkar et al. Figure 4: along the gradient, BN's loss varies less, its gradient changes
     less, and its effective beta-smoothness is lower than the standard network's.
