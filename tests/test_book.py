@@ -192,3 +192,15 @@ def test_every_chapter_with_experimental_verdicts_prints_how_they_are_decided(ht
         if "How these verdicts are decided" not in page or rule not in page or "one more seed like the worst" not in page:
             missing.append(chapter)
     assert not missing, f"chapters without the rules under their verdicts: {missing}"
+
+
+def test_every_link_of_the_ledger_reaches_its_anchor(html):
+    # the ledger's rows link to each claim's chapter and to the chapter's section on its paper profile
+    # (`paper-scale-NN`) in raw HTML, which the -W build does not check
+    ledger = html / "notebooks" / "90-claims-ledger.html"
+    links = set(re.findall(r'href="([0-9][^"#]*\.html)#([^"]+)"', ledger.read_text()))
+    assert any(anchor.startswith("paper-scale-23") for _, anchor in links), "no link to chapter 23's paper section"
+    broken = [f"{page}#{anchor}" for page, anchor in sorted(links)
+              if not (html / "notebooks" / page).is_file()
+              or f'id="{anchor}"' not in (html / "notebooks" / page).read_text()]
+    assert not broken, f"ledger links whose anchor is missing: {broken}"
