@@ -640,3 +640,14 @@ def test_probe_halves_agree_on_a_steady_shift_and_disagree_on_a_swinging_one():
     assert "(contradicted)" in swinging.loc["all", "odd probes"] and "(reproduced)" in swinging.loc["all", "even probes"]
     with pytest.raises(ValueError, match="at least 2 probed steps"):
         claims.ics_probe_halves(_ics_probes(lambda t: 0.5, steps=[0]))
+
+
+def test_an_ics_part_that_the_probe_schedule_decides_is_inconclusive():
+    # BN's cosine swings from probe to probe: reproduced on all probes and on one half, contradicted on the other
+    swinging = _ics_probes(lambda t: 0.6 if t % 20 == 0 else 0.2, none_cos=0.5)
+    halves = claims.ics_probe_halves(swinging)
+    assert "(reproduced)" in halves.loc["all", "all probes"] and not halves.agree.all()
+    verdict = claims.check_ics_not_reduced(swinging, "unit", "x", "src", "claim")
+    assert verdict.category == "inconclusive" and "the probe schedule decides it" in verdict.measured
+    steady = claims.check_ics_not_reduced(_ics_probes(lambda t: 0.45), "unit", "x", "src", "claim")
+    assert steady.category == "reproduced" and "probe schedule" not in steady.measured

@@ -1000,24 +1000,49 @@ def check_noise_stops_standard(frame, scale: str) -> Verdict:
         scale, _gate(passed.ok, category), len(noisy), f"above chance {_interval_text(mean, low, high)}")
 
 
+def _ics_effect(probes):
+    """Per seed, BN's median cos(G, G') minus the standard network's: ``(medians by norm, mean, low, high, category)``."""
+    medians = ics_summary(probes, ["seed", "norm"]).ics_cos.unstack("norm")
+    mean, low, high, _, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
+    return medians, mean, low, high, cat
+
+
+def _probe_halves(probes) -> dict:
+    """The probed steps, sorted and split by alternation: ``{"odd": 1st, 3rd, ...; "even": 2nd, 4th, ...}``."""
+    steps = sorted(probes.step.unique())
+    return {"odd": steps[0::2], "even": steps[1::2]}
+
+
 def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
     """Santurkar et al. Figure 3: BN does not reduce internal covariate shift.
 
     Per seed (and per value of ``by``, e.g. ``"lr"``), the effect is BN's median cos(G, G') minus
     the standard network's; the claim holds where its interval lies below :data:`ICS_COS_TOL`
     (BN's gradients are not made more alike by more than that), and is contradicted where it lies
-    above. The parts combine by :func:`combine`.
+    above. A decided part must keep its category on each half of the probe schedule (every other
+    probe, :func:`ics_probe_halves`), or it is inconclusive: where cos(G, G') swings over training,
+    the median over probes depends on which steps are probed (our rule, as the one-more-seed rule
+    is for seeds). The parts combine by :func:`combine`.
     """
     groups = [(None, probes)] if by is None else list(probes.groupby(by))
     parts, cats, intervals, seeds = [], [], [], probes.seed.nunique()
+    halves = _probe_halves(probes) if probes.step.nunique() >= 2 else {}
     for value, part in groups:
-        medians = ics_summary(part, ["seed", "norm"]).ics_cos.unstack("norm")
-        mean, low, high, agree, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
+        medians, mean, low, high, cat = _ics_effect(part)
+        schedule = ""
+        if cat != "inconclusive":
+            differ = [(name, _ics_effect(part[part.step.isin(kept)])) for name, kept in halves.items()]
+            differ = [(name, e) for name, e in differ if e[4] != cat]
+            if differ:
+                schedule = (f"{cat} on all probes; but "
+                            + ", ".join(f"{_interval_text(*e[1:4])} ({e[4]}) on the {name}-numbered probes" for name, e in differ)
+                            + ": the probe schedule decides it, inconclusive")
+                cat = "inconclusive"
         cats.append(cat)
         where = "" if by is None else f"{by} {value}: "
         intervals.append(where + _interval_text(mean, low, high))
         parts.append(where + "median cos(G, G') " + ", ".join(f"{_name(n)} {medians[n].mean():.3f}" for n in medians)
-                     + f"; BN - standard {_interval_text(mean, low, high)} ({cat})")
+                     + f"; BN - standard {_interval_text(mean, low, high)} ({schedule or cat})")
     return Verdict.of(claim_id, source, claim, " | ".join(parts) + f"; threshold {ICS_COS_TOL}, {seeds} seeds",
                       scale, combine(cats), seeds, "; ".join(intervals))
 
@@ -1027,10 +1052,10 @@ def ics_probe_halves(probes, by: str | None = None):
 
     The probed steps, sorted, are split into two interleaved halves (the 1st, 3rd, ... and the
     2nd, 4th, ... probe); each half gives the per-seed effect (BN's median cos(G, G') minus the
-    standard network's) with its interval and category, as the verdict computes it on all probes.
-    Where cos(G, G') swings between two values over training (it is bimodal in the deep linear
-    network at a large step), a median over probes depends on which steps are probed, and the
-    halves disagree.
+    standard network's) with its interval and category, as the verdict computes it on all probes
+    (before its schedule rule). Where cos(G, G') swings over training, a median over probes
+    depends on which steps are probed, and the halves disagree; the verdict then calls the part
+    inconclusive.
 
     Args:
         probes: the ``"probes"`` table of standard (``norm="none"``) and BN runs, with ``seed``,
@@ -1047,16 +1072,15 @@ def ics_probe_halves(probes, by: str | None = None):
     """
     import pandas as pd
 
-    steps = sorted(probes.step.unique())
-    if len(steps) < 2:
-        raise ValueError(f"probes must hold at least 2 probed steps to split them, got {len(steps)}")
-    halves = {"all probes": steps, "odd probes": steps[0::2], "even probes": steps[1::2]}
+    if probes.step.nunique() < 2:
+        raise ValueError(f"probes must hold at least 2 probed steps to split them, got {probes.step.nunique()}")
+    halves = {"all probes": sorted(probes.step.unique()),
+              **{f"{name} probes": kept for name, kept in _probe_halves(probes).items()}}
     rows = {}
     for name, kept in halves.items():
         sub = probes[probes.step.isin(kept)]
         for value, part in ([("all", sub)] if by is None else list(sub.groupby(by))):
-            medians = ics_summary(part, ["seed", "norm"]).ics_cos.unstack("norm")
-            mean, low, high, _, cat = effect(medians["bn"] - medians["none"], ICS_COS_TOL, below=True)
+            _, mean, low, high, cat = _ics_effect(part)
             rows.setdefault(value, {})[name] = (f"{_interval_text(mean, low, high)} ({cat})", cat)
     table = pd.DataFrame({value: {name: text for name, (text, _) in cells.items()} for value, cells in rows.items()}).T
     table["agree"] = [len({cat for _, cat in cells.values()}) == 1 for cells in rows.values()]
