@@ -1007,10 +1007,11 @@ def _ics_effect(probes):
     return medians, mean, low, high, cat
 
 
-def _probe_halves(probes) -> dict:
-    """The probed steps, sorted and split by alternation: ``{"odd": 1st, 3rd, ...; "even": 2nd, 4th, ...}``."""
-    steps = sorted(probes.step.unique())
-    return {"odd": steps[0::2], "even": steps[1::2]}
+def _half_effects(part) -> dict:
+    """:func:`_ics_effect` on each half of the probed steps, sorted and split by alternation:
+    ``{"odd": on the 1st, 3rd, ... probe; "even": on the 2nd, 4th, ...}``."""
+    steps = sorted(part.step.unique())
+    return {name: _ics_effect(part[part.step.isin(kept)]) for name, kept in (("odd", steps[0::2]), ("even", steps[1::2]))}
 
 
 def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
@@ -1026,13 +1027,11 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
     """
     groups = [(None, probes)] if by is None else list(probes.groupby(by))
     parts, cats, intervals, seeds = [], [], [], probes.seed.nunique()
-    halves = _probe_halves(probes) if probes.step.nunique() >= 2 else {}
     for value, part in groups:
         medians, mean, low, high, cat = _ics_effect(part)
         schedule = ""
-        if cat != "inconclusive":
-            differ = [(name, _ics_effect(part[part.step.isin(kept)])) for name, kept in halves.items()]
-            differ = [(name, e) for name, e in differ if e[4] != cat]
+        if cat != "inconclusive" and part.step.nunique() >= 2:
+            differ = [(name, e) for name, e in _half_effects(part).items() if e[4] != cat]
             if differ:
                 schedule = (f"{cat} on all probes; but "
                             + ", ".join(f"{_interval_text(*e[1:4])} ({e[4]}) on the {name}-numbered probes" for name, e in differ)
@@ -1074,18 +1073,15 @@ def ics_probe_halves(probes, by: str | None = None):
 
     if probes.step.nunique() < 2:
         raise ValueError(f"probes must hold at least 2 probed steps to split them, got {probes.step.nunique()}")
-    halves = {"all probes": sorted(probes.step.unique()),
-              **{f"{name} probes": kept for name, kept in _probe_halves(probes).items()}}
     rows = {}
-    for name, kept in halves.items():
-        sub = probes[probes.step.isin(kept)]
-        for value, part in ([("all", sub)] if by is None else list(sub.groupby(by))):
-            _, mean, low, high, cat = _ics_effect(part)
-            rows.setdefault(value, {})[name] = (f"{_interval_text(mean, low, high)} ({cat})", cat)
-    table = pd.DataFrame({value: {name: text for name, (text, _) in cells.items()} for value, cells in rows.items()}).T
-    table["agree"] = [len({cat for _, cat in cells.values()}) == 1 for cells in rows.values()]
+    for value, part in ([("all", probes)] if by is None else list(probes.groupby(by))):
+        effects = {"all probes": _ics_effect(part), **{f"{name} probes": e for name, e in _half_effects(part).items()}}
+        rows[value] = {name: f"{_interval_text(*e[1:4])} ({e[4]})" for name, e in effects.items()}
+        rows[value]["agree"] = len({e[4] for e in effects.values()}) == 1
+    table = pd.DataFrame(rows).T
+    table["agree"] = table["agree"].astype(bool)
     table.index.name = by or "probes"
-    return table[list(halves) + ["agree"]]
+    return table
 
 
 def check_landscape(probes, scale: str) -> Verdict:
