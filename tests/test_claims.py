@@ -651,3 +651,71 @@ def test_an_ics_part_that_the_probe_schedule_decides_is_inconclusive():
     assert verdict.category == "inconclusive" and "the probe schedule decides it" in verdict.measured
     steady = claims.check_ics_not_reduced(_ics_probes(lambda t: 0.45), "unit", "x", "src", "claim")
     assert steady.category == "reproduced" and "probe schedule" not in steady.measured
+
+
+def test_probe_half_keeps_every_other_probed_step_and_a_drift_half_every_other_interval():
+    probes = _probes({"bn": {"act_mean": [0.0, 1.0, 1.0, 3.0, 3.0], "act_std": [1.0] * 5}}, seeds=1)
+    assert sorted(claims.probe_half(probes, "odd").step.unique()) == [0, 20, 40]
+    assert sorted(claims.probe_half(probes, "even").step.unique()) == [10, 30]
+    # the intervals keep their length: the odd ones (1st, 3rd) moved by 1 and 2, the even ones not at all
+    assert claims.activation_drift(probes, half="odd")["bn"] == pytest.approx(1.5)
+    assert claims.activation_drift(probes, half="even")["bn"] == 0.0
+    assert claims.activation_drift(probes)["bn"] == pytest.approx(0.75)
+    for bad in ("first", 1):
+        with pytest.raises(ValueError, match="half must be"):
+            claims.probe_half(probes, bad)
+    with pytest.raises(ValueError, match="half must be None, 'odd' or 'even'"):
+        claims.scale_drift(probes, half="both")
+
+
+def test_the_probe_schedule_rule_leaves_an_agreeing_or_undecided_part_and_names_the_half_that_differs():
+    def never(half):
+        raise AssertionError("an inconclusive part computes no half")
+
+    assert claims.on_probe_halves("inconclusive", never) == ("inconclusive", "")
+    same = claims.on_probe_halves("reproduced", lambda half: (0.1, 0.05, 0.15, 3, "reproduced"))
+    assert same == ("reproduced", "")
+    category, note = claims.on_probe_halves(
+        "reproduced", lambda half: (0.1, 0.05, 0.15, 3, "reproduced" if half == "odd" else "contradicted"), "probe intervals")
+    assert category == "inconclusive"
+    assert note == ("reproduced on all probe intervals; but +0.100 [+0.050, +0.150] (contradicted) on the "
+                    "even-numbered probe intervals: the probe schedule decides it, inconclusive")
+
+
+def test_a_landscape_part_that_the_probe_schedule_decides_is_inconclusive():
+    def landscape(loss_range, n=5):
+        return {"loss_min": [1.0] * n, "loss_max": [1.0 + r for r in loss_range], "grad_change_max": [3.0] * n,
+                "effective_beta_smoothness": [20.0] * n}
+
+    def bn(loss_range):
+        return {**landscape(loss_range), "grad_change_max": [1.0] * 5, "effective_beta_smoothness": [5.0] * 5}
+
+    steady = claims.check_landscape(_probes({"none": landscape([1.0] * 5), "bn": bn([0.2] * 5)}), "unit")
+    assert steady.category == "reproduced" and "probe schedule" not in steady.measured
+    # BN's loss range is low on the 1st, 3rd, 5th probe and high on the others: the median over all is the low one
+    swinging = claims.check_landscape(_probes({"none": landscape([1.0] * 5), "bn": bn([0.2, 3.0, 0.2, 3.0, 0.2])}), "unit")
+    assert swinging.category == "reproduced in part"
+    assert "(reproduced on all probes; but" in swinging.measured and "(contradicted) on the even-numbered probes" in swinging.measured
+
+
+@pytest.mark.parametrize("noisy_mean,expected", [([0.0, 1.0, -1.0, 1.0, -1.0], "reproduced"),
+                                                 ([0.0, 1.0, 1.0, 2.0, 2.0], "reproduced in part")])  # moves every other interval
+def test_a_shift_that_the_probe_schedule_decides_is_inconclusive(noisy_mean, expected):
+    probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0, 0.1, 0.0], "act_std": [1.0] * 5},
+                      "bn": {"act_mean": [0.0, 0.05, 0.0, 0.05, 0.0], "act_std": [1.0] * 5},
+                      "noisy_bn": {"act_mean": noisy_mean, "act_std": [1.0] * 5}})
+    frame = _per_seed({("none",): (1.5, 0.45), ("bn",): (0.5, 0.5), ("noisy_bn",): (0.6, 0.5)},
+                      ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002)
+    verdict = claims.check_noisy_bn(frame, probes, "unit")
+    assert verdict.category == expected
+    assert ("on the even-numbered probe intervals: the probe schedule decides it" in verdict.measured) == (expected != "reproduced")
+    # l_p normalization's drift ratios follow the same rule
+    lp = {n: {"act_mean": noisy_mean, "act_std": [1.0, 2.0, 1.0, 2.0, 1.0]} for n in ("lp1", "lp2", "lpinf")}
+    lp_probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0, 0.1, 0.0], "act_std": [1.0, 1.2, 1.0, 1.2, 1.0]},
+                         "bn": {"act_mean": [0.0] * 5, "act_std": [1.0] * 5}, **lp})
+    rows = {("none",): (1.5, 0.45), ("bn",): (0.5, 0.5), **{(n,): (0.52, 0.5) for n in lp}}
+    lp_verdict = claims.check_lp_norms(_per_seed(rows, ["norm", "train_loss", "test_acc"], seeds=3, jitter=0.002),
+                                       lp_probes, "unit")
+    assert lp_verdict.category == expected
+    assert ("l1: mean drift ratio to standard" in lp_verdict.measured
+            and ("the probe schedule decides it" in lp_verdict.measured) == (expected != "reproduced"))

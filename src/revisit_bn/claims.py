@@ -260,9 +260,33 @@ def landscape_summary(probes, by="norm"):
     return wide.groupby(by)[["loss_range", "grad_change_max", "effective_beta_smoothness"]].median()
 
 
-def _probe_drift(probes, by, change):
+PROBE_HALVES = ("odd", "even")  # the two halves of a probe schedule (:func:`probe_half`)
+
+
+def _check_half(half) -> None:
+    if half not in (None, *PROBE_HALVES):
+        raise ValueError(f"half must be None, 'odd' or 'even', got {half!r}")
+
+
+def probe_half(probes, half: str):
+    """The rows of every other probed step: ``half="odd"`` keeps the 1st, 3rd, ... of the sorted
+    probed steps, ``"even"`` the 2nd, 4th, ... (the halves of the probe-schedule rule,
+    :func:`on_probe_halves`).
+
+    Raises:
+        ValueError: ``half`` is not ``"odd"`` or ``"even"``.
+    """
+    if half not in PROBE_HALVES:
+        raise ValueError(f"half must be 'odd' or 'even', got {half!r}")
+    steps = sorted(probes.step.unique())
+    return probes[probes.step.isin(steps[0::2] if half == "odd" else steps[1::2])]
+
+
+def _probe_drift(probes, by, change, half=None):
     """Mean of ``change(mean, std)`` (per-interval changes of one recorded layer's channel, from its
-    ``act_mean`` and ``act_std`` arrays over probes) over layers and consecutive probes, per ``by`` value."""
+    ``act_mean`` and ``act_std`` arrays over probes) over layers and consecutive probes, per ``by`` value;
+    ``half`` keeps every other interval between consecutive probes (``"odd"``: the 1st, 3rd, ...)."""
+    _check_half(half)
     keys = [by] if isinstance(by, str) else list(by)
     rows = probes[probes.quantity.isin(["act_mean", "act_std"])]
     wide = rows.pivot_table(index=[*keys, "layer", "step"], columns="quantity", values="value").sort_index()
@@ -271,26 +295,60 @@ def _probe_drift(probes, by, change):
         drifts = []
         for _, layer in part.groupby(level=len(keys)):
             if len(layer) > 1:
-                drifts.extend(change(layer.act_mean.to_numpy(), layer.act_std.to_numpy()))
+                changes = list(change(layer.act_mean.to_numpy(), layer.act_std.to_numpy()))
+                drifts.extend(changes if half is None else changes[PROBE_HALVES.index(half)::2])
         out[name] = float(sum(drifts) / len(drifts)) if drifts else float("nan")
     return out
 
 
-def activation_drift(probes, by="norm"):
+def activation_drift(probes, by="norm", half=None):
     r"""How far a channel's distribution moves between probes: the mean over recorded layers and
     consecutive probes of :math:`|\Delta\,\text{mean}| / \text{std}` (the change of the channel's mean in
-    units of its spread). ``by``: a column or a list of them (e.g. ``["seed", "norm"]``). Returns
-    ``{by value: drift}`` (a tuple key for a list)."""
-    return _probe_drift(probes, by, lambda mean, std: abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12))
+    units of its spread). ``by``: a column or a list of them (e.g. ``["seed", "norm"]``). ``half``:
+    ``None`` (every interval between consecutive probes), ``"odd"`` or ``"even"`` (every other
+    interval, the 1st, 3rd, ... or the 2nd, 4th, ...: the probe-schedule rule's halves, which keep
+    the interval's length). Returns ``{by value: drift}`` (a tuple key for a list).
+
+    Raises:
+        ValueError: ``half`` is not ``None``, ``"odd"`` or ``"even"``.
+    """
+    return _probe_drift(probes, by, lambda mean, std: abs(mean[1:] - mean[:-1]) / ((std[1:] + std[:-1]) / 2 + 1e-12),
+                        half)
 
 
-def scale_drift(probes, by="norm"):
+def scale_drift(probes, by="norm", half=None):
     r"""How far a channel's spread moves between probes: the mean over recorded layers and consecutive
     probes of :math:`|\Delta \ln \text{std}|` (a relative change of scale, which
-    :func:`activation_drift` does not see). ``by`` and the returned ``{by value: drift}`` as there."""
+    :func:`activation_drift` does not see). ``by``, ``half`` and the returned ``{by value: drift}`` as there."""
     import numpy as np
 
-    return _probe_drift(probes, by, lambda mean, std: abs(np.diff(np.log(np.maximum(std, 1e-12)))))
+    return _probe_drift(probes, by, lambda mean, std: abs(np.diff(np.log(np.maximum(std, 1e-12)))), half)
+
+
+def on_probe_halves(category: str, effect_of, unit: str = "probes") -> tuple[str, str]:
+    """The probe-schedule rule: a category decided on every probe must keep it on each half of the schedule.
+
+    ``effect_of(half)`` gives the part's effect as :func:`effect` does, ``(mean, low, high, agree,
+    category)``, on one half (``"odd"`` or ``"even"``): for a median over probed steps, on every
+    other probe (:func:`probe_half`); for a drift between consecutive probes, on every other
+    interval (``half=`` of :func:`activation_drift`). Where cos(G, G') or an activation drifts and
+    swings over training, a statistic over probes can depend on which steps are probed; a part
+    that either half puts in another category is inconclusive (our rule, the probes' counterpart of
+    :func:`one_more_seed`). An inconclusive part stays so, and no half is computed.
+
+    Returns:
+        ``(category, note)``: the category after the rule, and ``""`` or, where a half differs,
+        ``"<category> on all <unit>; but <interval> (<its category>) on the odd-numbered <unit>...:
+        the probe schedule decides it, inconclusive"`` for the verdict's measured text.
+    """
+    if category == "inconclusive":
+        return category, ""
+    differ = [(half, e) for half, e in ((h, effect_of(h)) for h in PROBE_HALVES) if e[4] != category]
+    if not differ:
+        return category, ""
+    return "inconclusive", (f"{category} on all {unit}; but "
+                            + ", ".join(f"{_interval_text(*e[:3])} ({e[4]}) on the {half}-numbered {unit}" for half, e in differ)
+                            + ": the probe schedule decides it, inconclusive")
 
 
 def _name(norm: str) -> str:
@@ -832,6 +890,26 @@ def check_learning_rates(frame, scale: str, lrs=(0.1, 0.5)) -> Verdict:
         scale, _gate(passed.ok, combine(cats)), len(bn), "; ".join(intervals))
 
 
+def noisy_shift(probes, half=None) -> tuple[float, float, float, int, str]:
+    """:func:`check_noisy_bn`'s shift: per seed, noisy BN's :func:`activation_drift` over the larger
+    of BN's and the standard network's, against :data:`SHIFT_RATIO` (far larger: interval above it).
+
+    Args:
+        probes: probe rows of the ``"none"``, ``"bn"`` and ``"noisy_bn"`` runs (one noise level) with
+            ``norm, seed, layer, step, quantity, value`` (``act_mean``, ``act_std``).
+        half: ``None``, ``"odd"`` or ``"even"``: every other probe interval (:func:`activation_drift`).
+
+    Returns:
+        :func:`effect`'s ``(mean, low, high, seeds above, category)``, before the probe-schedule rule.
+
+    Raises:
+        ValueError: a bad ``half``.
+    """
+    drift = activation_drift(probes, by=["seed", "norm"], half=half)
+    seeds = sorted({seed for seed, _ in drift})
+    return effect([drift[(s, "noisy_bn")] / max(drift[(s, "bn")], drift[(s, "none")]) for s in seeds], SHIFT_RATIO)
+
+
 def check_noisy_bn(frame, probes, scale: str) -> Verdict:
     """Santurkar et al. Figure 2: noisy BN's activations shift far more than the standard network's
     and BN's, yet it trains about as well as BN.
@@ -839,12 +917,15 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
     Two per-seed effects: the drift ratio noisy / max(BN, standard) against :data:`SHIFT_RATIO`
     (the shift), and BN's minus noisy BN's final test accuracy below :data:`FAR_ACC` (trains as
     well). Both reproduced: reproduced; the shift without the training: contradicted (the setup
-    shows the shift, and the network does not train as well); else by :func:`combine`.
+    shows the shift, and the network does not train as well); else by :func:`combine`. The shift
+    must keep its category on every other probe interval (:func:`on_probe_halves`), or it is
+    inconclusive.
     """
-    drift = activation_drift(probes, by=["seed", "norm"])
-    seeds = sorted({seed for seed, _ in drift})
-    ratio = [drift[(s, "noisy_bn")] / max(drift[(s, "bn")], drift[(s, "none")]) for s in seeds]
-    r_mean, r_low, r_high, r_agree, shift = effect(ratio, SHIFT_RATIO)
+    seeds = sorted(probes.seed.unique())
+    r_mean, r_low, r_high, r_agree, shift = noisy_shift(probes)
+    schedule = ""
+    if probes.step.nunique() >= 3:  # two intervals at least, one a half
+        shift, schedule = on_probe_halves(shift, lambda half: noisy_shift(probes, half), "probe intervals")
     gap = final_per_seed(frame, "test_acc", norm="bn") - final_per_seed(frame, "test_acc", norm="noisy_bn")
     g_mean, g_low, g_high, g_agree, trains = effect(gap, FAR_ACC, below=True)
     loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_bn", "bn", "none")}
@@ -855,7 +936,7 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
         "with time-varying noise after every BN layer, the activations shift far more than in the standard "
         "network, yet the network trains about as well as with BN",
         f"drift ratio noisy BN / max(BN, standard) {r_mean:.2f} [{r_low:.2f}, {r_high:.2f}] (threshold {SHIFT_RATIO}, "
-        f"{r_agree}/{len(seeds)} seeds); test accuracy BN - noisy BN {_interval_text(g_mean, g_low, g_high)} "
+        f"{r_agree}/{len(seeds)} seeds" + (f"; {schedule}" if schedule else "") + f"); test accuracy BN - noisy BN {_interval_text(g_mean, g_low, g_high)} "
         f"(as well: < {FAR_ACC}, {g_agree}/{len(gap)} seeds); final training loss noisy BN {loss['noisy_bn']:.3f}, "
         f"BN {loss['bn']:.3f}, standard {loss['none']:.3f} nats; "
         + _gate_text(passed, TRAIN_GATE_NATS, "BN's training loss", below=True),
@@ -869,17 +950,24 @@ LARGER_RATIO = 1.0  # "larger distributional shift": a drift ratio above 1
 def _lp_parts(frame, probes) -> tuple[list[str], list[str], list[str], int]:
     """The nine per-seed parts of :func:`check_lp_norms` for one setup: their texts, categories,
     short interval texts and the number of seeds."""
-    drifts = {"mean": activation_drift(probes, by=["seed", "norm"]), "scale": scale_drift(probes, by=["seed", "norm"])}
+    measures = {"mean": activation_drift, "scale": scale_drift}
+    drifts = {name: measure(probes, by=["seed", "norm"]) for name, measure in measures.items()}
     seeds = sorted({seed for seed, _ in drifts["mean"]})
     bn = final_per_seed(frame, "train_loss", norm="bn")
     parts, cats, intervals = [], [], []
     for norm, name in LP_NAMES.items():
         shifts = []
         for measure, drift in drifts.items():
-            ratio = [drift[(s, norm)] / drift[(s, "none")] for s in seeds]
-            mean, low, high, agree, cat = effect(ratio, LARGER_RATIO)
+            def ratio_of(half=None, measure=measure, norm=norm):
+                d = drifts[measure] if half is None else measures[measure](probes, by=["seed", "norm"], half=half)
+                return effect([d[(s, norm)] / d[(s, "none")] for s in seeds], LARGER_RATIO)
+
+            mean, low, high, agree, cat = ratio_of()
+            schedule = ""
+            if probes.step.nunique() >= 3:  # two intervals at least, one a half
+                cat, schedule = on_probe_halves(cat, ratio_of, "probe intervals")
             cats.append(cat)
-            shifts.append(f"{measure} drift ratio to standard {mean:.2f} [{low:.2f}, {high:.2f}] ({cat}, "
+            shifts.append(f"{measure} drift ratio to standard {mean:.2f} [{low:.2f}, {high:.2f}] ({schedule or cat}, "
                           f"{agree}/{len(seeds)} seeds > {LARGER_RATIO})")
         gap = final_per_seed(frame, "train_loss", norm=norm) - bn
         g_mean, g_low, g_high, g_agree, trains = effect(gap, COMPARABLE_NATS, below=True)
@@ -904,8 +992,9 @@ def check_lp_norms(frame, probes, scale: str) -> Verdict:
     before any run) and of the scale drift (:func:`scale_drift`, added after the first showed that
     it cannot see a change of spread, the shift l_p normalization leaves free); and the final
     training loss l_p - BN against :data:`COMPARABLE_NATS` (optimizes as well: interval below it;
-    our choice of measure, the claim being about optimization). The nine parts combine by
-    :func:`combine`; inconclusive if BN missed the training gate (:func:`train_gate`).
+    our choice of measure, the claim being about optimization). A drift ratio must keep its category
+    on every other probe interval (:func:`on_probe_halves`), or it is inconclusive. The nine parts
+    combine by :func:`combine`; inconclusive if BN missed the training gate (:func:`train_gate`).
 
     Args:
         frame: per-epoch rows with ``norm, seed, epoch, train_loss, test_acc, status``.
@@ -1007,11 +1096,10 @@ def _ics_effect(probes):
     return medians, mean, low, high, cat
 
 
-def _half_effects(part) -> dict:
-    """:func:`_ics_effect` on each half of the probed steps, sorted and split by alternation:
-    ``{"odd": on the 1st, 3rd, ... probe; "even": on the 2nd, 4th, ...}``."""
-    steps = sorted(part.step.unique())
-    return {name: _ics_effect(part[part.step.isin(kept)]) for name, kept in (("odd", steps[0::2]), ("even", steps[1::2]))}
+def _ics_half(part, half):
+    """:func:`_ics_effect` on one half of ``part``'s probe schedule (:func:`probe_half`), in :func:`effect`'s form."""
+    _, mean, low, high, cat = _ics_effect(probe_half(part, half))
+    return mean, low, high, None, cat
 
 
 def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim: str, by: str | None = None) -> Verdict:
@@ -1021,22 +1109,16 @@ def check_ics_not_reduced(probes, scale: str, claim_id: str, source: str, claim:
     the standard network's; the claim holds where its interval lies below :data:`ICS_COS_TOL`
     (BN's gradients are not made more alike by more than that), and is contradicted where it lies
     above. A decided part must keep its category on each half of the probe schedule (every other
-    probe, :func:`ics_probe_halves`), or it is inconclusive: where cos(G, G') swings over training,
-    the median over probes depends on which steps are probed (our rule, as the one-more-seed rule
-    is for seeds). The parts combine by :func:`combine`.
+    probe, :func:`on_probe_halves`; the table :func:`ics_probe_halves`), or it is inconclusive. The
+    parts combine by :func:`combine`.
     """
     groups = [(None, probes)] if by is None else list(probes.groupby(by))
     parts, cats, intervals, seeds = [], [], [], probes.seed.nunique()
     for value, part in groups:
         medians, mean, low, high, cat = _ics_effect(part)
         schedule = ""
-        if cat != "inconclusive" and part.step.nunique() >= 2:
-            differ = [(name, e) for name, e in _half_effects(part).items() if e[4] != cat]
-            if differ:
-                schedule = (f"{cat} on all probes; but "
-                            + ", ".join(f"{_interval_text(*e[1:4])} ({e[4]}) on the {name}-numbered probes" for name, e in differ)
-                            + ": the probe schedule decides it, inconclusive")
-                cat = "inconclusive"
+        if part.step.nunique() >= 2:
+            cat, schedule = on_probe_halves(cat, lambda half, part=part: _ics_half(part, half))
         cats.append(cat)
         where = "" if by is None else f"{by} {value}: "
         intervals.append(where + _interval_text(mean, low, high))
@@ -1075,9 +1157,9 @@ def ics_probe_halves(probes, by: str | None = None):
         raise ValueError(f"probes must hold at least 2 probed steps to split them, got {probes.step.nunique()}")
     rows = {}
     for value, part in ([("all", probes)] if by is None else list(probes.groupby(by))):
-        effects = {"all probes": _ics_effect(part), **{f"{name} probes": e for name, e in _half_effects(part).items()}}
-        rows[value] = {name: f"{_interval_text(*e[1:4])} ({e[4]})" for name, e in effects.items()}
-        rows[value]["agree"] = len({e[4] for e in effects.values()}) == 1
+        effects = {"all probes": _ics_effect(part)[1:], **{f"{half} probes": _ics_half(part, half) for half in PROBE_HALVES}}
+        rows[value] = {name: f"{_interval_text(*e[:3])} ({e[-1]})" for name, e in effects.items()}
+        rows[value]["agree"] = len({e[-1] for e in effects.values()}) == 1
     table = pd.DataFrame(rows).T
     table["agree"] = table["agree"].astype(bool)
     table.index.name = by or "probes"
@@ -1089,22 +1171,32 @@ def check_landscape(probes, scale: str) -> Verdict:
     less, and its effective beta-smoothness is lower than the standard network's.
 
     Per seed and quantity, the effect is log10(BN / standard) of the median over training; each
-    part holds where its interval lies below 0 and is contradicted where it lies above; the three
-    parts combine by :func:`combine`.
+    part holds where its interval lies below 0 and is contradicted where it lies above, and must
+    keep its category on every other probe (:func:`on_probe_halves`); the three parts combine by
+    :func:`combine`.
     """
     import numpy as np
 
-    summary = landscape_summary(probes, ["seed", "norm"])
+    summaries = {None: landscape_summary(probes, ["seed", "norm"])}
     parts, cats, intervals = [], [], []
     for column, label, short in (("loss_range", "loss range", "loss range"),
                                  ("grad_change_max", "largest gradient change", "gradient change"),
                                  ("effective_beta_smoothness", "effective beta-smoothness", "beta-smoothness")):
-        wide = summary[column].unstack("norm")
-        mean, low, high, agree, cat = effect(np.log10(wide["bn"] / wide["none"]), 0.0, below=True)
+        def ratio_of(half=None, column=column):
+            if half not in summaries:
+                summaries[half] = landscape_summary(probe_half(probes, half), ["seed", "norm"])
+            wide = summaries[half][column].unstack("norm")
+            return effect(np.log10(wide["bn"] / wide["none"]), 0.0, below=True)
+
+        wide = summaries[None][column].unstack("norm")
+        mean, low, high, agree, cat = ratio_of()
+        schedule = ""
+        if probes.step.nunique() >= 2:
+            cat, schedule = on_probe_halves(cat, ratio_of)
         cats.append(cat)
         intervals.append(f"{short}: {_interval_text(mean, low, high)}")
         parts.append(f"median {label} BN {wide['bn'].median():.3g} vs standard {wide['none'].median():.3g}, "
-                     f"log10 ratio {_interval_text(mean, low, high)} ({cat}, lower in {agree}/{len(wide)} seeds)")
+                     f"log10 ratio {_interval_text(mean, low, high)} ({schedule or cat}, lower in {agree}/{len(wide)} seeds)")
     seeds = probes.seed.nunique()
     return Verdict.of(
         "santurkar-fig4", "Santurkar et al. 2018, Figure 4 (VGG on CIFAR-10, loss landscape along the gradient)",
