@@ -325,7 +325,11 @@ def scale_drift(probes, by="norm", half=None):
     return _probe_drift(probes, by, lambda mean, std: abs(np.diff(np.log(np.maximum(std, 1e-12)))), half)
 
 
-def on_probe_halves(category: str, effect_of, unit: str = "probes") -> tuple[str, str]:
+def _ratio_text(mean: float, low: float, high: float) -> str:
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def on_probe_halves(category: str, effect_of, unit: str = "probes", text=None) -> tuple[str, str]:
     """The probe-schedule rule: a category decided on every probe must keep it on each half of the schedule.
 
     ``effect_of(half)`` gives the part's effect as :func:`effect` does, ``(mean, low, high, agree,
@@ -334,7 +338,8 @@ def on_probe_halves(category: str, effect_of, unit: str = "probes") -> tuple[str
     interval (``half=`` of :func:`activation_drift`). Where cos(G, G') or an activation drifts and
     swings over training, a statistic over probes can depend on which steps are probed; a part
     that either half puts in another category is inconclusive (our rule, the probes' counterpart of
-    :func:`one_more_seed`). An inconclusive part stays so, and no half is computed.
+    :func:`one_more_seed`). An inconclusive part stays so, and no half is computed. ``text(mean,
+    low, high)`` writes a half's interval (default signed, three decimals; ratios pass their own).
 
     Returns:
         ``(category, note)``: the category after the rule, and ``""`` or, where a half differs,
@@ -347,7 +352,8 @@ def on_probe_halves(category: str, effect_of, unit: str = "probes") -> tuple[str
     if not differ:
         return category, ""
     return "inconclusive", (f"{category} on all {unit}; but "
-                            + ", ".join(f"{_interval_text(*e[:3])} ({e[4]}) on the {half}-numbered {unit}" for half, e in differ)
+                            + ", ".join(f"{(text or _interval_text)(*e[:3])} ({e[4]}) on the {half}-numbered {unit}"
+                                        for half, e in differ)
                             + ": the probe schedule decides it, inconclusive")
 
 
@@ -925,7 +931,7 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
     r_mean, r_low, r_high, r_agree, shift = noisy_shift(probes)
     schedule = ""
     if probes.step.nunique() >= 3:  # two intervals at least, one a half
-        shift, schedule = on_probe_halves(shift, lambda half: noisy_shift(probes, half), "probe intervals")
+        shift, schedule = on_probe_halves(shift, lambda half: noisy_shift(probes, half), "probe intervals", _ratio_text)
     gap = final_per_seed(frame, "test_acc", norm="bn") - final_per_seed(frame, "test_acc", norm="noisy_bn")
     g_mean, g_low, g_high, g_agree, trains = effect(gap, FAR_ACC, below=True)
     loss = {n: final_per_seed(frame, "train_loss", norm=n).mean() for n in ("noisy_bn", "bn", "none")}
@@ -965,7 +971,7 @@ def _lp_parts(frame, probes) -> tuple[list[str], list[str], list[str], int]:
             mean, low, high, agree, cat = ratio_of()
             schedule = ""
             if probes.step.nunique() >= 3:  # two intervals at least, one a half
-                cat, schedule = on_probe_halves(cat, ratio_of, "probe intervals")
+                cat, schedule = on_probe_halves(cat, ratio_of, "probe intervals", _ratio_text)
             cats.append(cat)
             shifts.append(f"{measure} drift ratio to standard {mean:.2f} [{low:.2f}, {high:.2f}] ({schedule or cat}, "
                           f"{agree}/{len(seeds)} seeds > {LARGER_RATIO})")
