@@ -963,7 +963,7 @@ def _lp_parts(frame, probes) -> tuple[list[str], list[str], list[str], int]:
     parts, cats, intervals = [], [], []
     for norm, name in LP_NAMES.items():
         shifts = []
-        for measure, drift in drifts.items():
+        for measure in drifts:
             def ratio_of(half=None, measure=measure, norm=norm):
                 d = drifts[measure] if half is None else measures[measure](probes, by=["seed", "norm"], half=half)
                 return effect([d[(s, norm)] / d[(s, "none")] for s in seeds], LARGER_RATIO)
