@@ -946,7 +946,8 @@ def check_noisy_bn(frame, probes, scale: str) -> Verdict:
         f"(as well: < {FAR_ACC}, {g_agree}/{len(gap)} seeds); final training loss noisy BN {loss['noisy_bn']:.3f}, "
         f"BN {loss['bn']:.3f}, standard {loss['none']:.3f} nats; "
         + _gate_text(passed, TRAIN_GATE_NATS, "BN's training loss", below=True),
-        scale, _gate(passed.ok, category), len(seeds), f"accuracy gap {_interval_text(g_mean, g_low, g_high)}")
+        scale, _gate(passed.ok, category), len(seeds),
+        f"shift x{_ratio_text(r_mean, r_low, r_high)}; accuracy gap {_interval_text(g_mean, g_low, g_high)}")
 
 
 LP_NAMES = {"lp1": "l1", "lp2": "l2", "lpinf": "l-inf"}  # Santurkar et al.'s l_p normalizations (Section 3.3)
