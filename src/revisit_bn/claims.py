@@ -958,15 +958,21 @@ def _lp_parts(frame, probes) -> tuple[list[str], list[str], list[str], int]:
     """The nine per-seed parts of :func:`check_lp_norms` for one setup: their texts, categories,
     short interval texts and the number of seeds."""
     measures = {"mean": activation_drift, "scale": scale_drift}
-    drifts = {name: measure(probes, by=["seed", "norm"]) for name, measure in measures.items()}
-    seeds = sorted({seed for seed, _ in drifts["mean"]})
+    drifts = {}  # (measure, half) -> {(seed, norm): drift}, each computed once for the three p
+
+    def drift_of(measure, half=None):
+        if (measure, half) not in drifts:
+            drifts[(measure, half)] = measures[measure](probes, by=["seed", "norm"], half=half)
+        return drifts[(measure, half)]
+
+    seeds = sorted({seed for seed, _ in drift_of("mean")})
     bn = final_per_seed(frame, "train_loss", norm="bn")
     parts, cats, intervals = [], [], []
     for norm, name in LP_NAMES.items():
         shifts = []
-        for measure in drifts:
+        for measure in measures:
             def ratio_of(half=None, measure=measure, norm=norm):
-                d = drifts[measure] if half is None else measures[measure](probes, by=["seed", "norm"], half=half)
+                d = drift_of(measure, half)
                 return effect([d[(s, norm)] / d[(s, "none")] for s in seeds], LARGER_RATIO)
 
             mean, low, high, agree, cat = ratio_of()
