@@ -719,3 +719,85 @@ def test_a_shift_that_the_probe_schedule_decides_is_inconclusive(noisy_mean, exp
     assert lp_verdict.category == expected
     assert ("l1: mean drift ratio to standard" in lp_verdict.measured
             and ("the probe schedule decides it" in lp_verdict.measured) == (expected != "reproduced"))
+
+
+def _curves(curves_by_key, columns, seeds=5, jitter=0.002, status=None):
+    """{key tuple: {metric: per-epoch values}} -> an epochs frame, one row per seed and epoch; each run's
+    values get a small seed-dependent jitter (so intervals exist). ``status``: {key: status of its runs}."""
+    rows = []
+    for key, curves in curves_by_key.items():
+        for seed in range(seeds):
+            for epoch, values in enumerate(zip(*curves.values()), start=1):
+                rows.append({**dict(zip(columns, key)), "seed": seed, "epoch": epoch,
+                             "status": (status or {}).get(key, "ok"),
+                             **{m: v + jitter * (seed - seeds // 2) for m, v in zip(curves, values)}})
+    return pd.DataFrame(rows)
+
+
+def test_one_epoch_short_cuts_every_schedule_at_the_same_fraction_and_keeps_diverged_runs():
+    # chapter 34 at equal steps: 2 epochs at batch size 1, 4 at 16; a column derived from a measure identifies no run
+    frame = _curves({("bn", 1): {"test_loss": [2.0, 1.0]}, ("bn", 16): {"test_loss": [4.0, 3.0, 2.0, 1.0]},
+                     ("fn", 1): {"test_loss": [2.0, 1.0]}, ("fn", 16): {"test_loss": [4.0, 3.0, 2.0, 1.0]}},
+                    ["norm", "batch_size"], seeds=2)
+    frame["test_error"] = 1 - frame.test_loss / 10
+    short = claims.one_epoch_short(frame)
+    assert short.groupby("batch_size").epoch.max().to_dict() == {1: 1, 16: 2}
+    assert len(short) == len(frame) // 2 and claims._cut_text(frame) == "epochs 1 of 2 and 2 of 4"
+    # equal schedules lose their last epoch; a configuration whose runs all diverged (one stored row) keeps its row
+    frame = _curves({("bn",): {"test_loss": [3.0, 2.0, 1.0]}, ("noisy",): {"test_loss": [float("nan")]}}, ["norm"],
+                    seeds=2, status={("noisy",): "diverged at step 4"})
+    short = claims.one_epoch_short(frame)
+    assert short.groupby("norm").epoch.max().to_dict() == {"bn": 2, "noisy": 1} and claims._cut_text(frame) == "epoch 2 of 3"
+    with pytest.raises(ValueError, match="1 epoch; one epoch short leaves nothing"):
+        claims.one_epoch_short(_curves({("bn",): {"test_loss": [1.0]}}, ["norm"]))
+    with pytest.raises(ValueError, match="a run has an epoch twice"):
+        claims.one_epoch_short(pd.concat([frame, frame]))
+    with pytest.raises(ValueError, match="'epoch' column and rows"):
+        claims.one_epoch_short(frame.iloc[:0])
+
+
+@pytest.mark.parametrize("bn_large,bn_acc,expected,note", [
+    ([0.3, 0.3, 0.3], 0.95, "reproduced", ""),  # settled: BN apart at both lengths
+    ([0.6, 0.6, 0.3], 0.95, "inconclusive",  # BN moves apart in the last epoch only
+     "reproduced at the end but contradicted one epoch short (epoch 2 of 3: +0.000 [+0.000, +0.000])"),
+    ([0.3, 0.3, 0.6], 0.95, "inconclusive", "contradicted at the end but reproduced one epoch short (epoch 2 of 3: +0.300"),
+    ([0.3, 0.3, 0.3], 0.85, "inconclusive", ""),  # inconclusive at the end (BN misses the gate) stays so
+])
+def test_a_verdict_that_one_epoch_less_would_flip_is_inconclusive(bn_large, bn_acc, expected, note):
+    acc = {"test_acc": [0.95] * 3}
+    frame = _curves({("bn", 1): {"test_loss": [0.6] * 3, **acc},
+                     ("bn", 16): {"test_loss": bn_large, "test_acc": [0.95, 0.95, bn_acc]},
+                     ("fn", 1): {"test_loss": [0.6] * 3, **acc}, ("fn", 16): {"test_loss": [0.6] * 3, **acc}},
+                    ["norm", "batch_size"], jitter=0.001)
+    check = lambda f: claims.check_batch_size_robustness(f, "unit", 1, 16)  # noqa: E731
+    verdict = claims.on_training_length(check, frame)
+    assert verdict.category == expected and verdict.interval == check(frame).interval
+    assert (note in verdict.measured and verdict.measured.endswith("the training length decides it, inconclusive")) if note \
+        else "one epoch short" not in verdict.measured
+    # a list of verdicts comes back as a list, in order; verdicts_of must give the same claims on both frames
+    both = claims.on_training_length(lambda f: [check(f), check(f)], frame)
+    assert [v.category for v in both] == [expected] * 2
+    with pytest.raises(ValueError, match="verdicts_of: gives different claims one epoch short"):
+        claims.on_training_length(lambda f: [check(f)] * (2 if f.epoch.max() == 3 else 1), frame)
+
+
+def test_reproduced_at_one_length_and_in_part_at_the_other_is_in_part_and_a_failed_gate_is_named():
+    def verdict(category, measured="m"):
+        return claims.Verdict.of("x", "src", "claim", measured, "unit", category, 5, "+0.300 [+0.200, +0.400]")
+
+    frame = _curves({("bn",): {"test_loss": [2.0, 1.0, 0.5]}}, ["norm"])
+    categories = iter([])
+
+    def verdicts_of(f):
+        return verdict(next(categories), "gate: BN's test accuracy 0.950 (< 0.980, failed)" if f.epoch.max() == 2 else "m")
+
+    for now, short, expected in [("reproduced", "reproduced in part", "reproduced in part"),
+                                 ("reproduced in part", "reproduced", "reproduced in part"),
+                                 ("reproduced in part", "inconclusive", "inconclusive"),
+                                 ("contradicted", "reproduced", "inconclusive")]:
+        categories = iter([now, short])
+        ruled = claims.on_training_length(verdicts_of, frame)
+        assert ruled.category == expected and not ruled.reproduced  # neither is a supporting category
+        assert f"{now} at the end but {short} one epoch short (epoch 2 of 3: +0.300 [+0.200, +0.400]; gate: BN's " \
+               "test accuracy 0.950 (< 0.980, failed)): the training length decides" in ruled.measured
+        assert ruled.measured.endswith("part of it, reproduced in part" if expected != "inconclusive" else "it, inconclusive")

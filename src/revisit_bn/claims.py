@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,6 +356,129 @@ def on_probe_halves(category: str, effect_of, unit: str = "probes", text=None) -
                             + ", ".join(f"{(text or _interval_text)(*e[:3])} ({e[4]}) on the {half}-numbered {unit}"
                                         for half, e in differ)
                             + ": the probe schedule decides it, inconclusive")
+
+
+# The columns of an epochs frame that are measured, not configured (:meth:`revisit_bn.store.RunResult.to_frame`).
+EPOCH_MEASURES = ("epoch", "status", "test_acc", "test_loss", "train_eval_acc", "train_eval_loss", "train_loss")
+
+
+def _run_columns(frame) -> list[str]:
+    """The fewest columns besides ``seed`` and :data:`EPOCH_MEASURES` under which each run's epochs are
+    unique: a column a notebook derived from the measures (e.g. ``test_error``) identifies no run and is
+    left out (columns with the most distinct values are tried first)."""
+    seed = ["seed"] if "seed" in frame.columns else []
+    unique = lambda cols: not (frame.groupby(cols + seed, dropna=False).epoch  # noqa: E731
+                               .apply(lambda e: e.duplicated().any()).any() if cols or seed
+                               else frame.epoch.duplicated().any())
+    columns = [c for c in frame.columns if c not in EPOCH_MEASURES and c != "seed"]
+    if not unique(columns):
+        raise ValueError("frame: a run has an epoch twice; pass one epochs frame per set of runs "
+                         "(not a frame concatenated with itself)")
+    for column in sorted(columns, key=lambda c: -frame[c].nunique(dropna=False)):
+        if unique([c for c in columns if c != column]):
+            columns.remove(column)
+    return columns
+
+
+def _schedules(frame):
+    """Each row's run configuration's last epoch over its runs that did not diverge (a Series aligned
+    with ``frame``; NaN where every run of the configuration diverged: their stored rows stop there)."""
+    if "epoch" not in frame.columns or frame.empty:
+        raise ValueError("frame: an epochs frame with an 'epoch' column and rows is needed "
+                         "(chapter.frame() of trained runs)")
+    config = _run_columns(frame)
+    finished = frame.epoch.where(frame.status == "ok") if "status" in frame.columns else frame.epoch
+    if finished.isna().all():
+        raise ValueError("frame: every run diverged; there is no schedule to cut one epoch short")
+    if not config:
+        return frame.epoch * 0 + finished.max()
+    return finished.groupby([frame[c] for c in config], dropna=False).transform("max")
+
+
+def _cut(last):
+    """The last epoch kept for each row of schedules ``last`` (see :func:`one_epoch_short`)."""
+    shortest = int(last.min())
+    if shortest < 2:
+        raise ValueError(f"frame: a run configuration has {shortest} epoch; one epoch short leaves nothing "
+                         "(train at least 2 epochs for a verdict read at the end of training)")
+    return (last * (shortest - 1)) // shortest
+
+
+def one_epoch_short(frame):
+    """``frame`` (an epochs frame, one row per run and epoch) as if every run had been trained one
+    epoch less: the rows up to the epoch before each run configuration's last.
+
+    Runs of different lengths in one comparison (chapter 34 at equal SGD steps: 2 epochs at batch
+    size 1, 32 at 16) are cut at the same fraction of their schedules, the fraction one epoch short of
+    the shortest: epoch ``floor(E * (E_min - 1) / E_min)`` of a run of ``E`` epochs (1 of 2 and 16 of
+    32), so that a comparison at equal steps stays one. A diverged run keeps its stored rows up to the
+    cut and its status. Our choice, the frame behind :func:`on_training_length`.
+
+    Raises:
+        ValueError: no ``epoch`` column or rows; a run with an epoch twice; every run diverged; a
+            schedule of one epoch (nothing is left one epoch short).
+    """
+    cut = _cut(_schedules(frame))
+    return frame[(frame.epoch <= cut) | cut.isna()].reset_index(drop=True)
+
+
+def _cut_text(frame) -> str:
+    """``"epoch 19 of 20"`` or ``"epochs 1 of 2 and 16 of 32"``: where :func:`one_epoch_short` cuts ``frame``."""
+    last = _schedules(frame)
+    cut = _cut(last)
+    pairs = sorted({(int(c), int(e)) for c, e in zip(cut, last) if e == e})
+    words = [f"{c} of {e}" for c, e in pairs]
+    return ("epoch " if len(words) == 1 else "epochs ") + (words[0] if len(words) == 1
+                                                           else ", ".join(words[:-1]) + " and " + words[-1])
+
+
+def on_training_length(verdicts_of, frame):
+    """The training-length rule: a verdict read at the end of training must keep its category one epoch short.
+
+    ``verdicts_of(frame)`` gives a :class:`Verdict` or a list of them from an epochs frame (the
+    chapter's whole check: gates, chosen step sizes and the claim's effect); it is called on
+    ``frame`` and on :func:`one_epoch_short` of it. A decided verdict whose category differs one
+    epoch short is inconclusive (our rule, the training length's counterpart of
+    :func:`one_more_seed` and :func:`on_probe_halves`: a verdict that one epoch less would flip
+    depends on where training stopped), except that one reproduced at one length and reproduced in
+    part at the other is reproduced in part (the part that differs is inconclusive, the rest holds at
+    both: :func:`combine`). Its measured text names the category there, its interval and any gate it
+    failed. An inconclusive verdict stays so. The rule compares whole verdicts: a claim in part at
+    both lengths on different parts keeps its category. Statistics over probes taken during
+    training keep their own rule (:func:`on_probe_halves`); ``verdicts_of`` may read them whole.
+
+    Returns:
+        What ``verdicts_of(frame)`` returns, each verdict after the rule.
+
+    Raises:
+        ValueError: from :func:`one_epoch_short`; or the two calls give different claims.
+    """
+    now = verdicts_of(frame)
+    short = verdicts_of(one_epoch_short(frame))
+    single = isinstance(now, Verdict)
+    now_list, short_list = ([now], [short]) if single else (list(now), list(short))
+    if [v.claim_id for v in now_list] != [v.claim_id for v in short_list]:
+        raise ValueError("verdicts_of: gives different claims one epoch short "
+                         f"({[v.claim_id for v in now_list]} vs {[v.claim_id for v in short_list]}); "
+                         "it must return the same verdicts, in the same order, for any epochs frame")
+    where = _cut_text(frame)
+    ruled = [_one_epoch_short_rule(v, e, where) for v, e in zip(now_list, short_list)]
+    return ruled[0] if single else ruled
+
+
+def _one_epoch_short_rule(verdict: Verdict, short: Verdict, where: str) -> Verdict:
+    """``verdict`` after :func:`on_training_length`'s rule, given its recomputation ``short`` at ``where``."""
+    if verdict.category in ("inconclusive", short.category):
+        return verdict
+    # reproduced at one length, in part at the other: what differs is one part (inconclusive), the rest holds
+    in_part = {verdict.category, short.category} == {"reproduced", "reproduced in part"}
+    category = "reproduced in part" if in_part else "inconclusive"
+    gates = "".join(f"; {g}" for g in re.findall(r"gate: [^()]*\([^()]*failed\)", short.measured))
+    return dataclasses.replace(
+        verdict, category=category, reproduced=category in SUPPORTING,
+        measured=f"{verdict.measured}; {verdict.category} at the end but {short.category} one epoch short ({where}"
+                 f"{': ' + short.interval if short.interval else ''}{gates}): the training length decides "
+                 + ("part of it, reproduced in part" if in_part else "it, inconclusive"))
 
 
 def _name(norm: str) -> str:
@@ -1479,7 +1603,8 @@ def verdict_rules() -> str:
     """The rules every experimental verdict of the book follows, in Markdown, for a chapter to print
     under its verdicts (:func:`glue_rules`): the interval (:data:`CONFIDENCE`, :func:`seed_interval`),
     the categories (:func:`threshold_category`, :func:`match_effect`, :func:`combine`), the
-    one-more-seed rule (:func:`one_more_seed`, :func:`holds_on_means`) and the gates (:func:`gate`)."""
+    one-more-seed rule (:func:`one_more_seed`, :func:`holds_on_means`), the gates (:func:`gate`) and the
+    training-length rule (:func:`on_training_length`)."""
     return (
         f"Each effect is computed per seed (runs that share a seed are paired) and given as its mean with a "
         f"{CONFIDENCE * 100:g} % t-interval over the seeds (Student's t) and the number of seeds that agree. The "
@@ -1490,7 +1615,11 @@ def verdict_rules() -> str:
         "inconclusive; the conditions a reproduced verdict also needs (such as comparable training losses) must hold "
         "on the seeds' means and with one more seed like any observed one, or the verdict is *reproduced in part*. "
         "A gate printed in a verdict line must pass for the verdict to count: the seeds' mean must clear its bound, "
-        "and still clear it with one more seed like the worst. A claim of several parts is *reproduced in part* when "
+        "and still clear it with one more seed like the worst. A verdict read at the end of training (final losses "
+        "and accuracies) must keep its category when every run is cut one epoch short, the whole check recomputed "
+        "there (runs of different lengths are cut at the same fraction of their schedules), or it is *inconclusive*: "
+        "where training stopped decides it (reproduced at one length and in part at the other: in part). A claim of "
+        "several parts is *reproduced in part* when "
         "some of its parts are reproduced and others are not."
     )
 
