@@ -801,3 +801,16 @@ def test_reproduced_at_one_length_and_in_part_at_the_other_is_in_part_and_a_fail
         assert f"{now} at the end but {short} one epoch short (epoch 2 of 3: +0.300 [+0.200, +0.400]; gate: BN's " \
                "test accuracy 0.950 (< 0.980, failed)): the training length decides" in ruled.measured
         assert ruled.measured.endswith("part of it, reproduced in part" if expected != "inconclusive" else "it, inconclusive")
+
+
+def test_a_decided_verdict_after_a_single_epoch_is_inconclusive_and_has_no_recomputation():
+    frame = _curves({("bn", 1): {"test_loss": [0.6]}, ("bn", 16): {"test_loss": [0.3]},
+                     ("fn", 1): {"test_loss": [0.6]}, ("fn", 16): {"test_loss": [0.6]}}, ["norm", "batch_size"])
+    frame["test_acc"] = 0.95
+    check = lambda f: claims.check_batch_size_robustness(f, "unit", 1, 16)  # noqa: E731
+    assert check(frame).category == "reproduced" and claims.one_epoch_short_verdicts(check, frame) == []
+    verdict = claims.on_training_length(check, frame)
+    assert verdict.category == "inconclusive"
+    assert verdict.measured.endswith("reproduced after a single epoch, which the training-length rule cannot check one "
+                                     "epoch short: inconclusive")
+    assert [v.category for v in claims.on_training_length(lambda f: [check(f)], frame)] == ["inconclusive"]

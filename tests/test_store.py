@@ -166,7 +166,7 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
 # ------------------------------------------------------------------------------------------------
 
 PAPER = results.results_root("paper")
-PAPER_SAMPLE = experiments.sample_runs("paper", size=6, seed=0)  # one run of each of the 6 experiments stored there
+PAPER_SAMPLE = experiments.sample_runs("paper", size=8, seed=0)  # one run of each of the 8 experiments stored there
 
 
 def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
@@ -180,6 +180,10 @@ def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
         prov = payload["provenance"]
         if str(prov["device"]).startswith("cuda"):
             assert prov["gpu"] and prov["tf32"]["NVIDIA_TF32_OVERRIDE"] == "0", path  # float32, not TF32
+
+
+def test_the_paper_replay_sample_covers_every_experiment_stored_there():
+    assert {p.parent.name for p in PAPER_SAMPLE} == {p.parent.name for p in results.stored_runs(PAPER)}
 
 
 @pytest.mark.parametrize("path", PAPER_SAMPLE, ids=lambda p: f"{p.parent.name}/{p.stem}")

@@ -112,3 +112,14 @@ def test_exact_fn_state_matches_full_batch_statistics():
     h = model.l1(x)
     torch.testing.assert_close(stats[0][0], h.mean(0).detach())
     assert grad_norm > 0
+
+
+def test_check_bounds_centres_y_so_a_huge_mean_over_a_tiny_spread_is_no_violation():
+    # the paper profile's draw at m = 2, non-convex, chunk starting at 55,000: its instance 4,723 has y = [24.02015,
+    # 24.02008] (spread 6.6e-5) and eps = 0; uncentred, cancellation made Theorem 4.2's exact identity (both sides 0) a
+    # violation. Centred, no instance of the chunk violates the general form at eps = 0.
+    inst = T.sample_instances(5_000, 2, seed=(0, 2, 0, 55_000), convex=False)
+    assert abs(float(inst.y[4723].mean())) > 1e5 * float((inst.y[4723, 0] - inst.y[4723, 1]).abs()) and inst.eps[4723] == 0
+    frame = T.check_bounds(batch_sizes=(2,), per_size=60_000, chunk=5_000, progress=False)
+    exact = frame[(frame.statement == "Theorem 4.2") & (frame.form == "general") & frame.eps_zero]
+    assert len(exact) > 40_000 and not exact.violated.any()

@@ -447,16 +447,26 @@ def on_training_length(verdicts_of, frame):
     both lengths on different parts keeps its category. Statistics over probes taken during
     training keep their own rule (:func:`on_probe_halves`); ``verdicts_of`` may read them whole.
 
+    A decided verdict after a single epoch of training (the `ci` profile's) cannot be checked so and
+    is inconclusive.
+
     Returns:
         What ``verdicts_of(frame)`` returns, each verdict after the rule.
 
     Raises:
-        ValueError: from :func:`one_epoch_short`; or the two calls give different claims.
+        ValueError: from :func:`one_epoch_short` (a single epoch aside); or the two calls give
+            different claims.
     """
     now = verdicts_of(frame)
-    short = verdicts_of(one_epoch_short(frame))
     single = isinstance(now, Verdict)
-    now_list, short_list = ([now], [short]) if single else (list(now), list(short))
+    now_list = [now] if single else list(now)
+    short_list = one_epoch_short_verdicts(verdicts_of, frame)
+    if not short_list:  # a single epoch: nothing to recompute one epoch short
+        ruled = [v if v.category == "inconclusive" else dataclasses.replace(
+            v, category="inconclusive", reproduced=False,
+            measured=f"{v.measured}; {v.category} after a single epoch, which the training-length rule cannot "
+                     "check one epoch short: inconclusive") for v in now_list]
+        return ruled[0] if single else ruled
     if [v.claim_id for v in now_list] != [v.claim_id for v in short_list]:
         raise ValueError("verdicts_of: gives different claims one epoch short "
                          f"({[v.claim_id for v in now_list]} vs {[v.claim_id for v in short_list]}); "
@@ -464,6 +474,20 @@ def on_training_length(verdicts_of, frame):
     where = _cut_text(frame)
     ruled = [_one_epoch_short_rule(v, e, where) for v, e in zip(now_list, short_list)]
     return ruled[0] if single else ruled
+
+
+def one_epoch_short_verdicts(verdicts_of, frame) -> list[Verdict]:
+    """``verdicts_of`` (as for :func:`on_training_length`) on :func:`one_epoch_short` of ``frame``, as a
+    list: the recomputation the training-length rule compares with, for a chapter's summary to quote;
+    ``[]`` where a run configuration trained a single epoch (nothing is left one epoch short).
+
+    Raises:
+        ValueError: from :func:`one_epoch_short`, except for a single epoch.
+    """
+    if int(_schedules(frame).min()) < 2:
+        return []
+    short = verdicts_of(one_epoch_short(frame))
+    return [short] if isinstance(short, Verdict) else list(short)
 
 
 def _one_epoch_short_rule(verdict: Verdict, short: Verdict, where: str) -> Verdict:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import results as results_mod
+from .bounds import BoundsConfig
 from .data import DATASET_SIZES, DatasetNotFoundError
 from .store import Config, RunResult, lookup, replay, replay_rule, run, store_path
 from .train import McsgdConfig, TrainConfig
@@ -211,8 +212,8 @@ class ChapterRun:
             raise ValueError(f"no run of chapter {self.chapter.name} matches {where}")
         varied = [f.name for f in dataclasses.fields(configs[0])
                   if f.name != "device" and len({getattr(c, f.name) for c in configs}) > 1]
-        always = ["model", "norm", "batch_order", "batch_size", "lr", "seed"] if isinstance(configs[0], TrainConfig) \
-            else ["method", "seed"]
+        always = (["model", "norm", "batch_order", "batch_size", "lr", "seed"] if isinstance(configs[0], TrainConfig)
+                  else ["method", "seed"] if isinstance(configs[0], McsgdConfig) else ["seed"])
         columns = list(dict.fromkeys(always + varied))
         frames = []
         for config, result in zip(configs, self.results(configs)):
@@ -505,7 +506,9 @@ def _split(label: str, p: dict[str, Any], train_total: int, test_total: int) -> 
 # --- 13: the theorem trace on a real layer ---
 
 def _grid_13(p):
-    return [TrainConfig(experiment="theorem_trace", norm="bn", batch_order="shuffled", epochs=p["trace_epochs"], lr=0.02,
+    """The random-instance checks (stored: the paper profile's take minutes) and the trace on a real layer."""
+    return [BoundsConfig(batch_sizes=tuple(p["batch_sizes"]), per_size=p["per_size"], seed=p["seed"]),
+            TrainConfig(experiment="theorem_trace", norm="bn", batch_order="shuffled", epochs=p["trace_epochs"], lr=0.02,
                         momentum=0.0, train_subset=p["trace_train_subset"], test_subset=2_000, seed=p["seed"],
                         trace_every=p["trace_log_every"], device=p["device"])]
 
@@ -726,7 +729,8 @@ _CHAPTER_LIST = [
                       paper=dict(batch_sizes=[2, 4, 16, 64, 256, 1024], per_size=200_000, trace_train_subset=60_000,
                                  trace_epochs=3, trace_log_every=50)),
             _grid_13,
-            lambda p: (f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
+            lambda p: (f"{p['per_size']:,} random instances per batch size and convexity, m in {p['batch_sizes']}; "
+                       f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
                        f"{p['trace_log_every']} steps")),
     Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-cor3"),
             _profiles(dict(steps=20_000, seeds=[0, 1, 2, 3, 4], lr=0.05, lr_power=0.5, rate_power=0.25, batch_sizes=[2, 8, 32, 128],

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from . import results as results_mod
+from .bounds import BoundsConfig
 from .train import McsgdConfig, TrainConfig, resolve_device
 
-Config = TrainConfig | McsgdConfig
+Config = TrainConfig | McsgdConfig | BoundsConfig
 
 
 @dataclass
@@ -100,7 +101,7 @@ def compute(config: Config, progress: bool = False) -> dict[str, Any]:
         "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
         "metrics": out["metrics"], "steps": out["steps"], "tables": out["tables"],
-        "replay_steps": min(results_mod.REPLAY_STEPS, len(losses)), "provenance": prov,
+        "replay_steps": min(getattr(config, "replay_steps", results_mod.REPLAY_STEPS), len(losses)), "provenance": prov,
     }))
 
 
@@ -142,9 +143,10 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
 
 def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
-    """Rebuild the config of a stored run from its ``params`` (the key fields ``data`` and ``code`` dropped)."""
-    fields = {k: v for k, v in params.items() if k not in ("data", "code")}
-    cls = McsgdConfig if "method" in fields else TrainConfig
+    """Rebuild the config of a stored run from its ``params`` (the key fields ``data``, ``code`` and
+    ``bounds_code`` dropped)."""
+    fields = {k: v for k, v in params.items() if k not in ("data", "code", "bounds_code")}
+    cls = McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields else TrainConfig
     return cls(**fields, device=device)
 
 
