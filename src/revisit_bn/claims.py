@@ -460,13 +460,13 @@ def on_training_length(verdicts_of, frame):
     now = verdicts_of(frame)
     single = isinstance(now, Verdict)
     now_list = [now] if single else list(now)
-    short_list = one_epoch_short_verdicts(verdicts_of, frame)
-    if not short_list:  # a single epoch: nothing to recompute one epoch short
+    if _single_epoch(frame):  # nothing to recompute one epoch short
         ruled = [v if v.category == "inconclusive" else dataclasses.replace(
             v, category="inconclusive", reproduced=False,
             measured=f"{v.measured}; {v.category} after a single epoch, which the training-length rule cannot "
                      "check one epoch short: inconclusive") for v in now_list]
         return ruled[0] if single else ruled
+    short_list = one_epoch_short_verdicts(verdicts_of, frame)
     if [v.claim_id for v in now_list] != [v.claim_id for v in short_list]:
         raise ValueError("verdicts_of: gives different claims one epoch short "
                          f"({[v.claim_id for v in now_list]} vs {[v.claim_id for v in short_list]}); "
@@ -474,6 +474,11 @@ def on_training_length(verdicts_of, frame):
     where = _cut_text(frame)
     ruled = [_one_epoch_short_rule(v, e, where) for v, e in zip(now_list, short_list)]
     return ruled[0] if single else ruled
+
+
+def _single_epoch(frame) -> bool:
+    """Whether a run configuration of ``frame`` trained a single epoch (nothing is left one epoch short)."""
+    return int(_schedules(frame).min()) < 2
 
 
 def one_epoch_short_verdicts(verdicts_of, frame) -> list[Verdict]:
@@ -484,7 +489,7 @@ def one_epoch_short_verdicts(verdicts_of, frame) -> list[Verdict]:
     Raises:
         ValueError: from :func:`one_epoch_short`, except for a single epoch.
     """
-    if int(_schedules(frame).min()) < 2:
+    if _single_epoch(frame):
         return []
     short = verdicts_of(one_epoch_short(frame))
     return [short] if isinstance(short, Verdict) else list(short)
