@@ -284,3 +284,49 @@ def test_gradient_bias_rejects_bad_input():
         gradient_bias.batches(gradient_bias.BiasProblem(per_label=4), "single_label", 5, torch.arange(3).repeat_interleave(4))
     with pytest.raises(ValueError, match="estimators"):
         gradient_bias.measure(gradient_bias.BiasProblem(), [1], estimators=("sgd",))
+
+
+# Chapter 15's measurement as a stored run (gradient_bias.GradientBiasConfig)
+
+SMALL_BIAS = gradient_bias.GradientBiasConfig(seed=1, momentum=0.001, sizes=(1, 2, 4, 6), draws=300, max_exact=400,
+                                              per_label=6)
+
+
+@pytest.mark.parametrize("changes,name", [(dict(sizes=(1, 7)), "sizes"), (dict(sizes=()), "sizes"),
+                                          (dict(sizes=(0,)), "sizes"), (dict(momentum=0.0), "momentum"),
+                                          (dict(momentum="0.1"), "momentum"), (dict(draws=0), "draws"),
+                                          (dict(max_exact=-1), "max_exact"), (dict(seed=-1), "seed"),
+                                          (dict(experiment="a/b"), "experiment")])
+def test_a_bad_bias_field_is_named_before_anything_is_computed(changes, name):
+    with pytest.raises(ValueError, match=name):
+        SMALL_BIAS.replace(**changes)
+
+
+def test_the_stored_bias_table_is_what_one_measurement_of_every_size_gives():
+    import pandas as pd
+
+    out = SMALL_BIAS.compute()
+    stored = pd.DataFrame(out["tables"]["bias"])
+    direct = gradient_bias.measure_all([1], [0.001], [1, 2, 4, 6], draws=300, max_exact=400, per_label=6)
+    # both enumerated and drawn settings (the draws are seeded per kind and size, not by the order of the calls)
+    assert stored.exact.any() and not stored.exact.all()
+    assert stored[direct.columns].equals(direct)
+    # a step is one (kind, size): the sum of the estimators' relative biases there
+    assert out["steps"]["train_loss"] == [stored[(stored.kind == k) & (stored["size"] == s)].relative_bias.sum()
+                                          for k, s in SMALL_BIAS.steps()]
+    assert SMALL_BIAS.steps()[:2] == [("random", 1), ("random", 2)]
+
+
+def test_a_bias_run_replays_its_first_steps_and_a_changed_value_is_caught(monkeypatch):
+    from revisit_bn import store
+
+    payload = store.compute(SMALL_BIAS)
+    assert payload["replay_steps"] == 2 and len(payload["steps"]["train_loss"]) == 8
+    assert store.replay(payload)[2]
+    changed = {**payload, "steps": {"train_loss": [payload["steps"]["train_loss"][0] * 1.001]
+                                    + payload["steps"]["train_loss"][1:]}}
+    assert not store.replay(changed)[2]
+    assert store.config_from_params(payload["params"]) == SMALL_BIAS
+    before = store.store_path(SMALL_BIAS)
+    monkeypatch.setattr(gradient_bias, "bias_fingerprint", lambda: "0" * 12)  # its own code is in its key
+    assert store.store_path(SMALL_BIAS) != before

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 
 from . import results as results_mod
 from .bounds import BoundsConfig
+from .gradient_bias import GradientBiasConfig
 from .data import DATASET_SIZES, DatasetNotFoundError
 from .store import Config, RunResult, lookup, replay, replay_rule, run, store_path
 from .train import McsgdConfig, TrainConfig
@@ -521,6 +522,14 @@ def _grid_14(p):
             for b in p["batch_sizes"] for s in p["seeds"] for m in ("mcsgd", "sgd")]
 
 
+# --- 15: the bias of FN's gradient estimators ---
+
+def _grid_15(p):
+    """One stored measurement per seed and estimate rate (the paper profile's take minutes)."""
+    return [GradientBiasConfig(seed=s, momentum=a, sizes=tuple(p["sizes"]), draws=p["draws"], max_exact=p["max_exact"],
+                               per_label=p["per_label"]) for s in p["seeds"] for a in p["momenta"]]
+
+
 # --- 21-24: Santurkar et al.'s VGG ---
 
 def _vgg_base(p):
@@ -745,7 +754,7 @@ _CHAPTER_LIST = [
                            max_exact=50_000, per_label=20),
                       ci=dict(seeds=[0, 1], sizes=[1, 2, 4, 20], draws=2_000, max_exact=2_000),
                       paper=dict(draws=200_000, max_exact=600_000)),
-            None,
+            _grid_15,
             lambda p: (f"3 labels x {p['per_label']} points in 4 dimensions, hidden width 3, float64; every batch where "
                        f"at most {p['max_exact']:,} exist, else {p['draws']:,} drawn; {_seeds(p)}")),
     Chapter("21-vgg-learning-rates", "Santurkar et al. 2018, Figure 1", ("santurkar-fig1",),

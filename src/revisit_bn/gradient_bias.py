@@ -27,15 +27,21 @@ Wang, Fang & Liu (2017) for the independence compositional SGD needs.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import results as results_mod
 from .layers import FullNorm1d
+from .train import DEFAULT_THREADS, _check_common, _positive_int, torch_threads
 
 ESTIMATORS = ("mcsgd", "decoupled", "exact", "constant")
 BATCH_KINDS = ("random", "single_label")
@@ -305,3 +311,107 @@ def measure_all(seeds: list[int], momenta: list[float], sizes: list[int], draws:
             problem = BiasProblem(per_label=per_label, momentum=momentum, draws=draws, max_exact=max_exact, seed=seed)
             frames.append(measure(problem, sizes, estimators=estimators).assign(seed=seed, momentum=momentum))
     return pd.concat(frames, ignore_index=True)
+
+
+@functools.lru_cache(maxsize=1)
+def bias_fingerprint() -> str:
+    """A 12-hex-digit hash of this module's syntax tree (its docstrings and comments do not count)."""
+    return results_mod.source_fingerprint(Path(__file__).read_text())[:12]
+
+
+@dataclass(frozen=True)
+class GradientBiasConfig:
+    """Chapter 15's measurement at one seed and estimate rate, a run of the results store.
+
+    A run kind beside :class:`revisit_bn.train.TrainConfig` and :class:`revisit_bn.bounds.BoundsConfig`:
+    :func:`measure` of one :class:`BiasProblem` for every batch kind and size, stored as the table
+    ``bias`` (one row per kind, size and estimator, with ``seed`` and ``momentum``), so that a
+    chapter can show a scale it would take minutes to recompute (the ``paper`` profile's 200,000
+    drawn batches, enumeration up to 600,000). Its key holds the numeric modules' fingerprint
+    (:func:`revisit_bn.results.code_fingerprint`, which covers the layer the closed form is checked
+    against) and this module's own (:func:`bias_fingerprint`), so that editing either makes its
+    runs stale while the training runs stay valid.
+
+    Attributes:
+        seed: the data, the parameters and the draws (:class:`BiasProblem`).
+        momentum: FN's estimate rate in the batch's forward, in (0, 1].
+        sizes: the batch sizes, each at least 1 (at most ``per_label`` for single-label batches).
+        draws, max_exact, per_label: as in :class:`BiasProblem`.
+        experiment, threads, device: as in :class:`revisit_bn.train.TrainConfig` (float64 on the
+            CPU; ``device`` is recorded, not used).
+
+    Raises:
+        ValueError: any invalid field, named, before anything is computed.
+
+    Source: Lian & Liu (2019), eq. (10), Algorithm 4 and Remark 1.
+    """
+
+    seed: int = 0
+    momentum: float = 0.1
+    sizes: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 20)
+    draws: int = 20_000
+    max_exact: int = 50_000
+    per_label: int = 20
+    experiment: str = "gradient_bias"
+    threads: int = DEFAULT_THREADS
+    device: str = field(default="cpu", compare=False)
+    # a replay recomputes the first two (kind, size) steps: random batches of the two smallest sizes
+    replay_steps: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        _check_common(self.experiment, self.seed, self.threads, self.device)
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        for name in ("draws", "max_exact", "per_label"):
+            _positive_int(name, getattr(self, name))
+        if (not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= self.per_label
+                                  for s in self.sizes)):
+            raise ValueError(f"sizes must be a non-empty list of integers in 1..per_label ({self.per_label}), "
+                             f"got {list(self.sizes)!r}")
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 < self.momentum <= 1:
+            raise ValueError(f"momentum must be a number in (0, 1] (FN's estimate rate), got {self.momentum!r}")
+
+    def problem(self) -> BiasProblem:
+        return BiasProblem(per_label=self.per_label, momentum=self.momentum, draws=self.draws,
+                           max_exact=self.max_exact, seed=self.seed)
+
+    def steps(self) -> list[tuple[str, int]]:
+        """The (batch kind, size) pairs in the order they are measured: a run's "steps"."""
+        return [(kind, size) for kind in BATCH_KINDS for size in self.sizes]
+
+    def key_params(self) -> dict[str, Any]:
+        params = dataclasses.asdict(self)
+        params.pop("device")
+        params["sizes"] = list(self.sizes)
+        params["code"] = results_mod.code_fingerprint()
+        params["bias_code"] = bias_fingerprint()
+        return params
+
+    def replace(self, **changes: Any) -> "GradientBiasConfig":
+        return dataclasses.replace(self, **changes)
+
+    def label(self) -> str:
+        return (f"{self.experiment}: rate {self.momentum:g}, sizes {list(self.sizes)}, {self.draws:,} draws "
+                f"(enumerated to {self.max_exact:,})/seed{self.seed}")
+
+    def compute(self, progress: bool = False, max_steps: int | None = None) -> dict[str, Any]:
+        """Measure every estimator, batch kind and size (a "step" is one kind and size, see :meth:`steps`).
+
+        Returns ``{"metrics": {}, "steps": {"train_loss": [...]}, "tables": {"bias": ...}}``:
+        ``steps`` holds, per step, the sum over the estimators of their relative bias (the values
+        a replay of the first steps recomputes, :func:`revisit_bn.store.replay`; the store's
+        generic name), ``bias`` the rows of :func:`measure` with ``seed`` and ``momentum``.
+        ``max_steps``: only the first steps.
+        """
+        import pandas as pd
+        from tqdm import tqdm
+
+        pairs = self.steps() if max_steps is None else self.steps()[:max_steps]
+        problem, parts = self.problem(), []
+        with torch_threads(self.threads):
+            # batches are seeded per (seed, kind, size): step by step measures what one call measures
+            for kind, size in tqdm(pairs, desc=self.label(), disable=not progress, leave=False):
+                parts.append(measure(problem, [size], kinds=(kind,)))
+        table = pd.concat(parts, ignore_index=True).assign(seed=self.seed, momentum=float(self.momentum))
+        per_step = [float(part.relative_bias.sum()) for part in parts]
+        columns = {c: [v.item() if hasattr(v, "item") else v for v in table[c]] for c in table.columns}
+        return {"metrics": {}, "steps": {"train_loss": per_step}, "tables": {"bias": columns}}

@@ -17,9 +17,10 @@ import numpy as np
 
 from . import results as results_mod
 from .bounds import BoundsConfig
+from .gradient_bias import GradientBiasConfig
 from .train import McsgdConfig, TrainConfig, resolve_device
 
-Config = TrainConfig | McsgdConfig | BoundsConfig
+Config = TrainConfig | McsgdConfig | BoundsConfig | GradientBiasConfig
 
 
 @dataclass
@@ -143,10 +144,11 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
 
 def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
-    """Rebuild the config of a stored run from its ``params`` (the key fields ``data``, ``code`` and
-    ``bounds_code`` dropped)."""
-    fields = {k: v for k, v in params.items() if k not in ("data", "code", "bounds_code")}
-    cls = McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields else TrainConfig
+    """Rebuild the config of a stored run from its ``params`` (the key fields ``data``, ``code``,
+    ``bounds_code`` and ``bias_code`` dropped)."""
+    fields = {k: v for k, v in params.items() if k not in ("data", "code", "bounds_code", "bias_code")}
+    cls = (McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields
+           else GradientBiasConfig if "max_exact" in fields else TrainConfig)
     return cls(**fields, device=device)
 
 
