@@ -591,6 +591,9 @@ def test_compare_scales_puts_each_claim_on_one_row_with_each_scales_category_and
     assert table.loc[1, "paper: effect"] == "-0.3 [-0.4, -0.2]"
     with pytest.raises(ValueError, match="at least one scale"):
         claims.compare_scales({})
+    # checks with no interval at any scale (the mathematical ones) show their categories only
+    maths = claims.compare_scales({"book": [verdict("t", "holds as printed")], "paper": [verdict("t", "false as printed")]})
+    assert list(maths.columns) == ["claim", "book: category", "paper: category"]
 
 
 def test_by_paper_counts_each_papers_claims_by_category():

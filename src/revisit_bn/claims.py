@@ -1611,6 +1611,8 @@ def compare_scales(scales: dict[str, list[Verdict]]):
     Returns:
         Columns ``claim`` and, per scale, ``<label>: category`` and ``<label>: effect`` (the
         effect with its interval, ``-`` where the verdict has none); claims in first-seen order.
+        Where no verdict at any scale has an interval (the mathematical checks), the effect
+        columns are left out.
 
     Raises:
         ValueError: ``scales`` is empty.
@@ -1625,6 +1627,8 @@ def compare_scales(scales: dict[str, list[Verdict]]):
         by_id = {v.claim_id: v for v in verdicts}
         table[f"{label}: category"] = [by_id[i].category if i in by_id else "-" for i in ids]
         table[f"{label}: effect"] = [(by_id[i].interval or "-") if i in by_id else "-" for i in ids]
+    if not any(v.interval for verdicts in scales.values() for v in verdicts):
+        table = table.drop(columns=[c for c in table.columns if c.endswith(": effect")])
     return table
 
 
