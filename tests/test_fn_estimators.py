@@ -330,3 +330,52 @@ def test_a_bias_run_replays_its_first_steps_and_a_changed_value_is_caught(monkey
     before = store.store_path(SMALL_BIAS)
     monkeypatch.setattr(gradient_bias, "bias_fingerprint", lambda: "0" * 12)  # its own code is in its key
     assert store.store_path(SMALL_BIAS) != before
+
+
+def _bias_rows(labels, hidden, decoupled=0.001):
+    """A chapter-15 table of one problem: MCSGD biased, the decoupled estimator not (``decoupled``: its bias)."""
+    import pandas as pd
+
+    rows = [dict(estimator=e, kind=k, size=s, momentum=a, seed=seed, noise_floor=0.0, labels=labels, features=4,
+                 hidden=hidden, cosine=0.5 if e == "mcsgd" else 1.0,
+                 relative_bias={"mcsgd": 1.0 / s if k == "random" else 1.4, "decoupled": decoupled}.get(e, 0.5))
+            for e in gradient_bias.ESTIMATORS for k in gradient_bias.BATCH_KINDS for s in (1, 4)
+            for a in (0.1, 0.001) for seed in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_remark1_counts_every_problem_and_names_each():
+    import pandas as pd
+
+    from revisit_bn import claims
+
+    both = pd.concat([_bias_rows(3, 3), _bias_rows(10, 12)], ignore_index=True)
+    assert [name for name, _ in claims.problems_of(both)] == ["3 labels, width 3", "10 labels, width 12"]
+    remark, decoupled = claims.check_remark1(both, "scale")
+    assert remark.category == decoupled.category == "holds as printed"
+    assert "2 problems" in remark.measured and "3 labels, width 3: random batches" in remark.measured
+    assert "10 labels, width 12: random batches, 1.000 at size 1 -> 0.250 at size 4" in remark.measured
+    assert "at most 0.0010 (3 labels, width 3) and 0.0010 (10 labels, width 12)" in decoupled.measured
+    # the wider problem alone biased for the decoupled estimator: the claim is false as printed
+    biased = pd.concat([_bias_rows(3, 3), _bias_rows(10, 12, decoupled=0.2)], ignore_index=True)
+    assert claims.check_remark1(biased, "scale")[1].category == "false as printed"
+    # one problem (no problem columns, as measure() gives): the text names none
+    single = claims.check_remark1(_bias_rows(3, 3).drop(columns=["labels", "features", "hidden"]), "scale")[0]
+    assert "problem" not in single.measured and "random batches: 1.000 at size 1" in single.measured
+
+
+def test_a_wider_problem_is_a_run_of_its_own_with_its_size_in_the_table():
+    import pandas as pd
+
+    wide = SMALL_BIAS.replace(labels=4, features=3, hidden=5, sizes=(1, 2))
+    assert store_key(wide) != store_key(SMALL_BIAS.replace(sizes=(1, 2)))
+    table = pd.DataFrame(wide.compute()["tables"]["bias"])
+    assert set(zip(table.labels, table.features, table.hidden)) == {(4, 3, 5)}
+    with pytest.raises(ValueError, match="hidden"):
+        SMALL_BIAS.replace(hidden=0)
+
+
+def store_key(config):
+    from revisit_bn import store
+
+    return store.store_path(config)

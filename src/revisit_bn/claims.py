@@ -16,7 +16,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Characters a notebook output box shows in the book without cutting a line (verdicts, printed lines).
 OUTPUT_WIDTH = 88
@@ -736,49 +736,73 @@ def check_fn_trains_at_batch_size_one(frame, scale: str, fn_norm: str, claim_id:
         scale, category, len(drop), _interval_text(mean, low, high))
 
 
+PROBLEM_COLUMNS = ("labels", "features", "hidden")
+
+
+def problems_of(table) -> list[tuple[str, Any]]:
+    """``(name, rows)`` per problem of a chapter-15 table, in order of appearance (``"3 labels, width 3"``);
+    one unnamed problem when the table has no problem columns (rows of :func:`revisit_bn.gradient_bias.measure`)."""
+    if not set(PROBLEM_COLUMNS) <= set(table.columns):
+        return [("", table)]
+    keys = list(dict.fromkeys(zip(*(table[c] for c in PROBLEM_COLUMNS))))
+    return [(f"{labels} labels, width {hidden}",
+             table[(table.labels == labels) & (table.features == features) & (table.hidden == hidden)])
+            for labels, features, hidden in keys]
+
+
 def check_remark1(table, scale: str, tolerance: float = 0.01, noise_factor: float = 3.0) -> list[Verdict]:
-    """Lian & Liu Remark 1 on the exact small problem (:func:`revisit_bn.gradient_bias.measure` rows, with ``seed`` and ``momentum``).
+    """Lian & Liu Remark 1 on the exact small problems (:func:`revisit_bn.gradient_bias.measure` rows, with ``seed``
+    and ``momentum``, and where there are several problems ``labels``, ``features`` and ``hidden``).
 
     Two verdicts. ``lian-remark1``: reusing the current batch for both factors of the statistics'
     term (MCSGD) biases the expected gradient: its relative bias exceeds ``max(tolerance,
-    noise_factor x noise floor)`` at every size, kind and seed. ``fn-decoupled-unbiased``: the
-    decoupled estimator's relative bias is within that bound at the smallest estimate rate, for
-    every size, kind and seed (at larger rates the forward's own use of the batch adds bias).
+    noise_factor x noise floor)`` at every problem, size, kind and seed. ``fn-decoupled-unbiased``:
+    the decoupled estimator's relative bias is within that bound at the smallest estimate rate, for
+    every problem, size, kind and seed (at larger rates the forward's own use of the batch adds bias).
+    The measured texts give each problem's numbers.
     """
     bound = lambda rows: (rows.noise_floor * noise_factor).clip(lower=tolerance)  # noqa: E731
     mcsgd = table[table.estimator == "mcsgd"]
     biased = (mcsgd.relative_bias > bound(mcsgd))
-    small = table[(table.estimator == "decoupled") & (table.momentum == table.momentum.min())]
+    rate = table.momentum.min()
+    small = table[(table.estimator == "decoupled") & (table.momentum == rate)]
     unbiased = (small.relative_bias <= bound(small))
     seeds = table.seed.nunique()
-    low = mcsgd[mcsgd.momentum == mcsgd.momentum.min()]
-    single, rand = low[low.kind == "single_label"], low[low.kind == "random"]
     sizes = sorted(table["size"].unique())
+    problems = problems_of(table)
+    counted = f"{seeds} seeds" + (f", {len(problems)} problems" if len(problems) > 1 else "")
+    named = lambda name, text: f"{name}: {text}" if name else text  # noqa: E731
+    patterns = []
+    for name, rows in problems:
+        low = rows[(rows.estimator == "mcsgd") & (rows.momentum == rate)]
+        single, rand = low[low.kind == "single_label"], low[low.kind == "random"]
+        patterns.append(named(name, (
+            f"random batches{',' if name else ':'} {rand[rand['size'] == sizes[0]].relative_bias.mean():.3f} at size "
+            f"{sizes[0]} -> {rand[rand['size'] == sizes[-1]].relative_bias.mean():.3f} at size {sizes[-1]}"
+            f"{',' if name else ';'} single-label{'' if name else ':'} {single.relative_bias.min():.3f}-"
+            f"{single.relative_bias.max():.3f}, cosine with the exact gradient {single.cosine.min():+.2f} to "
+            f"{single.cosine.max():+.2f}")))
     remark = Verdict.of(
         "lian-remark1",
         "Lian & Liu 2019, Remark 1 (reusing samples in the gradient oracle)",
         "reusing the same samples for the estimate and the gradient adds bias (MCSGD's expected gradient "
         "is not the gradient of objective (10))",
         f"MCSGD's relative bias exceeds max({tolerance}, {noise_factor:g} x noise floor) in {int(biased.sum())} of "
-        f"{len(mcsgd)} cases ({seeds} seeds, sizes {sizes[0]}-{sizes[-1]}, both kinds, both rates); at rate "
-        f"{low.momentum.min():g}, random batches: "
-        f"{rand[rand['size'] == sizes[0]].relative_bias.mean():.3f} at size {sizes[0]} -> "
-        f"{rand[rand['size'] == sizes[-1]].relative_bias.mean():.3f} at size {sizes[-1]}; single-label: "
-        f"{single.relative_bias.min():.3f}-{single.relative_bias.max():.3f}, cosine with the exact gradient "
-        f"{single.cosine.min():+.2f} to {single.cosine.max():+.2f}",
+        f"{len(mcsgd)} cases ({counted}, sizes {sizes[0]}-{sizes[-1]}, both kinds, both rates); at rate "
+        f"{rate:g}, " + "; ".join(patterns),
         scale, "holds as printed" if biased.all() else "false as printed", seeds)
+    most = " and ".join(f"{rows.relative_bias.max():.4f}" + (f" ({name})" if name else "") for name, rows in problems_of(small))
+    fast = table[(table.estimator == "decoupled") & (table.momentum == table.momentum.max())]
+    others = table[table.estimator.isin(["exact", "constant"])]
     decoupled = Verdict.of(
         "fn-decoupled-unbiased",
         "this book (FN's decoupled gradient estimator; Wang, Fang & Liu 2017)",
         "taking the statistics' terms from previous batches removes the bias, for random and single-label "
         "batches of every size",
-        f"decoupled relative bias at estimate rate {small.momentum.min():g}: at most {small.relative_bias.max():.4f} "
-        f"(within the bound in {int(unbiased.sum())} of {len(small)} cases, {seeds} seeds); at rate "
-        f"{table.momentum.max():g}: up to "
-        f"{table[(table.estimator == 'decoupled') & (table.momentum == table.momentum.max())].relative_bias.max():.3f} "
-        f"(the forward's update with the batch); exact and constant estimators: "
-        f"{table[table.estimator.isin(['exact', 'constant'])].relative_bias.min():.2f}-"
-        f"{table[table.estimator.isin(['exact', 'constant'])].relative_bias.max():.2f}",
+        f"decoupled relative bias at estimate rate {rate:g}: at most {most} (within the bound in {int(unbiased.sum())} "
+        f"of {len(small)} cases, {counted}); at rate {table.momentum.max():g}: up to {fast.relative_bias.max():.3f} "
+        f"(the forward's update with the batch); exact and constant estimators: {others.relative_bias.min():.2f}-"
+        f"{others.relative_bias.max():.2f}",
         scale, "holds as printed" if unbiased.all() else "false as printed", seeds)
     return [remark, decoupled]
 

@@ -525,9 +525,12 @@ def _grid_14(p):
 # --- 15: the bias of FN's gradient estimators ---
 
 def _grid_15(p):
-    """One stored measurement per seed and estimate rate (the paper profile's take minutes)."""
+    """One stored measurement per problem, seed and estimate rate (the paper profile's take minutes)."""
+    if any(not isinstance(q, list) or len(q) != 3 for q in p["problems"]):
+        raise ValueError(f"problems must be a list of [labels, features, hidden] triples, got {p['problems']!r}")
     return [GradientBiasConfig(seed=s, momentum=a, sizes=tuple(p["sizes"]), draws=p["draws"], max_exact=p["max_exact"],
-                               per_label=p["per_label"]) for s in p["seeds"] for a in p["momenta"]]
+                               per_label=p["per_label"], labels=labels, features=features, hidden=hidden)
+            for labels, features, hidden in p["problems"] for s in p["seeds"] for a in p["momenta"]]
 
 
 # --- 21-24: Santurkar et al.'s VGG ---
@@ -750,13 +753,16 @@ _CHAPTER_LIST = [
             lambda p: f"2 FN layers, 512 samples, batch sizes {p['batch_sizes']}, {p['steps']:,} steps, {_seeds(p)}"),
     Chapter("15-fn-gradient-bias", "Lian & Liu 2019, Remark 1 and Algorithm 4: the bias of FN's gradient estimators",
             ("lian-remark1", "fn-decoupled-unbiased"),
+            # problems: [labels, features, hidden] (our choice, the first; the second, wider, tests that choice)
             _profiles(dict(seeds=[0, 1, 2, 3, 4], sizes=[1, 2, 3, 4, 6, 8, 12, 16, 20], momenta=[0.1, 0.001], draws=20_000,
-                           max_exact=50_000, per_label=20),
+                           max_exact=50_000, per_label=20, problems=[[3, 4, 3], [10, 8, 12]]),
                       ci=dict(seeds=[0, 1], sizes=[1, 2, 4, 20], draws=2_000, max_exact=2_000),
                       paper=dict(draws=200_000, max_exact=600_000)),
             _grid_15,
-            lambda p: (f"3 labels x {p['per_label']} points in 4 dimensions, hidden width 3, float64; every batch where "
-                       f"at most {p['max_exact']:,} exist, else {p['draws']:,} drawn; {_seeds(p)}")),
+            lambda p: (" and ".join(f"{q[0]} labels x {p['per_label']} points in {q[1]} dimensions, hidden width {q[2]}"
+                                    for q in p["problems"])
+                       + f", float64; every batch where at most {p['max_exact']:,} exist, else {p['draws']:,} drawn; "
+                       f"{_seeds(p)}")),
     Chapter("21-vgg-learning-rates", "Santurkar et al. 2018, Figure 1", ("santurkar-fig1",),
             _profiles(dict(_VGG, lrs=[0.1, 0.5], norms=["none", "bn", "fn"]), _VGG_CI, _VGG_PAPER),
             _grid_21, _vgg_scale),

@@ -336,7 +336,9 @@ class GradientBiasConfig:
         seed: the data, the parameters and the draws (:class:`BiasProblem`).
         momentum: FN's estimate rate in the batch's forward, in (0, 1].
         sizes: the batch sizes, each at least 1 (at most ``per_label`` for single-label batches).
-        draws, max_exact, per_label: as in :class:`BiasProblem`.
+        draws, max_exact, per_label, labels, features, hidden: as in :class:`BiasProblem` (the
+            problem's size: the book's is 3 labels in 4 dimensions, hidden width 3; a wider one tests
+            that choice).
         experiment, threads, device: as in :class:`revisit_bn.train.TrainConfig` (float64 on the
             CPU; ``device`` is recorded, not used).
 
@@ -352,6 +354,9 @@ class GradientBiasConfig:
     draws: int = 20_000
     max_exact: int = 50_000
     per_label: int = 20
+    labels: int = 3
+    features: int = 4
+    hidden: int = 3
     experiment: str = "gradient_bias"
     threads: int = DEFAULT_THREADS
     device: str = field(default="cpu", compare=False)
@@ -361,7 +366,7 @@ class GradientBiasConfig:
     def __post_init__(self) -> None:
         _check_common(self.experiment, self.seed, self.threads, self.device)
         object.__setattr__(self, "sizes", tuple(self.sizes))
-        for name in ("draws", "max_exact", "per_label"):
+        for name in ("draws", "max_exact", "per_label", "labels", "features", "hidden"):
             _positive_int(name, getattr(self, name))
         if (not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= self.per_label
                                   for s in self.sizes)):
@@ -371,8 +376,8 @@ class GradientBiasConfig:
             raise ValueError(f"momentum must be a number in (0, 1] (FN's estimate rate), got {self.momentum!r}")
 
     def problem(self) -> BiasProblem:
-        return BiasProblem(per_label=self.per_label, momentum=self.momentum, draws=self.draws,
-                           max_exact=self.max_exact, seed=self.seed)
+        return BiasProblem(labels=self.labels, per_label=self.per_label, features=self.features, hidden=self.hidden,
+                           momentum=self.momentum, draws=self.draws, max_exact=self.max_exact, seed=self.seed)
 
     def steps(self) -> list[tuple[str, int]]:
         """The (batch kind, size) pairs in the order they are measured: a run's "steps"."""
@@ -390,7 +395,8 @@ class GradientBiasConfig:
         return dataclasses.replace(self, **changes)
 
     def label(self) -> str:
-        return (f"{self.experiment}: rate {self.momentum:g}, sizes {list(self.sizes)}, {self.draws:,} draws "
+        return (f"{self.experiment}: {self.labels} labels x {self.per_label} in {self.features} dimensions, width "
+                f"{self.hidden}, rate {self.momentum:g}, sizes {list(self.sizes)}, {self.draws:,} draws "
                 f"(enumerated to {self.max_exact:,})/seed{self.seed}")
 
     def compute(self, progress: bool = False, max_steps: int | None = None) -> dict[str, Any]:
@@ -399,7 +405,8 @@ class GradientBiasConfig:
         Returns ``{"metrics": {}, "steps": {"train_loss": [...]}, "tables": {"bias": ...}}``:
         ``steps`` holds, per step, the sum over the estimators of their relative bias (the values
         a replay of the first steps recomputes, :func:`revisit_bn.store.replay`; the store's
-        generic name), ``bias`` the rows of :func:`measure` with ``seed`` and ``momentum``.
+        generic name), ``bias`` the rows of :func:`measure` with ``seed``, ``momentum`` and the
+        problem's ``labels``, ``features`` and ``hidden``.
         ``max_steps``: only the first steps.
         """
         import pandas as pd
@@ -411,7 +418,8 @@ class GradientBiasConfig:
             # batches are seeded per (seed, kind, size): step by step measures what one call measures
             for kind, size in tqdm(pairs, desc=self.label(), disable=not progress, leave=False):
                 parts.append(measure(problem, [size], kinds=(kind,)))
-        table = pd.concat(parts, ignore_index=True).assign(seed=self.seed, momentum=float(self.momentum))
+        table = pd.concat(parts, ignore_index=True).assign(seed=self.seed, momentum=float(self.momentum),
+                                                           labels=self.labels, features=self.features, hidden=self.hidden)
         per_step = [float(part.relative_bias.sum()) for part in parts]
         columns = {c: [v.item() if hasattr(v, "item") else v for v in table[c]] for c in table.columns}
         return {"metrics": {}, "steps": {"train_loss": per_step}, "tables": {"bias": columns}}
