@@ -350,12 +350,12 @@ def test_remark1_counts_every_problem_and_names_each():
     from revisit_bn import claims
 
     both = pd.concat([_bias_rows(3, 3), _bias_rows(10, 12)], ignore_index=True)
-    assert [name for name, _ in claims.problems_of(both)] == ["3 labels, width 3", "10 labels, width 12"]
+    assert [name for name, _ in claims.problems_of(both)] == ["3 labels in 4 dimensions, width 3", "10 labels in 4 dimensions, width 12"]
     remark, decoupled = claims.check_remark1(both, "scale")
     assert remark.category == decoupled.category == "holds as printed"
-    assert "2 problems" in remark.measured and "3 labels, width 3: random batches" in remark.measured
-    assert "10 labels, width 12: random batches, 1.000 at size 1 -> 0.250 at size 4" in remark.measured
-    assert "at most 0.0010 (3 labels, width 3) and 0.0010 (10 labels, width 12)" in decoupled.measured
+    assert "2 problems" in remark.measured and "3 labels in 4 dimensions, width 3: random batches" in remark.measured
+    assert "10 labels in 4 dimensions, width 12: random batches, 1.000 at size 1 -> 0.250 at size 4" in remark.measured
+    assert "at most 0.0010 (3 labels in 4 dimensions, width 3) and 0.0010 (10 labels in 4 dimensions, width 12)" in decoupled.measured
     # the wider problem alone biased for the decoupled estimator: the claim is false as printed
     biased = pd.concat([_bias_rows(3, 3), _bias_rows(10, 12, decoupled=0.2)], ignore_index=True)
     assert claims.check_remark1(biased, "scale")[1].category == "false as printed"

@@ -740,12 +740,13 @@ PROBLEM_COLUMNS = ("labels", "features", "hidden")
 
 
 def problems_of(table) -> list[tuple[str, Any]]:
-    """``(name, rows)`` per problem of a chapter-15 table, in order of appearance (``"3 labels, width 3"``);
+    """``(name, rows)`` per problem of a chapter-15 table, in order of appearance (``"3 labels in 4 dimensions,
+    width 3"``);
     one unnamed problem when the table has no problem columns (rows of :func:`revisit_bn.gradient_bias.measure`)."""
     if not set(PROBLEM_COLUMNS) <= set(table.columns):
         return [("", table)]
     keys = list(dict.fromkeys(zip(*(table[c] for c in PROBLEM_COLUMNS))))
-    return [(f"{labels} labels, width {hidden}",
+    return [(f"{labels} labels in {features} dimensions, width {hidden}",
              table[(table.labels == labels) & (table.features == features) & (table.hidden == hidden)])
             for labels, features, hidden in keys]
 

@@ -321,7 +321,7 @@ def bias_fingerprint() -> str:
 
 @dataclass(frozen=True)
 class GradientBiasConfig:
-    """Chapter 15's measurement at one seed and estimate rate, a run of the results store.
+    """Chapter 15's measurement of one problem at one seed and estimate rate, a run of the results store.
 
     A run kind beside :class:`revisit_bn.train.TrainConfig` and :class:`revisit_bn.bounds.BoundsConfig`:
     :func:`measure` of one :class:`BiasProblem` for every batch kind and size, stored as the table
