@@ -136,18 +136,20 @@ def test_migrate_rekeys_runs_that_replay_under_new_code_and_leaves_the_others(tm
 
 
 def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_it_takes_over(tmp_path, monkeypatch):
-    # Chapter 33 with a `next` scale (1 epoch, one step size, one seed: 3 runs), computed into an empty store.
+    # Chapter 33 with a `next` scale (1 epoch, one step size, one seed, the book's data and one other spread: 6 runs),
+    # computed into an empty store.
     import dataclasses
 
     name = "33-large-variance"
     spec = experiments.CHAPTERS[name]
-    staged = {**spec.profiles["book"], "seeds": [0], "epochs": 1, "lrs": [0.1]}
+    staged = {**spec.profiles["book"], "seeds": [0], "epochs": 1, "lrs": [0.1], "variance_datasets": ["large_variance_wide"],
+              "variance_lrs": [0.1]}
     monkeypatch.setitem(experiments.CHAPTERS, name, dataclasses.replace(spec, profiles={**spec.profiles, "next": staged}))
     monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
-    assert [n for n, _ in experiments.profile_configs("next", [name])] == [name] * 3
-    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 3
+    assert [n for n, _ in experiments.profile_configs("next", [name])] == [name] * 6
+    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 6
     stored = results.stored_runs(tmp_path / "book")  # the book store, not a store of its own
-    assert len(stored) == 3 and not (tmp_path / "next").exists()
+    assert len(stored) == 6 and not (tmp_path / "next").exists()
     assert experiments.stale_runs("book") == []  # waiting runs are not stale
     assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 0  # resumable
     with pytest.raises(ValueError, match="still being computed"):  # no notebook renders a scale being computed
