@@ -74,6 +74,15 @@ def test_theorem_4_2_general_form_is_an_identity_at_a_point():
     assert S.is_zero(sp.expand(lhs - rhs))
 
 
+def test_theorem_4_2_corrected_conditional_form_is_met_where_the_printed_one_fails():
+    unit = S.bn_unit(3)
+    point = (dict(zip(unit.y, [0, 1, 2])) | dict(zip(unit.g, [1, -2, 1])) | {unit.gamma: 2}
+             | {unit.H[i, j]: int(i == j) for i in range(3) for j in range(3)})  # H = I, <g, y_hat> = 0
+    lhs = S.bn_hessian_quadratic(unit, at=dict(zip(unit.y, [0, 1, 2]))).subs(point)
+    value = lambda form: sp.nsimplify(sp.simplify(S.theorem_4_2_rhs(unit, form).subs(point)))  # noqa: E731
+    assert sp.simplify(lhs) == value("general") == value("corrected") == 216 and value("conditional") == 36
+
+
 def test_bad_forms_raise_value_error():
     unit = S.bn_unit(2)
     with pytest.raises(ValueError, match="form"):

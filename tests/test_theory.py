@@ -123,3 +123,31 @@ def test_check_bounds_centres_y_so_a_huge_mean_over_a_tiny_spread_is_no_violatio
     frame = T.check_bounds(batch_sizes=(2,), per_size=60_000, chunk=5_000, progress=False)
     exact = frame[(frame.statement == "Theorem 4.2") & (frame.form == "general") & frame.eps_zero]
     assert len(exact) > 40_000 and not exact.violated.any()
+
+
+def test_conditional_instances_meet_every_hypothesis_of_theorem_4_2s_conditional_form():
+    inst = T.conditional_instances(200, 5, seed=3)
+    v = T.bn_gradient(inst.y, inst.g, inst.gamma)
+    y_hat, _ = T.bn_normalize(inst.y)
+    assert (inst.eps == 0).all() and ((inst.g * y_hat).sum(-1) >= 0).all()
+    for i in (0, 7, 199):  # H is PSD and maps g and v to rho g and rho v
+        h = _dense_h(inst, i)
+        assert torch.linalg.eigvalsh(h).min() >= -1e-12
+        for u in (inst.g[i], v[i]):
+            assert torch.allclose(h @ u, inst.hessian_shift[i] * u, rtol=1e-10, atol=1e-12 * u.norm())
+    with pytest.raises(ValueError, match="m >= 3"):
+        T.conditional_instances(10, 2, seed=0)
+
+
+def test_conditional_form_fails_as_printed_only_when_gamma_exceeds_sigma_and_holds_as_corrected():
+    table = T.check_conditional_form(batch_sizes=(3, 8), per_size=2_000, seed=1)
+    assert (table["printed violated"] > 100).all()  # the printed form can fail ...
+    assert (table["printed violated"] <= table["gamma > sigma"]).all()
+    assert (table["printed violated, gamma <= sigma"] == 0).all()  # ... but never with gamma <= sigma
+    assert (table["corrected violated"] == 0).all() and (table["general violated"] == 0).all()
+    assert (table["hypothesis gap"] < 1e-10).all()
+    with pytest.raises(ValueError, match="batch size >= 3"):
+        T.check_conditional_form(batch_sizes=(2, 4), per_size=10)
+    inst = T.conditional_instances(3, 4, seed=0)
+    with pytest.raises(ValueError, match="form must be"):
+        T.theorem_4_2_rhs(inst.y, inst.g, inst.hvp, inst.gamma, inst.g, form="other")

@@ -272,9 +272,14 @@ def theorem_4_2_rhs(unit: BNUnit, form: str = "general", direction: sp.Matrix | 
 
     ``form="general"``:
     :math:`\frac{\gamma^2}{\sigma^2} v^\top H v - \frac{\gamma}{m\sigma^2}\langle g,\hat y\rangle\|v\|^2`;
-    ``form="conditional"`` (needs "H preserves relative norms"):
-    :math:`\frac{\gamma^2}{\sigma^2}\big(g^\top H g - \frac{1}{m\gamma}\langle g,\hat y\rangle\|v\|^2\big)`,
+    ``form="conditional"`` (as printed, when "H preserves the relative norms" of ``g`` and ``v``):
+    :math:`\frac{\gamma^2}{\sigma^2}\big(g^\top H g - \frac{1}{m\gamma}\langle g,\hat y\rangle\|v\|^2\big)`;
+    ``form="corrected"`` (our correction of it):
+    :math:`\frac{\gamma^4}{\sigma^4}g^\top H g - \frac{\gamma}{m\sigma^2}\langle g,\hat y\rangle\|v\|^2`;
     with ``v`` the BN gradient (:func:`bn_backward_projection`) unless given.
+
+    Raises:
+        ValueError: an unknown ``form``.
 
     Source: Santurkar et al. (2018), Theorem 4.2; NOTES.md section 1.4.
     """
@@ -285,7 +290,9 @@ def theorem_4_2_rhs(unit: BNUnit, form: str = "general", direction: sp.Matrix | 
         return gamma**2 / s2 * (v.T * unit.H * v)[0] - gamma / (m * s2) * corr
     if form == "conditional":
         return gamma**2 / s2 * ((g.T * unit.H * g)[0] - corr / (m * gamma))
-    raise ValueError(f"form must be 'general' or 'conditional', got {form!r}")
+    if form == "corrected":
+        return gamma**4 / s2**2 * (g.T * unit.H * g)[0] - gamma / (m * s2) * corr
+    raise ValueError(f"form must be 'general', 'conditional' or 'corrected', got {form!r}")
 
 
 def is_zero(expr: Expr) -> bool:

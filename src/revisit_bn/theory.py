@@ -123,10 +123,19 @@ THEOREM_4_1_FORMS = {
 
 
 def theorem_4_2_rhs(y, g, hvp, gamma, v, eps=0.0, form: str = "general") -> torch.Tensor:
-    r"""Theorem 4.2's right side (``form`` ``"general"`` or ``"conditional"``), vectorized; ``v`` is the BN gradient.
+    r"""Theorem 4.2's right side, vectorized; ``v`` is the BN gradient.
 
-    Source: Santurkar et al. (2018), Theorem 4.2; see :func:`revisit_bn.symbolic.theorem_4_2_rhs`.
+    ``form``: ``"general"``, ``"conditional"`` (as printed) or ``"corrected"`` (the conditional form
+    with :math:`\gamma^4/\sigma^4` on :math:`g^\top Hg`, our correction); see
+    :func:`revisit_bn.symbolic.theorem_4_2_rhs`. Shapes as :func:`bn_hessian_quadratic`; output ``(n,)``.
+
+    Raises:
+        ValueError: an unknown ``form``.
+
+    Source: Santurkar et al. (2018), Theorem 4.2.
     """
+    if form not in THEOREM_4_2_FORMS + ("corrected",):
+        raise ValueError(f"form must be 'general', 'conditional' or 'corrected', got {form!r}")
     m = y.shape[-1]
     y_hat, sigma = bn_normalize(y, eps)
     gamma = torch.as_tensor(gamma, dtype=y.dtype)
@@ -135,10 +144,10 @@ def theorem_4_2_rhs(y, g, hvp, gamma, v, eps=0.0, form: str = "general") -> torc
         return gamma**2 / sigma**2 * _dot(v, hvp(v)) - gamma / (m * sigma**2) * corr
     if form == "conditional":
         return gamma**2 / sigma**2 * (_dot(g, hvp(g)) - corr / (m * gamma))
-    raise ValueError(f"form must be 'general' or 'conditional', got {form!r}")
+    return gamma**4 / sigma**4 * _dot(g, hvp(g)) - gamma / (m * sigma**2) * corr
 
 
-THEOREM_4_2_FORMS = ("general", "conditional")
+THEOREM_4_2_FORMS = ("general", "conditional")  # the printed forms (chapter 13 counts their violations)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +284,92 @@ def check_bounds(batch_sizes=(2, 4, 16, 64, 256), per_size: int = 20_000, seed: 
         for row in rows:
             frames.append(pd.DataFrame({**base, **row}))
     return pd.concat(frames, ignore_index=True)
+
+
+def conditional_instances(n: int, m: int, seed) -> Instances:
+    r"""Random instances meeting every hypothesis of Theorem 4.2's conditional form, at :math:`\epsilon=0`.
+
+    ``y`` and ``gamma`` as in :func:`sample_instances` (``y`` centred); ``g`` Student-t with its sign
+    chosen so that :math:`\langle g,\hat y\rangle\ge0`; :math:`H=\rho I+w\,uu^\top` with
+    :math:`\rho, w\ge0` (so :math:`H\succeq0`) and a unit ``u`` orthogonal to ``g`` and to the BN
+    gradient ``v``. Then :math:`Hg=\rho g` and :math:`Hv=\rho v`: ``H`` preserves the relative
+    norms of ``g`` and ``v`` under every reading we can give the phrase (equal Rayleigh quotients,
+    :math:`\|Hg\|/\|Hv\|=\|g\|/\|v\|`), yet ``H`` is not a multiple of the identity (our choice).
+
+    Args:
+        seed: an int or a tuple of ints (numpy ``SeedSequence`` entropy).
+
+    Raises:
+        ValueError: ``n < 1`` or ``m < 3`` (``u`` needs a third dimension).
+
+    Source: Santurkar et al. (2018), Theorem 4.2 (conditional form); NOTES.md section 1.4.
+    """
+    if n < 1 or m < 3:
+        raise ValueError(f"need n >= 1 and m >= 3 (u must be orthogonal to g and v), got n={n}, m={m}")
+    rng = np.random.default_rng(seed)
+
+    def log_uniform(lo, hi, size):
+        return np.exp(rng.uniform(math.log(lo), math.log(hi), size))
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
+    y = t(rng.standard_normal((n, m)) * log_uniform(1e-2, 1e2, (n, 1)))
+    y = y - y.mean(-1, keepdim=True)
+    g = t(rng.standard_t(1.5, (n, m)) * log_uniform(1e-2, 1e2, (n, 1)))
+    gamma = t(log_uniform(1e-2, 1e2, n))
+    y_hat, _ = bn_normalize(y)
+    g = torch.where((_dot(g, y_hat) < 0).unsqueeze(-1), -g, g)
+    v = bn_gradient(y, g, gamma)
+    q1 = v / v.norm(dim=-1, keepdim=True)
+    q2 = g - _dot(g, q1).unsqueeze(-1) * q1
+    q2 = q2 / q2.norm(dim=-1, keepdim=True)
+    u = t(rng.standard_normal((n, m)))
+    for q in (q1, q2, q1, q2):  # twice: the second pass removes what rounding left of the first
+        u = u - _dot(u, q).unsqueeze(-1) * q
+    u = u / u.norm(dim=-1, keepdim=True)
+    weights, shift = t(log_uniform(1e-2, 1e2, (n, 1))), t(log_uniform(1e-3, 1e1, n))
+    return Instances(y, g, gamma, torch.zeros(n, dtype=torch.float64), u.unsqueeze(-1), weights, shift, True)
+
+
+def check_conditional_form(batch_sizes=(3, 4, 16, 64), per_size: int = 20_000, seed: int = 0):
+    r"""Theorem 4.2's conditional form, as printed and as corrected, on :func:`conditional_instances`.
+
+    Returns:
+        :class:`pandas.DataFrame` indexed by ``m`` with ``instances``, ``gamma > sigma`` (instances
+        with :math:`\gamma>\sigma`), ``printed violated``, ``printed violated, gamma <= sigma``,
+        ``corrected violated``, ``general violated`` (the general form, an identity here) and
+        ``hypothesis gap`` (the largest relative difference of the Rayleigh quotients of ``g`` and
+        ``v``: rounding only).
+
+    Raises:
+        ValueError: ``per_size < 1`` or a batch size below 3.
+
+    Source: Santurkar et al. (2018), Theorem 4.2.
+    """
+    import pandas as pd
+
+    if per_size < 1 or min(batch_sizes, default=0) < 3:
+        raise ValueError(f"need per_size >= 1 and every batch size >= 3, got per_size={per_size}, "
+                         f"batch_sizes={list(batch_sizes)}")
+    rows = []
+    for m in batch_sizes:
+        inst = conditional_instances(per_size, m, seed=(seed, m))
+        v = bn_gradient(inst.y, inst.g, inst.gamma)
+        y_hat, sigma = bn_normalize(inst.y)
+        lhs, scale = bn_hessian_quadratic(inst.y, inst.g, inst.hvp, inst.gamma, v, return_scale=True)
+        ratio = inst.gamma**2 / sigma**2
+        scale = (scale + (inst.gamma / (m * sigma**2) * _dot(inst.g, y_hat) * _dot(v, v)).abs()
+                 + ratio * _dot(v, inst.hvp(v)).abs() + ratio**2 * _dot(inst.g, inst.hvp(inst.g)).abs())
+        violated = {form: violations(lhs, theorem_4_2_rhs(inst.y, inst.g, inst.hvp, inst.gamma, v, form=form), scale)
+                    for form in ("conditional", "corrected", "general")}
+        above = inst.gamma > sigma
+        quotient = lambda u: _dot(u, inst.hvp(u)) / _dot(u, u)  # noqa: E731
+        gap = ((quotient(inst.g) - quotient(v)).abs() / quotient(inst.g)).max()
+        rows.append({"m": m, "instances": per_size, "gamma > sigma": int(above.sum()),
+                     "printed violated": int(violated["conditional"].sum()),
+                     "printed violated, gamma <= sigma": int((violated["conditional"] & ~above).sum()),
+                     "corrected violated": int(violated["corrected"].sum()),
+                     "general violated": int(violated["general"].sum()), "hypothesis gap": float(gap)})
+    return pd.DataFrame(rows).set_index("m")
 
 
 # ----------------------------------------------------------------------------------------------
