@@ -817,3 +817,22 @@ def test_a_decided_verdict_after_a_single_epoch_is_inconclusive_and_has_no_recom
     assert verdict.measured.endswith("reproduced after a single epoch, which the training-length rule cannot check one "
                                      "epoch short: inconclusive")
     assert [v.category for v in claims.on_training_length(lambda f: [check(f)], frame)] == ["inconclusive"]
+
+
+def test_exact_statements_take_the_categories_for_mathematics():
+    def check(printed, corrected=None, correction=""):
+        return claims.check_exact("x-thm", "paper, Theorem 1", "it holds", printed, "exact", corrected, correction)
+
+    held = check({"identity": True, "no counterexample": True})
+    assert held.category == "holds as printed" and held.reproduced and held.seeds == 0 and held.interval == ""
+    assert held.measured == "identity: holds; no counterexample: holds"
+    fixed = check({"identity": True, "no counterexample": False}, {"corrected identity": True}, "with 1/m")
+    assert fixed.category == "holds as corrected" and fixed.reproduced
+    assert fixed.measured.endswith("no counterexample: fails; corrected (with 1/m): corrected identity: holds")
+    assert check({"identity": False}).category == "false as printed"
+    wrong = check({"identity": False}, {"corrected identity": False}, "with 1/m")
+    assert wrong.category == "false as printed" and not wrong.reproduced and "corrected (with 1/m)" in wrong.measured
+    with pytest.raises(ValueError, match="printed must name"):
+        check({})
+    with pytest.raises(ValueError, match="correction"):
+        check({"identity": False}, {"corrected identity": True})

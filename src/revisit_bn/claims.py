@@ -1626,6 +1626,44 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
         scale, _gate(ok, category), len(get("bn")), _interval_text(mean, low, high))
 
 
+# --- chapters 11 and 12: statements decided by exact computation ---
+
+def check_exact(claim_id: str, source: str, claim: str, printed: dict[str, bool], scale: str,
+                corrected: dict[str, bool] | None = None, correction: str = "") -> Verdict:
+    """A mathematical statement decided by exact (SymPy) computations, in the categories for mathematics.
+
+    Args:
+        printed: ``{check: holds}``, the computations that decide the statement as printed (an
+            identity that simplifies to 0, an exact minimizer, a counterexample that must not exist).
+        corrected: the same for our corrected statement, where the printed one can fail.
+        correction: the correction in words, named in ``measured`` when the verdict rests on it.
+
+    Returns:
+        *holds as printed* when every printed check holds; else *holds as corrected* when
+        ``corrected`` is given and every one of its checks holds; else *false as printed*.
+        ``measured`` lists every check with ``holds`` or ``fails``.
+
+    Raises:
+        ValueError: ``printed`` is empty, or ``corrected`` is given empty or without ``correction``.
+    """
+    if not printed:
+        raise ValueError(f"{claim_id}: printed must name at least one check, e.g. {{'identity (10) = (8)': True}}")
+    if corrected is not None and (not corrected or not correction):
+        raise ValueError(f"{claim_id}: a corrected statement needs its checks (corrected) and its words (correction)")
+    text = lambda checks: "; ".join(f"{name}: {'holds' if ok else 'fails'}" for name, ok in checks.items())  # noqa: E731
+    measured = text(printed)
+    if all(printed.values()):
+        category = "holds as printed"
+    elif corrected is not None and all(corrected.values()):
+        category = "holds as corrected"
+        measured += f"; corrected ({correction}): {text(corrected)}"
+    else:
+        category = "false as printed"
+        if corrected is not None:
+            measured += f"; corrected ({correction}): {text(corrected)}"
+    return Verdict.of(claim_id, source, claim, measured, scale, category)
+
+
 def compare_scales(scales: dict[str, list[Verdict]]):
     """The same claims measured at several scales, one row per claim, as a :class:`pandas.DataFrame`.
 

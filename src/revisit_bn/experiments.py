@@ -735,10 +735,15 @@ def _seeds(p) -> str:
 
 
 _CHAPTER_LIST = [
-    Chapter("11-bn-objective", "Lian & Liu 2019, Section 4: BN's objective (9) and FN's (10)", (),
+    Chapter("11-bn-objective", "Lian & Liu 2019, Section 4: BN's objective (9) and FN's (10)",
+            ("lian-sec4-sampling", "lian-sec4-batch-size", "lian-sec4-fn-objective", "bn-objective-batch-size-one"),
             _profiles(dict(inputs=[0, 1, 3, 4], targets=[0, 2, 1, 3], shard_split=2))),
-    Chapter("12-bn-gradient-hessian", "Santurkar et al. 2018, Fact C.1, Theorems 4.1-4.2, Lemma 4.5", (),
-            _profiles(dict(batch_sizes=[2, 3, 4], autograd_seed=0))),
+    Chapter("12-bn-gradient-hessian", "Santurkar et al. 2018, Fact C.1, Theorems 4.1-4.2, Lemma 4.5",
+            ("santurkar-factc1", "santurkar-thm4.2-conditional", "santurkar-lemma4.5"),
+            _profiles(dict(batch_sizes=[2, 3, 4], autograd_seed=0, conditional_sizes=[3, 4, 16, 64],
+                           conditional_per_size=20_000),
+                      ci=dict(conditional_per_size=2_000),
+                      paper=dict(conditional_sizes=[3, 4, 16, 64, 256], conditional_per_size=50_000))),
     Chapter("13-bound-checks", "Santurkar et al. 2018, Theorems 4.1 and 4.2 on random instances and a real layer",
             ("santurkar-thm4.1", "santurkar-thm4.2", "santurkar-thm4.2-eps"),
             _profiles(dict(batch_sizes=[2, 4, 16, 64, 256], per_size=20_000, seed=0, trace_train_subset=12_000,
