@@ -832,6 +832,8 @@ def test_exact_statements_take_the_categories_for_mathematics():
     assert check({"identity": False}).category == "false as printed"
     wrong = check({"identity": False}, {"corrected identity": False}, "with 1/m")
     assert wrong.category == "false as printed" and not wrong.reproduced and "corrected (with 1/m)" in wrong.measured
+    noted = claims.check_exact("x-obs", "paper", "on one batch", {"per batch": True}, "exact", note="across batches: not")
+    assert noted.category == "holds as printed" and noted.measured == "per batch: holds; across batches: not"
     with pytest.raises(ValueError, match="printed must name"):
         check({})
     with pytest.raises(ValueError, match="correction"):

@@ -1629,7 +1629,7 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str, source
 # --- chapters 11 and 12: statements decided by exact computation ---
 
 def check_exact(claim_id: str, source: str, claim: str, printed: dict[str, bool], scale: str,
-                corrected: dict[str, bool] | None = None, correction: str = "") -> Verdict:
+                corrected: dict[str, bool] | None = None, correction: str = "", note: str = "") -> Verdict:
     """A mathematical statement decided by exact (SymPy) computations, in the categories for mathematics.
 
     Args:
@@ -1637,6 +1637,8 @@ def check_exact(claim_id: str, source: str, claim: str, printed: dict[str, bool]
             identity that simplifies to 0, an exact minimizer, a counterexample that must not exist).
         corrected: the same for our corrected statement, where the printed one can fail.
         correction: the correction in words, named in ``measured`` when the verdict rests on it.
+        note: what the checks show beyond the statement (e.g. outside its stated setting), added
+            to ``measured``; it does not change the category.
 
     Returns:
         *holds as printed* when every printed check holds; else *holds as corrected* when
@@ -1661,6 +1663,8 @@ def check_exact(claim_id: str, source: str, claim: str, printed: dict[str, bool]
         category = "false as printed"
         if corrected is not None:
             measured += f"; corrected ({correction}): {text(corrected)}"
+    if note:
+        measured += f"; {note}"
     return Verdict.of(claim_id, source, claim, measured, scale, category)
 
 
