@@ -737,8 +737,10 @@ def _seeds(p) -> str:
 _CHAPTER_LIST = [
     Chapter("11-bn-objective", "Lian & Liu 2019, Section 4: BN's objective (9) and FN's (10)",
             ("lian-sec4-sampling", "lian-sec4-batch-size", "lian-sec4-fn-objective", "bn-objective-batch-size-one",
-             "santurkar-obs4.3"),
-            _profiles(dict(inputs=[0, 1, 3, 4], targets=[0, 2, 1, 3], shard_split=2))),
+             "lian-sec4-condition", "santurkar-obs4.3"),
+            _profiles(dict(inputs=[0, 1, 3, 4], targets=[0, 2, 1, 3], shard_split=2, condition_features=[1, 2, 5, 20],
+                           condition_problems=2_000, condition_seed=0),
+                      ci=dict(condition_problems=200), paper=dict(condition_problems=20_000))),
     Chapter("12-bn-gradient-hessian", "Santurkar et al. 2018, Fact C.1, Theorems 4.1-4.2, Lemma 4.5",
             ("santurkar-factc1", "santurkar-thm4.2-conditional", "santurkar-lemma4.5"),
             _profiles(dict(batch_sizes=[2, 3, 4], autograd_seed=0, conditional_sizes=[3, 4, 16, 64],
