@@ -287,10 +287,21 @@ def _fits(est, sgd_by_batch, mcsgd=0.6):
 
 
 def test_mcsgd_rates_are_judged_per_batch_size():
-    lemma, cor3 = claims.check_mcsgd_rates(_fits(0.27, {8: 0.9, 128: 0.9}), "unit", 0.25)
+    lemma, thm2, cor3 = claims.check_mcsgd_rates(_fits(0.27, {8: 0.9, 128: 0.9}), "unit", 0.25)
     assert lemma.category == "reproduced" and cor3.category == "reproduced" and "batch 128" in cor3.measured
-    lemma, cor3 = claims.check_mcsgd_rates(_fits(0.02, {8: 0.9, 128: 0.6}), "unit", 0.25)
+    assert thm2.claim_id == "lian-thm2" and thm2.category == "reproduced" and thm2.seeds == 5
+    lemma, thm2, cor3 = claims.check_mcsgd_rates(_fits(0.02, {8: 0.9, 128: 0.6}), "unit", 0.25)
     assert lemma.category == "contradicted" and cor3.category == "reproduced in part"  # the gap closes at batch 128
+
+
+def test_theorem_2_fails_at_a_batch_size_where_mcsgds_gradient_norm_stops_falling():
+    fits = _fits(0.27, {2: 0.9, 128: 0.9})
+    small = (fits.batch_size == 2) & (fits.method == "mcsgd") & (fits.quantity == "squared gradient norm")
+    fits.loc[small, "exponent"] -= 0.9  # about -0.3: the norm grows over the fitted iterations
+    _, thm2, _ = claims.check_mcsgd_rates(fits, "unit", 0.25)
+    assert thm2.category == "reproduced in part" and "batch 2: -0.30" in thm2.measured and "(contradicted" in thm2.measured
+    fits.loc[(fits.method == "mcsgd") & (fits.quantity == "squared gradient norm"), "exponent"] = -0.3
+    assert claims.check_mcsgd_rates(fits, "unit", 0.25)[1].category == "contradicted"
 
 
 @pytest.mark.parametrize("bn_large,fn_large,acc,expected", [(0.3, 0.62, 0.95, "reproduced"), (0.3, 0.62, 0.85, "inconclusive"),

@@ -997,7 +997,7 @@ def check_theorem_bounds(table, rel41: float, scale: str) -> list[Verdict]:
 # --- chapter 14: Lian & Liu's Lemma 1 and Corollary 3 ---
 
 def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
-    """Lemma 1 and Corollary 3 from per-seed fitted exponents.
+    """Lemma 1, Theorem 2 and Corollary 3 from per-seed fitted exponents.
 
     Args:
         fits: a DataFrame with columns ``batch_size, seed, method`` (``"mcsgd"`` or ``"sgd"``),
@@ -1005,9 +1005,11 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         rate_power: the estimate rate's exponent (alpha_k = k^-rate_power), printed beside the fits.
 
     ``lian-lemma1``: at every batch size and layer, the per-seed exponents' interval lies above
-    :data:`DECAY_EXPONENT`. ``lian-cor3``: per batch size, the paired per-seed difference SGD -
-    MCSGD of the gradient-norm exponent against :data:`SLOWER_EXPONENT`; the parts combine by
-    :func:`combine`.
+    :data:`DECAY_EXPONENT`. ``lian-thm2``: per batch size, MCSGD's own squared-gradient-norm
+    exponent against :data:`DECAY_EXPONENT` (the full gradient of objective (10) vanishes, so the
+    iterates approach a stationary point). ``lian-cor3``: per batch size, the paired per-seed
+    difference SGD - MCSGD of the gradient-norm exponent against :data:`SLOWER_EXPONENT`. The
+    parts of each combine by :func:`combine`.
     """
     est = fits[fits.quantity.str.startswith("estimation")]
     parts, cats, seeds, weakest = [], [], est.seed.nunique(), None
@@ -1028,6 +1030,19 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, weakest[1])
     grad = fits[fits.quantity == "squared gradient norm"].pivot_table(index=["batch_size", "seed"], columns="method",
                                                                      values="exponent")
+    parts, cats, intervals = [], [], []
+    for b, rows in grad.groupby(level=0):
+        mean, low, high, agree, cat = effect(rows.mcsgd, DECAY_EXPONENT)
+        cats.append(cat)
+        intervals.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]")
+        parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}] ({cat}, {agree}/{len(rows)} seeds > "
+                     f"{DECAY_EXPONENT}){flip_note(rows.mcsgd, DECAY_EXPONENT)}")
+    thm2 = Verdict.of(
+        "lian-thm2", "Lian & Liu 2019, Theorem 2",
+        "MCSGD converges to a stationary point of the FN objective (10): the squared norm of its full gradient vanishes",
+        f"fitted exponents of MCSGD's squared full-gradient norm (mean and 95% t-interval over {seeds} seeds) "
+        + "; ".join(parts) + f"; threshold {DECAY_EXPONENT}", scale,
+        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, "; ".join(intervals))
     parts, cats, gaps = [], [], []
     for b, rows in grad.groupby(level=0):
         mean, low, high, agree, cat = effect(rows.sgd - rows.mcsgd, SLOWER_EXPONENT)
@@ -1039,7 +1054,7 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
         "lian-cor3", "Lian & Liu 2019, Corollary 3", "MCSGD converges more slowly than SGD without normalization",
         "squared-gradient-norm exponents: " + "; ".join(parts) + f"; threshold {SLOWER_EXPONENT}", scale,
         combine(cats), seeds, "; ".join(gaps))
-    return [lemma, cor3]
+    return [lemma, thm2, cor3]
 
 
 # --- chapters 21-24: Santurkar et al.'s VGG and deep linear network ---

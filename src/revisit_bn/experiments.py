@@ -758,7 +758,7 @@ _CHAPTER_LIST = [
             lambda p: (f"{p['per_size']:,} random instances per batch size and convexity, m in {p['batch_sizes']}; "
                        f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
                        f"{p['trace_log_every']} steps")),
-    Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-cor3"),
+    Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-thm2", "lian-cor3"),
             _profiles(dict(steps=20_000, seeds=[0, 1, 2, 3, 4], lr=0.05, lr_power=0.5, rate_power=0.25, batch_sizes=[2, 8, 32, 128],
                            num_logs=60, fit_tail=0.5),
                       ci=dict(steps=400, seeds=[0, 1], batch_sizes=[2, 32], num_logs=20),
