@@ -849,3 +849,17 @@ def test_exact_statements_take_the_categories_for_mathematics():
         check({})
     with pytest.raises(ValueError, match="correction"):
         check({"identity": False}, {"corrected identity": True})
+
+
+def test_mcsgd_with_the_decoupled_estimator_gets_theorem_2_and_corollary_3_of_its_own():
+    fits = _fits(0.27, {2: 0.9, 128: 0.9})
+    decoupled = fits[fits.method == "mcsgd"].assign(method="mcsgd_decoupled")
+    decoupled.loc[decoupled.quantity == "squared gradient norm", "exponent"] += 0.3  # faster than MCSGD's 0.6
+    both = pd.concat([fits, decoupled], ignore_index=True)
+    assert [v.claim_id for v in claims.check_mcsgd_rates(both, "unit", 0.25)] == ["lian-lemma1", "lian-thm2", "lian-cor3"]
+    thm2, cor3 = claims.check_mcsgd_rates(both, "unit", 0.25, method="mcsgd_decoupled")
+    assert (thm2.claim_id, cor3.claim_id) == ("lian-thm2-decoupled", "lian-cor3-decoupled")
+    assert thm2.category == "reproduced" and "MCSGD (decoupled) 0.90" in cor3.measured
+    assert cor3.category == "contradicted"  # SGD's 0.9 no faster than decoupled MCSGD's 0.9
+    with pytest.raises(ValueError, match="no runs of"):
+        claims.check_mcsgd_rates(fits, "unit", 0.25, method="mcsgd_decoupled")

@@ -171,3 +171,16 @@ def test_a_long_run_keeps_its_first_steps_whole_and_then_every_kth_loss(tmp_path
     # a stride below the replayed head does not repeat its steps
     assert results.kept_steps(25, 2, head=8) == list(range(8)) + list(range(8, 25, 2))
     assert results.kept_steps(5, 1) == [0, 1, 2, 3, 4]
+
+
+def test_a_run_kind_may_keep_fewer_step_losses():
+    from revisit_bn import store
+    from revisit_bn.train import McsgdConfig
+
+    total = 10_000
+    payload = {**_run_payload({"lr": 0.1}), "steps": {"train_loss": [float(i) for i in range(total)]}}
+    compact = results.compact_steps(payload, limit=2_000)
+    assert compact["steps_every"] == 5 and len(compact["steps"]["train_loss"]) <= 2_000 + results.REPLAY_STEPS
+    assert results.compact_steps(payload) is payload  # under the default limit: kept whole
+    run = store.compute(McsgdConfig(method="sgd", steps=3_000, num_logs=4))  # MCSGD's chapter reads its log table
+    assert run["steps_every"] == 2 and run["steps_total"] == 3_000 and McsgdConfig.max_step_losses == 2_000

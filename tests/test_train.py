@@ -154,3 +154,16 @@ def test_decaying_step_size_follows_the_schedule_and_validates(monkeypatch):
     for bad in (dict(lr_power=-0.1), dict(lr_power="fast"), dict(lr_decay_steps=0)):
         with pytest.raises(ValueError, match="lr_"):
             config.replace(**bad)
+
+
+def test_mcsgd_with_the_decoupled_estimator_is_a_method_of_its_own():
+    from revisit_bn.train import MCSGD_METHODS, McsgdConfig
+
+    assert "mcsgd_decoupled" in MCSGD_METHODS
+    same, decoupled = (McsgdConfig(method=m, steps=200, num_logs=4, batch_size=2).compute() for m in ("mcsgd", "mcsgd_decoupled"))
+    # the same forward pass and logs; only the FN layers' backward differs, so the runs part after the first step
+    assert same["tables"]["log"]["quantity"] == decoupled["tables"]["log"]["quantity"]
+    assert same["steps"]["train_loss"][0] == decoupled["steps"]["train_loss"][0]  # the forward pass is the same
+    assert same["steps"]["train_loss"][-1] != decoupled["steps"]["train_loss"][-1]  # the gradients differ
+    with pytest.raises(ValueError, match="unknown method"):
+        McsgdConfig(method="decoupled")

@@ -996,13 +996,17 @@ def check_theorem_bounds(table, rel41: float, scale: str) -> list[Verdict]:
 
 # --- chapter 14: Lian & Liu's Lemma 1 and Corollary 3 ---
 
-def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
+def check_mcsgd_rates(fits, scale: str, rate_power: float, method: str = "mcsgd") -> list[Verdict]:
     """Lemma 1, Theorem 2 and Corollary 3 from per-seed fitted exponents.
 
     Args:
-        fits: a DataFrame with columns ``batch_size, seed, method`` (``"mcsgd"`` or ``"sgd"``),
-            ``quantity`` (``"estimation error, layer i"`` or ``"squared gradient norm"``) and ``exponent``.
+        fits: a DataFrame with columns ``batch_size, seed, method`` (``"mcsgd"``, ``"mcsgd_decoupled"``
+            or ``"sgd"``), ``quantity`` (``"estimation error, layer i"`` or ``"squared gradient norm"``)
+            and ``exponent``.
         rate_power: the estimate rate's exponent (alpha_k = k^-rate_power), printed beside the fits.
+        method: the MCSGD whose runs are judged: ``"mcsgd"`` (FN's layers as Algorithm 4 builds
+            them) gives all three verdicts; another (``"mcsgd_decoupled"``) gives Theorem 2's and
+            Corollary 3's, with ids ending in ``-decoupled``.
 
     ``lian-lemma1``: at every batch size and layer, the per-seed exponents' interval lies above
     :data:`DECAY_EXPONENT`. ``lian-thm2``: per batch size, MCSGD's own squared-gradient-norm
@@ -1010,51 +1014,65 @@ def check_mcsgd_rates(fits, scale: str, rate_power: float) -> list[Verdict]:
     iterates approach a stationary point). ``lian-cor3``: per batch size, the paired per-seed
     difference SGD - MCSGD of the gradient-norm exponent against :data:`SLOWER_EXPONENT`. The
     parts of each combine by :func:`combine`.
+
+    Raises:
+        ValueError: ``fits`` has no run of ``method`` or of ``"sgd"``.
     """
-    est = fits[fits.quantity.str.startswith("estimation")]
-    parts, cats, seeds, weakest = [], [], est.seed.nunique(), None
-    for (b, q), rows in est.groupby(["batch_size", "quantity"]):
-        mean, low, high, agree, cat = effect(rows.exponent, DECAY_EXPONENT)
-        cats.append(cat)
-        if weakest is None or low < weakest[0]:
-            weakest = (low, f"lowest: batch {b}, layer {q[-1]} {mean:.2f} [{low:.2f}, {high:.2f}]")
-        note = flip_note(rows.exponent, DECAY_EXPONENT)
-        if q.endswith("1"):
-            parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]{note}")
-        else:
-            parts[-1] += f" / {mean:.2f} [{low:.2f}, {high:.2f}]{note}"
-    lemma = Verdict.of(
-        "lian-lemma1", "Lian & Liu 2019, Lemma 1", "MCSGD's estimation errors vanish at a polynomial rate",
-        f"fitted exponents (layer 1 / layer 2, mean and 95% t-interval over {seeds} seeds) " + "; ".join(parts)
-        + f"; threshold {DECAY_EXPONENT}; the estimate rate decays with exponent {rate_power}", scale,
-        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, weakest[1])
+    missing = {method, "sgd"} - set(fits.method)
+    if missing:
+        raise ValueError(f"check_mcsgd_rates: fits has no runs of {sorted(missing)}; its methods are {sorted(set(fits.method))}")
+    variant = method.removeprefix("mcsgd_") if method != "mcsgd" else ""
+    suffix, name = (f"-{variant}", f"MCSGD ({variant})") if variant else ("", "MCSGD")
+    source = "" if not variant else f" (MCSGD with FN's {variant} estimator)"
+    seeds = fits.seed.nunique()
+    verdicts = []
+    if not variant:
+        est = fits[fits.quantity.str.startswith("estimation") & (fits.method == method)]
+        parts, cats, weakest = [], [], None
+        for (b, q), rows in est.groupby(["batch_size", "quantity"]):
+            mean, low, high, agree, cat = effect(rows.exponent, DECAY_EXPONENT)
+            cats.append(cat)
+            if weakest is None or low < weakest[0]:
+                weakest = (low, f"lowest: batch {b}, layer {q[-1]} {mean:.2f} [{low:.2f}, {high:.2f}]")
+            note = flip_note(rows.exponent, DECAY_EXPONENT)
+            if q.endswith("1"):
+                parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]{note}")
+            else:
+                parts[-1] += f" / {mean:.2f} [{low:.2f}, {high:.2f}]{note}"
+        verdicts.append(Verdict.of(
+            "lian-lemma1", "Lian & Liu 2019, Lemma 1", "MCSGD's estimation errors vanish at a polynomial rate",
+            f"fitted exponents (layer 1 / layer 2, mean and 95% t-interval over {seeds} seeds) " + "; ".join(parts)
+            + f"; threshold {DECAY_EXPONENT}; the estimate rate decays with exponent {rate_power}", scale,
+            "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, weakest[1]))
     grad = fits[fits.quantity == "squared gradient norm"].pivot_table(index=["batch_size", "seed"], columns="method",
                                                                      values="exponent")
     parts, cats, intervals = [], [], []
     for b, rows in grad.groupby(level=0):
-        mean, low, high, agree, cat = effect(rows.mcsgd, DECAY_EXPONENT)
+        mean, low, high, agree, cat = effect(rows[method], DECAY_EXPONENT)
         cats.append(cat)
         intervals.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}]")
         parts.append(f"batch {b}: {mean:.2f} [{low:.2f}, {high:.2f}] ({cat}, {agree}/{len(rows)} seeds > "
-                     f"{DECAY_EXPONENT}){flip_note(rows.mcsgd, DECAY_EXPONENT)}")
-    thm2 = Verdict.of(
-        "lian-thm2", "Lian & Liu 2019, Theorem 2",
-        "MCSGD converges to a stationary point of the FN objective (10): the squared norm of its full gradient vanishes",
-        f"fitted exponents of MCSGD's squared full-gradient norm (mean and 95% t-interval over {seeds} seeds) "
+                     f"{DECAY_EXPONENT}){flip_note(rows[method], DECAY_EXPONENT)}")
+    verdicts.append(Verdict.of(
+        f"lian-thm2{suffix}", f"Lian & Liu 2019, Theorem 2{source}",
+        f"{name} converges to a stationary point of the FN objective (10): the squared norm of its full gradient "
+        "vanishes",
+        f"fitted exponents of {name}'s squared full-gradient norm (mean and 95% t-interval over {seeds} seeds) "
         + "; ".join(parts) + f"; threshold {DECAY_EXPONENT}", scale,
-        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, "; ".join(intervals))
+        "reproduced" if all(c == "reproduced" for c in cats) else combine(cats), seeds, "; ".join(intervals)))
     parts, cats, gaps = [], [], []
     for b, rows in grad.groupby(level=0):
-        mean, low, high, agree, cat = effect(rows.sgd - rows.mcsgd, SLOWER_EXPONENT)
+        mean, low, high, agree, cat = effect(rows.sgd - rows[method], SLOWER_EXPONENT)
         cats.append(cat)
         gaps.append(f"batch {b}: {_interval_text(mean, low, high)}")
-        parts.append(f"batch {b}: MCSGD {rows.mcsgd.mean():.2f}, SGD {rows.sgd.mean():.2f}, SGD - MCSGD "
+        parts.append(f"batch {b}: {name} {rows[method].mean():.2f}, SGD {rows.sgd.mean():.2f}, SGD - {name} "
                      f"{_interval_text(mean, low, high)} ({cat}, {agree}/{len(rows)} seeds)")
-    cor3 = Verdict.of(
-        "lian-cor3", "Lian & Liu 2019, Corollary 3", "MCSGD converges more slowly than SGD without normalization",
+    verdicts.append(Verdict.of(
+        f"lian-cor3{suffix}", f"Lian & Liu 2019, Corollary 3{source}",
+        f"{name} converges more slowly than SGD without normalization",
         "squared-gradient-norm exponents: " + "; ".join(parts) + f"; threshold {SLOWER_EXPONENT}", scale,
-        combine(cats), seeds, "; ".join(gaps))
-    return [lemma, thm2, cor3]
+        combine(cats), seeds, "; ".join(gaps)))
+    return verdicts
 
 
 # --- chapters 21-24: Santurkar et al.'s VGG and deep linear network ---

@@ -519,7 +519,7 @@ def _grid_13(p):
 def _grid_14(p):
     return [McsgdConfig(method=m, steps=p["steps"], lr=p["lr"], lr_power=p["lr_power"], rate_power=p["rate_power"],
                         batch_size=b, seed=s, num_logs=p["num_logs"])
-            for b in p["batch_sizes"] for s in p["seeds"] for m in ("mcsgd", "sgd")]
+            for b in p["batch_sizes"] for s in p["seeds"] for m in p["methods"]]
 
 
 # --- 15: the bias of FN's gradient estimators ---
@@ -758,9 +758,10 @@ _CHAPTER_LIST = [
             lambda p: (f"{p['per_size']:,} random instances per batch size and convexity, m in {p['batch_sizes']}; "
                        f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
                        f"{p['trace_log_every']} steps")),
-    Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3", ("lian-lemma1", "lian-thm2", "lian-cor3"),
+    Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3",
+            ("lian-lemma1", "lian-thm2", "lian-cor3", "lian-thm2-decoupled", "lian-cor3-decoupled"),
             _profiles(dict(steps=20_000, seeds=[0, 1, 2, 3, 4], lr=0.05, lr_power=0.5, rate_power=0.25, batch_sizes=[2, 8, 32, 128],
-                           num_logs=60, fit_tail=0.5),
+                           num_logs=60, fit_tail=0.5, methods=["mcsgd", "sgd", "mcsgd_decoupled"]),
                       ci=dict(steps=400, seeds=[0, 1], batch_sizes=[2, 32], num_logs=20),
                       paper=dict(steps=200_000, seeds=[0, 1, 2, 3, 4], num_logs=80)),
             _grid_14,

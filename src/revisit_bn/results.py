@@ -212,19 +212,22 @@ def kept_steps(total: int, every: int, head: int = REPLAY_STEPS) -> list[int]:
     return list(range(min(head, total))) + list(range(-(-head // every) * every, total, every))
 
 
-def compact_steps(payload: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` with its step losses thinned when it has more than :data:`MAX_STEP_LOSSES` steps.
+def compact_steps(payload: dict[str, Any], limit: int = MAX_STEP_LOSSES) -> dict[str, Any]:
+    """``payload`` with its step losses thinned when it has more than ``limit`` steps.
 
-    Keeps the steps :func:`kept_steps` names for the stride ``ceil(total / MAX_STEP_LOSSES)`` and
+    ``limit`` is :data:`MAX_STEP_LOSSES` unless a run kind names its own (``max_step_losses``, e.g.
+    :class:`revisit_bn.train.McsgdConfig`, whose chapter reads its logged table instead).
+
+    Keeps the steps :func:`kept_steps` names for the stride ``ceil(total / limit)`` and
     adds ``steps_every`` and ``steps_total``; the first :data:`REPLAY_STEPS` stay whole, so a
     thinned run replays as any other. ``diverged_at`` is computed before, from every step. A
     payload that is short or already thinned comes back unchanged.
     """
     steps = payload.get("steps") or {}
     total = max((len(v) for v in steps.values()), default=0)
-    if payload.get("steps_every", 1) != 1 or total <= MAX_STEP_LOSSES:
+    if payload.get("steps_every", 1) != 1 or total <= limit:
         return payload
-    every = math.ceil(total / MAX_STEP_LOSSES)
+    every = math.ceil(total / limit)
     keep = kept_steps(total, every)
     return {**payload, "steps": {name: [values[i] for i in keep] for name, values in steps.items()},
             "steps_every": every, "steps_total": total}

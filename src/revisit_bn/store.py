@@ -103,7 +103,7 @@ def compute(config: Config, progress: bool = False) -> dict[str, Any]:
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
         "metrics": out["metrics"], "steps": out["steps"], "tables": out["tables"],
         "replay_steps": min(getattr(config, "replay_steps", results_mod.REPLAY_STEPS), len(losses)), "provenance": prov,
-    }))
+    }), limit=getattr(config, "max_step_losses", results_mod.MAX_STEP_LOSSES))
 
 
 def store_path(config: Config, root=None):

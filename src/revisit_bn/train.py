@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -408,7 +408,9 @@ def exact_plain_grad_norm(model: FNRegressor, x, t) -> float:
     return float(sum(gr.square().sum() for gr in torch.autograd.grad(loss, list(model.parameters()))))
 
 
-MCSGD_METHODS = {"mcsgd": "MCSGD (FN)", "sgd": "SGD (no normalization)"}
+MCSGD_METHODS = {"mcsgd": "MCSGD (FN)", "mcsgd_decoupled": "MCSGD (FN, decoupled)", "sgd": "SGD (no normalization)"}
+# the FN layers' gradient estimator of each MCSGD method (FullNorm1d's ``backward``; layers.BACKWARDS)
+_MCSGD_BACKWARD = {"mcsgd": "mcsgd", "mcsgd_decoupled": "decoupled"}
 
 
 @dataclass(frozen=True)
@@ -422,7 +424,9 @@ class McsgdConfig:
     of the method's objective (table ``"log"``: ``step``, ``quantity``, ``value``).
 
     Attributes:
-        method: ``"mcsgd"`` or ``"sgd"``.
+        method: ``"mcsgd"`` (FN's layers take the statistics' terms of their gradient from the current
+            batch, Algorithm 4), ``"mcsgd_decoupled"`` (from previous batches, so that the batch that
+            moves the estimates does not also bias the gradient: Remark 1, chapter 15) or ``"sgd"``.
         steps, lr, lr_power, rate_power, batch_size, hidden, seed, n, d, num_logs: as above;
             ``n`` samples of dimension ``d`` from :func:`revisit_bn.data.synthetic_regression`.
         threads, device: as in :class:`TrainConfig`.
@@ -448,6 +452,8 @@ class McsgdConfig:
     num_logs: int = 60
     threads: int = DEFAULT_THREADS
     device: str = field(default="cpu", compare=False)
+    # the figures read the "log" table, not the step losses: keep about this many of them (results.compact_steps)
+    max_step_losses: ClassVar[int] = 2_000
 
     def __post_init__(self) -> None:
         _check_common(self.experiment, self.seed, self.threads, self.device)
@@ -483,8 +489,9 @@ class McsgdConfig:
         losses = []
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)
-            norm = ((lambda c: FullNorm1d(c, momentum=PolynomialMomentum(self.rate_power), eps=1e-5))
-                    if self.method == "mcsgd" else None)
+            backward = _MCSGD_BACKWARD.get(self.method)
+            norm = ((lambda c: FullNorm1d(c, momentum=PolynomialMomentum(self.rate_power), eps=1e-5, backward=backward))
+                    if backward else None)
             model = FNRegressor(self.d, self.hidden, norm).double()
             opt = torch.optim.SGD(model.parameters(), lr=self.lr)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) ** (-self.lr_power))
