@@ -8,7 +8,7 @@ PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sa
 
 PROFILE ?= book
 
-.PHONY: setup book test results verify status migrate notebooks clean
+.PHONY: setup book test results verify status migrate compact notebooks clean
 
 $(UV):
 	python3 -m venv .tools
@@ -37,6 +37,9 @@ status: setup  ## how many runs of PROFILE are stored, missing or stale
 
 migrate: setup  ## after an edit that only adds code: re-key PROFILE's stale runs that this code replays exactly
 	$(RUN) python -m revisit_bn.experiments migrate --profile $(PROFILE)
+
+compact: setup  ## thin the step losses of PROFILE's stored runs whose run kind keeps fewer (same keys; replays unchanged)
+	$(RUN) python -m revisit_bn.experiments compact --profile $(PROFILE)
 
 notebooks: setup  ## re-execute every notebook in place with its stored parameters (reads the results store)
 	@for nb in $(NOTEBOOKS); do echo "papermill $$nb"; $(RUN) papermill --cwd notebooks "$$nb" "$$nb" || exit 1; done

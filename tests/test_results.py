@@ -184,3 +184,23 @@ def test_a_run_kind_may_keep_fewer_step_losses():
     assert results.compact_steps(payload) is payload  # under the default limit: kept whole
     run = store.compute(McsgdConfig(method="sgd", steps=3_000, num_logs=4))  # MCSGD's chapter reads its log table
     assert run["steps_every"] == 2 and run["steps_total"] == 3_000 and McsgdConfig.max_step_losses == 2_000
+
+
+def test_compacting_a_stored_run_keeps_its_key_its_replay_and_a_record(tmp_path):
+    from revisit_bn import store
+    from revisit_bn.experiments import compact_file
+    from revisit_bn.train import McsgdConfig
+
+    config = McsgdConfig(method="sgd", steps=3_000, num_logs=4)
+    payload = store.compute(config)
+    payload = {**payload, "steps": {"train_loss": payload["steps"]["train_loss"]}}  # as stored before (every 2nd)
+    path = results.result_path(config.experiment, config.key_params(), tmp_path)
+    results.write_json_atomic(path, payload, digest=True)
+    thinned = compact_file(path, 300)  # stride 10, a multiple of the stored stride 2
+    stored = results.validate(path)  # the digest is valid
+    assert thinned["steps_every"] == stored["steps_every"] == 10 and stored["key"] == payload["key"]
+    kept = results.kept_steps(3_000, 10)
+    was = dict(zip(results.kept_steps(3_000, 2), payload["steps"]["train_loss"]))
+    assert stored["steps"]["train_loss"] == [was[s] for s in kept] and stored["provenance"]["compacted"]["kept"] == len(kept)
+    assert store.replay(stored)[2]  # the first steps replay as before
+    assert compact_file(path, 300) is None  # already thin enough

@@ -1055,6 +1055,57 @@ def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
     return migrated, left
 
 
+def compact(profile: str = "book", out=None) -> int:
+    """Thin the step losses of ``profile``'s stored runs to their run kind's limit, in place.
+
+    A run kind may keep fewer step losses than :data:`revisit_bn.results.MAX_STEP_LOSSES`
+    (``max_step_losses``, e.g. :class:`revisit_bn.train.McsgdConfig`); runs stored before it did
+    are rewritten with :func:`revisit_bn.results.compact_steps` at that limit (atomically, under
+    the same key: the parameters are unchanged), and ``provenance["compacted"]`` records the step
+    losses kept, the stride and the time. The first ``replay_steps`` stay whole, so they replay as
+    before.
+
+    Returns:
+        How many runs were rewritten.
+    """
+    out = out or sys.stdout
+    root = results_mod.results_root(store_profile(profile))
+    results_mod.check_writable(root)
+    done = 0
+    for _, config in kept_configs(profile):
+        limit = getattr(config, "max_step_losses", results_mod.MAX_STEP_LOSSES)
+        path = store_path(config, root)
+        if limit >= results_mod.MAX_STEP_LOSSES or not path.exists():
+            continue
+        thinned = compact_file(path, limit)
+        if thinned is not None:
+            done += 1
+            print(f"{path.parent.name}/{path.name}: {thinned['provenance']['compacted']['kept']} of "
+                  f"{thinned['steps_total']:,} step losses kept (every {thinned['steps_every']})", file=out, flush=True)
+    print(f"profile '{profile}': {done} runs compacted", file=out)
+    return done
+
+
+def compact_file(path: Path, limit: int) -> dict | None:
+    """Rewrite the stored run at ``path`` with at most about ``limit`` step losses (see :func:`compact`);
+    return the new payload, or ``None`` when it already keeps few enough.
+
+    Raises:
+        revisit_bn.results.StoreError: the file is damaged.
+    """
+    from datetime import datetime, timezone
+
+    payload = {k: v for k, v in results_mod.validate(path).items() if k != "digest"}
+    thinned = results_mod.compact_steps(payload, limit=limit)
+    if thinned is payload:
+        return None
+    record = {"kept": max(len(v) for v in thinned["steps"].values()), "steps_every": thinned["steps_every"],
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    thinned["provenance"] = {**thinned["provenance"], "compacted": record}
+    results_mod.write_json_atomic(path, thinned, digest=True)
+    return thinned
+
+
 def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
     """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders)."""
     root = results_mod.results_root(store_profile(profile))
@@ -1110,7 +1161,7 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m revisit_bn.experiments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("results", "verify", "status", "migrate"):
+    for name in ("results", "verify", "status", "migrate", "compact"):
         p = sub.add_parser(name)
         p.add_argument("--profile", default="book", choices=STAGED_PROFILES)
         if name == "results":
@@ -1148,6 +1199,9 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1 if verify(args.profile, args.sample, args.seed) else 0
     if args.command == "migrate":
         return 1 if migrate(args.profile)[1] else 0
+    if args.command == "compact":
+        compact(args.profile)
+        return 0
     root = results_mod.results_root(store_profile(args.profile))
     todo = profile_configs(args.profile)
     missing = [c for _, c in todo if lookup(c, root) is None]

@@ -221,16 +221,22 @@ def compact_steps(payload: dict[str, Any], limit: int = MAX_STEP_LOSSES) -> dict
     Keeps the steps :func:`kept_steps` names for the stride ``ceil(total / limit)`` and
     adds ``steps_every`` and ``steps_total``; the first :data:`REPLAY_STEPS` stay whole, so a
     thinned run replays as any other. ``diverged_at`` is computed before, from every step. A
-    payload that is short or already thinned comes back unchanged.
+    payload already thinned enough comes back unchanged; one thinned with a stride too fine for
+    ``limit`` is thinned further, to a multiple of its stride (so that every step it keeps was kept).
     """
     steps = payload.get("steps") or {}
-    total = max((len(v) for v in steps.values()), default=0)
-    if payload.get("steps_every", 1) != 1 or total <= limit:
+    every = payload.get("steps_every", 1)
+    total = payload.get("steps_total") or max((len(v) for v in steps.values()), default=0)
+    if total <= limit:
         return payload
-    every = math.ceil(total / limit)
-    keep = kept_steps(total, every)
+    stride = math.ceil(total / limit)
+    stride = -(-stride // every) * every  # a multiple of the stride already applied
+    if stride <= every:
+        return payload
+    position = {step: i for i, step in enumerate(kept_steps(total, every))}
+    keep = [position[step] for step in kept_steps(total, stride)]
     return {**payload, "steps": {name: [values[i] for i in keep] for name, values in steps.items()},
-            "steps_every": every, "steps_total": total}
+            "steps_every": stride, "steps_total": total}
 
 
 def _canonical(payload: dict[str, Any]) -> str:
