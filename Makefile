@@ -8,7 +8,7 @@ PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sa
 
 PROFILE ?= book
 
-.PHONY: setup book test results verify status migrate compact notebooks clean
+.PHONY: setup book test results verify status migrate notebooks clean
 
 $(UV):
 	python3 -m venv .tools
@@ -27,19 +27,16 @@ test: setup  ## every test
 	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
 
 results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store, or only EXPERIMENT's; resumable
-	$(RUN) python -m revisit_bn.experiments results --profile $(PROFILE) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
+	$(RUN) python -m revisit_bn.commands results --profile $(PROFILE) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
 verify: setup  ## replay the first SGD steps of every stored run of PROFILE and compare
-	$(RUN) python -m revisit_bn.experiments verify --profile $(PROFILE)
+	$(RUN) python -m revisit_bn.commands verify --profile $(PROFILE)
 
-status: setup  ## how many runs of PROFILE are stored, missing or stale
-	$(RUN) python -m revisit_bn.experiments status --profile $(PROFILE)
+status: setup  ## how many runs of PROFILE are current, stale or missing, and each chapter's compute
+	$(RUN) python -m revisit_bn.commands status --profile $(PROFILE)
 
-migrate: setup  ## after an edit that only adds code: re-key PROFILE's stale runs that this code replays exactly
-	$(RUN) python -m revisit_bn.experiments migrate --profile $(PROFILE)
-
-compact: setup  ## thin the step losses of PROFILE's stored runs whose run kind keeps fewer (same keys; replays unchanged)
-	$(RUN) python -m revisit_bn.experiments compact --profile $(PROFILE)
+migrate: setup  ## after a code edit: replay PROFILE's stale runs and record those that match (no run file changes)
+	$(RUN) python -m revisit_bn.commands migrate --profile $(PROFILE)
 
 notebooks: setup  ## re-execute every notebook in place with its stored parameters (reads the results store)
 	@for nb in $(NOTEBOOKS); do echo "papermill $$nb"; $(RUN) papermill --cwd notebooks "$$nb" "$$nb" || exit 1; done

@@ -7,7 +7,7 @@ notebook's setup cell runs), run configurations, the results root, datasets and 
 import pytest
 import torch
 
-from revisit_bn import experiments, results
+from revisit_bn import commands, experiments, results
 from revisit_bn.data import DatasetNotFoundError, load_cifar10, load_mnist
 from revisit_bn.store import run
 from revisit_bn.train import TrainConfig
@@ -115,7 +115,7 @@ def test_temporary_files_left_by_a_killed_write_are_cleaned_by_make_results(resu
     leftover = results_root / "book" / "unit" / ".abc.123.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("{")
-    experiments.compute_missing("book", chapters=["11-bn-objective"])
+    commands.compute_missing("book", chapters=["11-bn-objective"])
     assert not leftover.exists() and "removed a temporary file" in capsys.readouterr().out
 
 
@@ -130,14 +130,14 @@ def test_the_command_line_names_a_damaged_dataset_in_one_message(tmp_path, monke
     monkeypatch.setenv("REVISIT_BN_DATA", str(tmp_path))
     monkeypatch.setattr(data, "_CHECKSUMS", {})  # checksums are cached per process; this one must read the files
     monkeypatch.setattr(data, "_DATA_CACHE", {})  # and so are the datasets, once an earlier test loaded them
-    assert experiments.main(["status", "--profile", "ci"]) == 2
+    assert commands.main(["status", "--profile", "ci"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "is damaged" in err and "Traceback" not in err, err
 
 
 def test_make_results_names_an_unknown_experiment_before_any_work(results_root, capsys):
     with pytest.raises(SystemExit) as stopped:
-        experiments.main(["results", "--profile", "paper", "--chapter", "23-internal-covariate-shift",
+        commands.main(["results", "--profile", "paper", "--chapter", "23-internal-covariate-shift",
                           "--experiment", "santurkar_dlm"])
     assert stopped.value.code == 2
     err = " ".join(capsys.readouterr().err.split())

@@ -147,9 +147,92 @@ def test_fingerprint_drops_the_empty_type_params_of_python_3_12(monkeypatch):
     assert results.source_fingerprint(SOURCE.replace("x * 2", "x * 3")) != base
 
 
-def test_code_fingerprint_is_stable_within_a_checkout():
-    assert results.code_fingerprint() == results.code_fingerprint()
-    assert len(results.code_fingerprint()) == 12
+def test_a_numeric_edit_changes_the_code_fingerprint_but_no_run_key(tmp_path, monkeypatch):
+    # what renames nothing in the store: the key leaves out the code fields, which the file records
+    from pathlib import Path
+
+    here = Path(results.__file__).resolve().parent
+    copy = tmp_path / "revisit_bn"
+    copy.mkdir()
+    for name in results._NUMERIC_MODULES:
+        (copy / name).write_text((here / name).read_text())
+    fake = copy / "results.py"
+    fake.write_text("")
+    monkeypatch.setattr(results, "__file__", str(fake))
+    results.code_fingerprint.cache_clear()
+    try:
+        before = results.code_fingerprint()
+        (copy / "layers.py").write_text((here / "layers.py").read_text() + "\n\ndef _added():\n    return 1\n")
+        results.code_fingerprint.cache_clear()
+        after = results.code_fingerprint()
+    finally:
+        results.code_fingerprint.cache_clear()
+    assert before != after and len(after) == 12
+    params = {"lr": 0.1, "data": "abc"}
+    assert results.params_key({**params, "code": before}) == results.params_key({**params, "code": after})
+    assert results.legacy_key({**params, "code": before}) != results.legacy_key({**params, "code": after})
+    assert results.code_of({**params, "code": after, "bias_code": "b"}) == f"{after}+b"
+
+
+def test_a_file_of_an_unknown_format_is_refused(tmp_path):
+    params = {"lr": 0.1}
+    path = results.result_path("exp", params, tmp_path)
+    results.write_json_atomic(path, {**_run_payload(params), "format": 99}, digest=True)  # digest valid
+    with pytest.raises(results.StoreError, match="format 99.*reads formats"):
+        results.validate(path)
+    assert results.load(path, params, report=lambda msg: None) is None
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"metrics": {"x": [1.0, None]}}, "status 'ok' but holds a non-finite"),
+    ({"steps": {"train_loss": [None]}}, "status 'ok' but holds a non-finite"),
+    ({"status": "diverged", "diverged_at": 0}, "every loss and metric is finite"),
+    ({"status": "diverged", "diverged_at": None, "steps": {"train_loss": [None]}}, "every loss and metric is finite"),
+    ({"status": "finished"}, "status 'finished'"),
+])
+def test_a_status_that_contradicts_the_losses_is_refused(tmp_path, change, words):
+    params = {"lr": 0.1}
+    path = results.result_path("exp", params, tmp_path)
+    results.write_json_atomic(path, {**_run_payload(params), **change}, digest=True)
+    with pytest.raises(results.StoreError, match=words):
+        results.validate(path)
+
+
+def test_a_diverged_run_whose_losses_say_so_is_valid(tmp_path):
+    params = {"lr": 0.1}
+    path = results.result_path("exp", params, tmp_path)
+    payload = {**_run_payload(params), "status": "diverged", "diverged_at": 1, "steps": {"train_loss": [2.0, None]}}
+    results.write_json_atomic(path, payload, digest=True)
+    assert results.validate(path)["diverged_at"] == 1
+
+
+def test_a_file_under_its_format_2_name_is_named_for_migration(tmp_path):
+    params = {"lr": 0.1, "code": "0123456789ab"}
+    path = tmp_path / "exp" / f"{results.legacy_key(params)}{results.RUN_SUFFIX}"
+    results.write_json_atomic(path, {**_run_payload(params), "format": 2}, digest=True)
+    with pytest.raises(results.StoreError, match="format-2 key.*make migrate"):
+        results.validate(path)
+
+
+def test_the_validation_index_records_runs_per_code_and_drops_old_codes(tmp_path):
+    index = results.ValidationIndex.read(tmp_path)
+    assert not index.validated("exp/abc", "code1")
+    index.add("exp/abc", "code1", "exact")
+    index.add("exp/def", "code0", "tolerant")
+    index.note_replay("code1", 1)
+    assert index.prune({"code1"}) == ["code0"]
+    index.write()
+    again = results.ValidationIndex.read(tmp_path)
+    assert again.validated("exp/abc", "code1") and not again.validated("exp/def", "code0")
+    assert again.data["codes"]["code1"]["replays"][0]["runs"] == 1
+    text = (tmp_path / results.VALIDATION_INDEX).read_text()
+    assert text.count("\n") > 5 and '"exp/abc": "exact"' in text  # one run a line: small diffs in git
+    (tmp_path / results.VALIDATION_INDEX).write_text("{")
+    with pytest.raises(results.StoreError, match="not a valid validation index"):
+        results.ValidationIndex.read(tmp_path)
+    index.prune(set())
+    index.write()  # nothing left: no file
+    assert not (tmp_path / results.VALIDATION_INDEX).exists()
 
 
 def test_a_long_run_keeps_its_first_steps_whole_and_then_every_kth_loss(tmp_path):
@@ -184,23 +267,3 @@ def test_a_run_kind_may_keep_fewer_step_losses():
     assert results.compact_steps(payload) is payload  # under the default limit: kept whole
     run = store.compute(McsgdConfig(method="sgd", steps=3_000, num_logs=4))  # MCSGD's chapter reads its log table
     assert run["steps_every"] == 2 and run["steps_total"] == 3_000 and McsgdConfig.max_step_losses == 2_000
-
-
-def test_compacting_a_stored_run_keeps_its_key_its_replay_and_a_record(tmp_path):
-    from revisit_bn import store
-    from revisit_bn.experiments import compact_file
-    from revisit_bn.train import McsgdConfig
-
-    config = McsgdConfig(method="sgd", steps=3_000, num_logs=4)
-    payload = store.compute(config)
-    payload = {**payload, "steps": {"train_loss": payload["steps"]["train_loss"]}}  # as stored before (every 2nd)
-    path = results.result_path(config.experiment, config.key_params(), tmp_path)
-    results.write_json_atomic(path, payload, digest=True)
-    thinned = compact_file(path, 300)  # stride 10, a multiple of the stored stride 2
-    stored = results.validate(path)  # the digest is valid
-    assert thinned["steps_every"] == stored["steps_every"] == 10 and stored["key"] == payload["key"]
-    kept = results.kept_steps(3_000, 10)
-    was = dict(zip(results.kept_steps(3_000, 2), payload["steps"]["train_loss"]))
-    assert stored["steps"]["train_loss"] == [was[s] for s in kept] and stored["provenance"]["compacted"]["kept"] == len(kept)
-    assert store.replay(stored)[2]  # the first steps replay as before
-    assert compact_file(path, 300) is None  # already thin enough

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from revisit_bn import experiments, results
-from revisit_bn.store import config_from_params, lookup, replay, replay_rule, tolerant_replay_match
+from revisit_bn import commands, experiments, results
+from revisit_bn.store import config_from_params, lookup, replay, replay_rule, store_path, tolerant_replay_match
 
 BOOK = results.results_root("book")
-SAMPLE = experiments.sample_runs("book", size=24, seed=0)
+SAMPLE = commands.sample_runs("book", size=24, seed=0)
 
 
 def test_every_run_of_the_book_profile_is_in_the_store():
@@ -25,9 +25,9 @@ def test_every_run_of_the_book_profile_is_in_the_store():
 
 
 def test_no_stored_run_is_stale_or_damaged():
-    stale = experiments.stale_runs("book")
-    assert not stale, (f"{len(stale)} stored runs are stale (no chapter's current spec, code and data give their key): "
-                       f"{[str(p) for p in stale[:10]]}; run `make results` and delete them")
+    stale = commands.stale_runs("book")
+    assert not stale, (f"{len(stale)} stored runs are stale, orphaned or damaged (not current under this code, or needed by "
+                       f"no chapter): {[str(p) for p in stale[:10]]}; run `make migrate`, `make results`, or delete them")
     for path in results.stored_runs(BOOK):
         results.validate(path)  # raises StoreError naming a changed or damaged file
 
@@ -80,11 +80,12 @@ def test_a_run_made_here_replays_bit_for_bit_and_a_one_ulp_change_is_caught():
 
 
 def test_changed_numerics_make_every_run_stale_and_the_notebooks_stop(monkeypatch):
-    # What an edit to layers.py does: a new code fingerprint, so new keys for every run.
+    # What an edit to layers.py does: a new code fingerprint; every stored run waits for a replay under it.
     monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789ab")
-    assert len(experiments.stale_runs("book")) == len(results.stored_runs(BOOK))
+    states = commands.run_states("book")
+    assert len(states["stale"]) == len(results.stored_runs(BOOK)) and not states["current"]
     namespace = {"profile": "book", "recompute": False}
-    with pytest.raises(results.MissingRunsError, match="make results"):
+    with pytest.raises(results.MissingRunsError, match=r"(?s)computed under other code.*make migrate.*make results"):
         experiments.setup("33-large-variance", namespace)
 
 
@@ -94,7 +95,7 @@ def test_make_verify_reports_a_changed_number(tmp_path, monkeypatch):
     copy.parent.mkdir(parents=True)
     copy.write_bytes(gzip.compress(results.read_run_text(source).replace('"train_loss":[', '"train_loss":[9.5,', 1).encode()))
     monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
-    failures = experiments.verify("book", out=open(Path(tmp_path) / "log.txt", "w"))
+    failures = commands.verify("book", out=open(Path(tmp_path) / "log.txt", "w"))
     assert len(failures) == 1 and source.name in failures[0] and "digest" in failures[0]
 
 
@@ -107,32 +108,84 @@ def _store_copy(tmp_path, monkeypatch, paths):
     return [tmp_path / "book" / p.parent.name / p.name for p in paths]
 
 
-def test_migrate_rekeys_runs_that_replay_under_new_code_and_leaves_the_others(tmp_path, monkeypatch):
-    # One real run per experiment folder of a small chapter, copied; then a "new" code fingerprint.
+def test_migrate_records_runs_that_replay_under_new_code_and_rewrites_no_run_file(tmp_path, monkeypatch):
+    # One real run of each of two experiments, copied; then a "new" code fingerprint.
     sources = [p for p in SAMPLE if p.parent.name == "large_variance"][:1]
     sources += [p for p in SAMPLE if p.parent.name == "batch_size_one"][:1]
     assert len(sources) == 2
-    old = _store_copy(tmp_path, monkeypatch, sources)
+    copies = _store_copy(tmp_path, monkeypatch, sources)
     # the second run's stored losses are changed (and re-digested): this code cannot give them
-    tampered = results.validate(old[1])
+    tampered = results.validate(copies[1])
     tampered["steps"]["train_loss"][0] += 0.5
     tampered.pop("digest")
-    results.write_json_atomic(old[1], tampered, digest=True)
+    results.write_json_atomic(copies[1], tampered, digest=True)
+    before = {p: p.read_bytes() for p in copies}
     monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789ab")
-    log = tmp_path / "log.txt"
-    migrated, left = experiments.migrate("book", out=open(log, "w"))
-    assert migrated == 1 and len(left) == 1 and old[1].name in left[0] and "other losses" in left[0]
-    assert not old[0].exists() and old[1].exists()
-    moved = [p for p in results.stored_runs(tmp_path / "book") if p.parent.name == old[0].parent.name]
-    assert len(moved) == 1
-    payload = results.validate(moved[0])  # a whole, digested file named by its new key
-    assert payload["params"]["code"] == "0123456789ab"
-    record = payload["provenance"]["migrated"][-1]
-    assert record["to_code"] == "0123456789ab" and record["from_code"] == results.validate(sources[0])["params"]["code"]
-    assert record["replayed_steps"] == payload["replay_steps"]
-    stored, replayed, match = replay(payload)
-    assert match and payload["metrics"] == results.validate(sources[0])["metrics"]
-    assert moved[0] not in experiments.stale_runs("book")  # the chapters now read it
+    config = config_from_params(results.validate(copies[0])["params"])
+    assert lookup(config, tmp_path / "book") is None  # stale: read as missing
+    migrated, left = commands.migrate("book", out=open(tmp_path / "log.txt", "w"))
+    assert migrated == 1 and len(left) == 1 and copies[1].name[:16] in left[0] and "other losses" in left[0]
+    assert {p: p.read_bytes() for p in copies} == before  # no run file renamed or rewritten
+    index = results.ValidationIndex.read(tmp_path / "book")
+    assert index.validated(results.run_name(copies[0]), "0123456789ab")
+    assert not index.validated(results.run_name(copies[1]), "0123456789ab")
+    stored = lookup(config, tmp_path / "book")  # current again, from the index
+    assert stored is not None and stored.params["code"] == results.validate(sources[0])["params"]["code"]
+    states = commands.run_states("book")
+    assert states["current"] == [copies[0]] and states["stale"] == [copies[1]]
+    # a second pass finds only the one that does not replay, and a newer code drops the older entries
+    assert commands.migrate("book", out=open(tmp_path / "log.txt", "w"))[0] == 0
+    monkeypatch.setattr(results, "code_fingerprint", lambda: "ba9876543210")
+    assert commands.migrate("book", out=open(tmp_path / "log.txt", "w"))[0] == 1
+    assert set(results.ValidationIndex.read(tmp_path / "book").data["codes"]) == {"ba9876543210"}
+
+
+def test_migrate_renames_a_format_2_file_to_its_key_with_its_bytes(tmp_path, monkeypatch):
+    source = [p for p in SAMPLE if p.parent.name == "large_variance"][0]
+    payload = results.validate(source)
+    legacy = tmp_path / "book" / source.parent.name / f"{results.legacy_key(payload['params'])}{results.RUN_SUFFIX}"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(source.read_bytes())
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
+    assert commands.run_states("book")["stale"] == [legacy]
+    commands.migrate("book", out=open(tmp_path / "log.txt", "w"))
+    renamed = tmp_path / "book" / source.parent.name / source.name
+    assert not legacy.exists() and renamed.read_bytes() == source.read_bytes()
+    assert commands.run_states("book")["current"] == [renamed]
+
+
+def test_two_processes_filling_one_store_compute_every_run_once(results_root):
+    # what a Slurm job array does against a shared store: here two processes on one machine, started together,
+    # each asked for every run (shard 0/1), so that only the lock files keep them from computing a run twice
+    import os
+    import subprocess
+    import sys
+
+    name = "33-large-variance"
+    env = {**os.environ, "REVISIT_BN_RESULTS": str(results_root), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "revisit_bn.commands", "results", "--profile", "ci", "--chapter", name, "--shard"]
+    procs = [subprocess.Popen(argv + [shard], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for shard in ("0/1", "0/1")]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    computed = [line.split(" | ")[1] for log in logs for line in log.splitlines() if line.startswith("[")]
+    configs = experiments.CHAPTERS[name].configs("ci")
+    assert sorted(computed) == sorted(c.label() for c in configs), logs  # every run, none twice
+    assert all(" | " in log and "done:" in log for log in logs) and min(len(log.splitlines()) for log in logs) > 3
+    stored = results.stored_runs(results_root / "ci")
+    assert len(stored) == len(configs) and all(results.validate(p) for p in stored)  # every file whole
+    assert not list(results_root.rglob("*.lock")) and not list(results_root.rglob("*.tmp"))
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(results_root):
+    config = experiments.CHAPTERS["33-large-variance"].configs("ci")[0]
+    path = store_path(config, results_root / "ci")
+    lock = commands._lock_path(path)
+    lock.parent.mkdir(parents=True)
+    lock.write_text('{"host": "%s", "pid": 999999999, "since": 0}' % __import__("socket").gethostname())
+    assert commands._claim(path)  # its process is gone
+    assert not commands._claim(path)  # now held by this one
+    lock.unlink()
 
 
 def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_it_takes_over(tmp_path, monkeypatch):
@@ -147,11 +200,11 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
     monkeypatch.setitem(experiments.CHAPTERS, name, dataclasses.replace(spec, profiles={**spec.profiles, "next": staged}))
     monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path))
     assert [n for n, _ in experiments.profile_configs("next", [name])] == [name] * 6
-    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 6
+    assert commands.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 6
     stored = results.stored_runs(tmp_path / "book")  # the book store, not a store of its own
     assert len(stored) == 6 and not (tmp_path / "next").exists()
-    assert experiments.stale_runs("book") == []  # waiting runs are not stale
-    assert experiments.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 0  # resumable
+    assert commands.stale_runs("book") == []  # waiting runs are not stale
+    assert commands.compute_missing("next", [name], out=open(tmp_path / "log.txt", "w")) == 0  # resumable
     with pytest.raises(ValueError, match="still being computed"):  # no notebook renders a scale being computed
         experiments.setup(name, {"profile": "next", "recompute": False})
     # the book profile takes the next values: the same runs, under the same keys, are the book's now
@@ -160,7 +213,7 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
     assert all(lookup(c, tmp_path / "book") is not None for c in experiments.CHAPTERS[name].configs("book"))
     # and without a next scale the runs are stale again
     monkeypatch.setitem(experiments.CHAPTERS, name, spec)
-    assert sorted(experiments.stale_runs("book")) == sorted(stored)
+    assert sorted(commands.stale_runs("book")) == sorted(stored)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,14 +221,14 @@ def test_a_next_book_scale_is_computed_into_the_book_store_and_kept_there_until_
 # ------------------------------------------------------------------------------------------------
 
 PAPER = results.results_root("paper")
-PAPER_SAMPLE = experiments.sample_runs("paper", size=9, seed=0)  # one run of each of the 9 experiments stored there
+PAPER_SAMPLE = commands.sample_runs("paper", size=9, seed=0)  # one run of each of the 9 experiments stored there
 
 
 def test_stored_paper_runs_are_current_whole_and_say_where_they_were_made():
     paths = results.stored_runs(PAPER)
     assert len(paths) >= 430, (f"the paper profile holds {len(paths)} runs; chapters 14 and 31-34's 330, chapters 23 "
                                "and 25's 90 deep linear network runs and chapter 15's 10 are committed")
-    stale = experiments.stale_runs("paper")
+    stale = commands.stale_runs("paper")
     assert not stale, f"{len(stale)} stored paper runs are stale: {[str(p) for p in stale[:5]]}"
     for path in paths:
         payload = results.validate(path)
@@ -271,6 +324,6 @@ def test_make_results_can_compute_one_experiment_of_a_chapter(results_root):
     dln = [c for c in experiments.CHAPTERS[name].configs("ci") if c.experiment == "santurkar_dln"]
     assert dln and len(dln) < len(experiments.CHAPTERS[name].configs("ci"))
     log = results_root.parent / "log.txt"
-    assert experiments.compute_missing("ci", [name], out=open(log, "w"), experiments=["santurkar_dln"]) == len(dln)
+    assert commands.compute_missing("ci", [name], out=open(log, "w"), experiments=["santurkar_dln"]) == len(dln)
     assert sorted(p.name for p in (results_root / "ci").iterdir() if p.name != "claims") == ["santurkar_dln"]
-    assert experiments.main(["results", "--profile", "ci", "--chapter", name, "--experiment", "santurkar_dln"]) == 0
+    assert commands.main(["results", "--profile", "ci", "--chapter", name, "--experiment", "santurkar_dln"]) == 0

@@ -9,24 +9,16 @@ calls :func:`setup`, which checks the papermill parameters, resolves the profile
 run before any training and, for the ``book`` and ``paper`` profiles, stops with a message naming
 ``make results`` when a run is missing (a notebook never trains for an hour silently).
 
-Command line (the Makefile's ``results``, ``verify``, ``status`` and ``migrate`` targets)::
-
-    python -m revisit_bn.experiments results [--profile book|paper|ci|next] [--chapter NAME] [--shard K/N]
-    python -m revisit_bn.experiments verify [--profile book] [--sample N] [--seed S]
-    python -m revisit_bn.experiments status [--profile book]
-    python -m revisit_bn.experiments migrate [--profile book]
+The commands that fill and check the store (``make results``, ``verify``, ``status``, ``migrate``)
+are in :mod:`revisit_bn.commands`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import json
 import math
-import random
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -34,8 +26,8 @@ from typing import Any, Callable, Iterable
 from . import results as results_mod
 from .bounds import BoundsConfig
 from .gradient_bias import GradientBiasConfig
-from .data import DATASET_SIZES, LARGE_VARIANCE_RANGES, DatasetNotFoundError
-from .store import Config, RunResult, lookup, replay, replay_rule, run, store_path
+from .data import DATASET_SIZES, LARGE_VARIANCE_RANGES
+from .store import Config, RunResult, lookup, run, run_state, store_path
 from .train import McsgdConfig, TrainConfig
 
 PROFILES = results_mod.PROFILES
@@ -304,14 +296,21 @@ def unknown_parameters(namespace: dict[str, Any], known: Iterable[str]) -> list[
                   if not name.startswith("_") and name not in known and isinstance(value, _LITERALS))
 
 
-def missing_error(chapter: Chapter, profile: str, configs: list[Config]) -> results_mod.MissingRunsError:
+def missing_error(chapter: Chapter, profile: str, configs: list[Config],
+                  stale: int = 0) -> results_mod.MissingRunsError:
+    """The error a notebook stops with when ``configs`` are not current in the store; ``stale`` of them are
+    stored but computed under other code (``make migrate`` replays them)."""
     command = "make results" + ("" if profile == "book" else f" PROFILE={profile}")
     shown = "\n".join(f"  {c.label()}" for c in configs[:10])
     more = f"\n  ... and {len(configs) - 10} more" if len(configs) > 10 else ""
+    migrate = ("" if not stale else
+               f"{stale} of them are stored but were computed under other code: `make migrate"
+               f"{'' if profile == 'book' else f' PROFILE={profile}'}` replays their first steps under this code and "
+               "keeps each one that matches; ")
     return results_mod.MissingRunsError(
-        f"{len(configs)} run(s) of chapter {chapter.name} (profile '{profile}') are not in the results store "
-        f"{results_mod.results_root(profile)}:\n{shown}{more}\nCompute them with `{command}` (or rerun this notebook "
-        f"with -p recompute True); nothing was trained."
+        f"{len(configs)} run(s) of chapter {chapter.name} (profile '{profile}') are not current in the results store "
+        f"{results_mod.results_root(profile)}:\n{shown}{more}\n{migrate}compute the others with `{command}` (or rerun "
+        f"this notebook with -p recompute True); nothing was trained."
     )
 
 
@@ -361,10 +360,12 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
         results_mod.check_writable(root)
     loaded = {}
     if configs and not recompute and profile != "ci":
-        loaded = {c: lookup(c, root, report=lambda msg: print(msg, file=sys.stderr)) for c in configs}
-        missing = [c for c, result in loaded.items() if result is None]
+        states = {c: run_state(c, root, report=lambda msg: print(msg, file=sys.stderr)) for c in configs}
+        missing = [c for c, (state, _) in states.items() if state != "current"]
         if missing:
-            raise missing_error(chapter, profile, missing)
+            raise missing_error(chapter, profile, missing, stale=sum(states[c][0] == "stale" for c in missing))
+        loaded = {c: RunResult.from_payload(payload, cached=True, path=store_path(c, root))
+                  for c, (_, payload) in states.items()}
     if chapter.claims:
         results_mod.check_writable(root / "claims")  # verdicts are recorded there
     namespace.update(params)  # the notebook's cells read the resolved values by name
@@ -904,325 +905,3 @@ def profile_configs(profile: str, chapters: Iterable[str] | None = None) -> list
                 seen.add(config)
                 out.append((name, config))
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Commands: compute missing runs, replay stored ones, report stale ones
-# ----------------------------------------------------------------------------------------------
-
-
-def kept_configs(profile: str) -> list[tuple[str, Config]]:
-    """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
-    ``book`` store also the :data:`NEXT` runs being computed."""
-    store = store_profile(profile)
-    return profile_configs(store) + (profile_configs(NEXT) if store == BOOK else [])  # a run in both: harmless twice
-
-
-def stale_runs(profile: str = "book") -> list[Path]:
-    """Stored run files of ``profile``'s store that no chapter's current spec and code would read
-    (stale or orphaned); runs of a :data:`NEXT` profile count as read."""
-    root = results_mod.results_root(store_profile(profile))
-    wanted = {store_path(c, root) for _, c in kept_configs(profile)}
-    return [p for p in results_mod.stored_runs(root) if p not in wanted]
-
-
-def _of_experiments(todo: list[tuple[str, Config]], experiments: Iterable[str] | None,
-                    profile: str) -> list[tuple[str, Config]]:
-    """The runs of ``todo`` whose experiment is one of ``experiments`` (all of them for ``None``).
-
-    Raises:
-        ValueError: an experiment that none of ``todo`` has (the message lists theirs).
-    """
-    if experiments is None:
-        return todo
-    known = sorted({c.experiment for _, c in todo})
-    unknown = sorted(set(experiments) - set(known))
-    if unknown:
-        raise ValueError(f"--experiment {', '.join(unknown)}: no run of profile {profile!r} (in the chosen chapters) has it; "
-                         f"their experiments are {', '.join(known)}")
-    return [(name, c) for name, c in todo if c.experiment in set(experiments)]
-
-
-def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None,
-                    shard: tuple[int, int] = (0, 1), experiments: Iterable[str] | None = None) -> int:
-    """Compute (and store) every run of ``profile`` not yet in the store; resumable: each run is written when done.
-
-    ``chapters`` and ``experiments`` (e.g. ``["santurkar_dln"]``: the deep linear network's runs of
-    chapters 23 and 25, which a CPU computes in 20 minutes at the paper's scale, without their
-    VGG runs) restrict it to those chapters' runs and those experiments' runs.
-
-    ``shard=(k, n)`` computes only the missing runs ``k, k + n, k + 2n, ...`` (in grid order), so
-    that ``n`` processes started together with ``k = 0 .. n-1`` share one GPU without computing a
-    run twice (each splits the list of runs missing when it starts).
-    Prints the total at the start and one line per run (its label, seconds, status). Returns the
-    number of runs computed.
-
-    Raises:
-        ValueError: ``shard`` is not ``(k, n)`` with ``0 <= k < n``, or ``experiments`` names an
-            experiment that no run of the profile has.
-    """
-    k, n = shard
-    if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
-        raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
-    todo = _of_experiments(profile_configs(profile, chapters), experiments, profile)
-    out = out or sys.stdout
-    root = results_mod.results_root(store_profile(profile))
-    results_mod.check_writable(root)
-    for left in results_mod.clean_temporary(root):
-        print(f"removed a temporary file left by a killed write: {left}", file=out)
-    missing = [(name, c) for name, c in todo if lookup(c, root, report=lambda m: print(m, file=out)) is None]
-    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
-          + (f" (shard {k}/{n}: {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
-    missing = missing[k::n]
-    start = time.perf_counter()
-    for i, (name, config) in enumerate(missing, 1):
-        t0 = time.perf_counter()
-        result = run(config, recompute=True, root=root)
-        print(f"[{i}/{len(missing)}] {name} | {config.label()} | {time.perf_counter() - t0:.1f} s | {result.status_text}",
-              file=out, flush=True)
-    print(f"done: {len(missing)} runs in {(time.perf_counter() - start) / 60:.1f} min", file=out)
-    return len(missing)
-
-
-def _without_code(params: dict) -> str:
-    return json.dumps({k: v for k, v in params.items() if k != "code"}, sort_keys=True)
-
-
-def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
-    """Re-key stored runs that only a new code fingerprint made stale, once this code replays them.
-
-    An edit to a numeric module changes every run's key (:func:`revisit_bn.results.code_fingerprint`),
-    even one that only adds code (a new model, a new layer) and leaves every stored run's path
-    as it was. For each stale file of ``profile`` whose parameters, the ``code`` field aside,
-    are those of a run some chapter needs now, this replays its first ``replay_steps`` SGD steps
-    with this code (:func:`revisit_bn.store.replay`: exact on the arithmetic the run was made on,
-    within the tolerant rule on another); if they match, the run is rewritten under its new key,
-    atomically, with ``provenance["migrated"]`` recording the old and new fingerprints, the
-    replayed steps, the rule, the arithmetic it replayed on and the time, and the old file is removed.
-    A run that does not replay, or that no chapter needs, stays stale for `make results`.
-
-    The replay checks the first steps only: use it after edits that add code paths, not after
-    edits to a path a stored run takes (those need `make results`).
-
-    Returns:
-        ``(migrated, left)``: the count re-keyed and one line per stale file left, with the reason.
-    """
-    from datetime import datetime, timezone
-
-    out = out or sys.stdout
-    root = results_mod.results_root(store_profile(profile))
-    results_mod.check_writable(root)
-    wanted = {}
-    for _, config in kept_configs(profile):
-        params = config.key_params()
-        wanted[_without_code(params)] = (params, store_path(config, root))
-    stale = stale_runs(profile)
-    print(f"profile '{profile}': {len(stale)} stale files", file=out, flush=True)
-    migrated, left = 0, []
-    for i, path in enumerate(stale, 1):
-        name = f"{path.parent.name}/{path.name}"
-        try:
-            payload = results_mod.validate(path)
-        except results_mod.StoreError as exc:
-            left.append(f"{name}: damaged ({exc})")
-            continue
-        target = wanted.get(_without_code(payload["params"]))
-        if target is None:
-            left.append(f"{name}: no chapter needs a run with its parameters")
-            continue
-        params, new_path = target
-        if new_path.exists():
-            left.append(f"{name}: its run is already stored as {new_path.name}")
-            continue
-        stored, replayed, match = replay(payload)
-        if not match:
-            left.append(f"{name}: this code gives other losses ({replayed} vs {stored}); run `make results`")
-            print(f"[{i}/{len(stale)}] {name}: DIFFERS", file=out, flush=True)
-            continue
-        record = {"from_code": payload["params"]["code"], "to_code": params["code"], "replayed_steps": len(stored),
-                  "rule": replay_rule(payload["provenance"]), "replayed_on": results_mod.cpu_arithmetic(),
-                  "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        payload = {k: v for k, v in payload.items() if k != "digest"}
-        payload.update(params=params, key=results_mod.params_key(params),
-                       provenance={**payload["provenance"], "migrated": payload["provenance"].get("migrated", []) + [record]})
-        results_mod.write_json_atomic(new_path, payload, digest=True)
-        path.unlink()
-        migrated += 1
-        print(f"[{i}/{len(stale)}] {name} -> {new_path.name}: first {len(stored)} step losses match", file=out, flush=True)
-    print(f"{migrated} runs re-keyed, {len(left)} left stale", file=out)
-    for line in left:
-        print(f"  left: {line}", file=out)
-    return migrated, left
-
-
-def compact(profile: str = "book", out=None) -> int:
-    """Thin the step losses of ``profile``'s stored runs to their run kind's limit, in place.
-
-    A run kind may keep fewer step losses than :data:`revisit_bn.results.MAX_STEP_LOSSES`
-    (``max_step_losses``, e.g. :class:`revisit_bn.train.McsgdConfig`); runs stored before it did
-    are rewritten with :func:`revisit_bn.results.compact_steps` at that limit (atomically, under
-    the same key: the parameters are unchanged), and ``provenance["compacted"]`` records the step
-    losses kept, the stride and the time. The first ``replay_steps`` stay whole, so they replay as
-    before.
-
-    Returns:
-        How many runs were rewritten.
-    """
-    out = out or sys.stdout
-    root = results_mod.results_root(store_profile(profile))
-    results_mod.check_writable(root)
-    done = 0
-    for _, config in kept_configs(profile):
-        limit = getattr(config, "max_step_losses", results_mod.MAX_STEP_LOSSES)
-        path = store_path(config, root)
-        if limit >= results_mod.MAX_STEP_LOSSES or not path.exists():
-            continue
-        thinned = compact_file(path, limit)
-        if thinned is not None:
-            done += 1
-            print(f"{path.parent.name}/{path.name}: {thinned['provenance']['compacted']['kept']} of "
-                  f"{thinned['steps_total']:,} step losses kept (every {thinned['steps_every']})", file=out, flush=True)
-    print(f"profile '{profile}': {done} runs compacted", file=out)
-    return done
-
-
-def compact_file(path: Path, limit: int) -> dict | None:
-    """Rewrite the stored run at ``path`` with at most about ``limit`` step losses (see :func:`compact`);
-    return the new payload, or ``None`` when it already keeps few enough.
-
-    Raises:
-        revisit_bn.results.StoreError: the file is damaged.
-    """
-    from datetime import datetime, timezone
-
-    payload = {k: v for k, v in results_mod.validate(path).items() if k != "digest"}
-    thinned = results_mod.compact_steps(payload, limit=limit)
-    if thinned is payload:
-        return None
-    record = {"kept": max(len(v) for v in thinned["steps"].values()), "steps_every": thinned["steps_every"],
-              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    thinned["provenance"] = {**thinned["provenance"], "compacted": record}
-    results_mod.write_json_atomic(path, thinned, digest=True)
-    return thinned
-
-
-def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
-    """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders)."""
-    root = results_mod.results_root(store_profile(profile))
-    by_experiment: dict[str, list[Path]] = {}
-    for path in results_mod.stored_runs(root):
-        by_experiment.setdefault(path.parent.name, []).append(path)
-    rng = random.Random(seed)
-    for paths in by_experiment.values():
-        rng.shuffle(paths)
-    chosen: list[Path] = []
-    while len(chosen) < size and any(by_experiment.values()):
-        for name in sorted(by_experiment):
-            if by_experiment[name] and len(chosen) < size:
-                chosen.append(by_experiment[name].pop())
-    return chosen
-
-
-def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=None) -> list[str]:
-    """Replay the first steps of stored runs (all, or a seeded ``sample``) and report; return the failures.
-
-    Each line names the rule the run replayed under (:func:`revisit_bn.store.replay_rule`: ``exact`` on
-    the arithmetic it was made on, ``tolerant`` on another). Also reports stale files (no current
-    spec reads them) and damaged files (:func:`revisit_bn.results.validate`).
-    """
-    out = out or sys.stdout
-    root = results_mod.results_root(store_profile(profile))
-    paths = results_mod.stored_runs(root) if sample is None else sample_runs(profile, sample, seed)
-    failures = []
-    stale = set(stale_runs(profile))
-    print(f"profile '{profile}': replaying {len(paths)} stored runs", file=out, flush=True)
-    for i, path in enumerate(paths, 1):
-        name = f"{path.parent.name}/{path.name}"
-        try:
-            payload = results_mod.validate(path)
-        except results_mod.StoreError as exc:
-            failures.append(str(exc))
-            print(f"[{i}/{len(paths)}] {name}: DAMAGED ({exc})", file=out, flush=True)
-            continue
-        if path in stale:
-            failures.append(f"{path} is stale: the current code or data gives its run another key; run `make results`")
-            print(f"[{i}/{len(paths)}] {name}: STALE", file=out, flush=True)
-            continue
-        stored, replayed, match = replay(payload)
-        rule = replay_rule(payload["provenance"])
-        line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'} ({rule})"
-        if not match:
-            failures.append(f"{path}: replayed losses {replayed} differ from the stored {stored} (rule: {rule})")
-        print(f"[{i}/{len(paths)}] {name}: {line}", file=out, flush=True)
-    print(f"{len(paths) - len(failures)} passed, {len(failures)} failed", file=out)
-    return failures
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m revisit_bn.experiments", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("results", "verify", "status", "migrate", "compact"):
-        p = sub.add_parser(name)
-        p.add_argument("--profile", default="book", choices=STAGED_PROFILES)
-        if name == "results":
-            p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
-            p.add_argument("--experiment", action="append",
-                           help="only these experiments' runs (e.g. santurkar_dln: chapters 23 and 25's deep linear network)")
-            p.add_argument("--shard", default="0/1", metavar="K/N",
-                           help="compute only every N-th missing run from the K-th (N processes sharing a GPU)")
-        if name == "verify":
-            p.add_argument("--sample", type=int, default=None, help="replay a seeded sample of this many runs (default: all)")
-            p.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        return _command(parser, args)
-    except DatasetNotFoundError as exc:  # its message names the file and REVISIT_BN_DATA: no traceback needed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.command == "results":
-        try:
-            k, n = (int(x) for x in args.shard.split("/"))
-        except ValueError:
-            parser.error(f"--shard must be K/N with integers, e.g. 0/4; got {args.shard!r}")
-        if not 0 <= k < n:
-            parser.error(f"--shard K/N needs 0 <= K < N (K counts from 0), e.g. 0/4 .. 3/4; got {args.shard!r}")
-        try:  # checked before any work, as the shard
-            _of_experiments(profile_configs(args.profile, args.chapter), args.experiment, args.profile)
-        except ValueError as exc:
-            parser.error(str(exc))
-        compute_missing(args.profile, args.chapter, shard=(k, n), experiments=args.experiment)
-        return 0
-    if args.command == "verify":
-        return 1 if verify(args.profile, args.sample, args.seed) else 0
-    if args.command == "migrate":
-        return 1 if migrate(args.profile)[1] else 0
-    if args.command == "compact":
-        compact(args.profile)
-        return 0
-    root = results_mod.results_root(store_profile(args.profile))
-    todo = profile_configs(args.profile)
-    missing = [c for _, c in todo if lookup(c, root) is None]
-    stale = stale_runs(args.profile)
-    print(f"profile '{args.profile}': {len(todo)} runs needed, {len(todo) - len(missing)} stored, {len(missing)} missing, "
-          f"{len(stale)} stale files")
-    minutes: dict[str, float] = {}
-    for name, config in todo:  # each run counted under the first chapter that reads it
-        stored = lookup(config, root)
-        minutes[name] = minutes.get(name, 0.0) + (stored.provenance["seconds"] / 60 if stored else 0.0)
-    print(f"compute of the stored runs (provenance seconds): {sum(minutes.values()):.1f} min; "
-          + ", ".join(f"{name.split('-')[0]}: {m:.1f}" for name, m in minutes.items()))
-    staged = profile_configs(NEXT) if args.profile == BOOK else []
-    if staged:
-        done = sum(lookup(c, root) is not None for _, c in staged)
-        print(f"next book scale ({', '.join(dict.fromkeys(name for name, _ in staged))}): {len(staged)} runs, {done} stored, "
-              f"{len(staged) - done} missing (`make results PROFILE={NEXT}`)")
-    for path in stale:
-        print(f"  stale: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

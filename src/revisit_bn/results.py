@@ -1,26 +1,45 @@
-"""The results store: one gzip-compressed strict-JSON file per run, keyed by all that changes its numbers.
+"""The results store: one gzip-compressed strict-JSON file per run, named by what the run *is*, never rewritten.
 
 Layout: ``<results root>/<profile>/<experiment>/<key>.json.gz`` (gzip without a timestamp, so
-the same run gives the same bytes; ``zcat`` or :func:`read_run_text` shows the JSON). The root
-is ``$REVISIT_BN_RESULTS`` when set, else ``<project>/results``. The ``book`` profile's runs are
-committed to git (they are the book's data); ``ci`` runs are not (``results/ci`` is ignored);
-``paper`` runs are committed when they were computed (on a GPU, or on the CPU where they are cheap).
+the same run gives the same bytes; ``zcat`` or :func:`read_run_text` shows the JSON), and beside
+the experiments one small plain-JSON validation index, ``validated.json`` (:class:`ValidationIndex`).
+The root is ``$REVISIT_BN_RESULTS`` when set, else ``<project>/results``. The ``book`` profile's
+runs are committed to git (they are the book's data); ``ci`` runs are not (``results/ci`` is
+ignored); ``paper`` runs are committed when they were computed (on a GPU, or on the CPU where
+they are cheap).
 
-A run's key is a hash of its parameters, which include
+A run's parameters (``params``) hold everything that changes its numbers:
 
+- its configuration's fields (seed, step size, model, ...);
 - ``threads``: the torch thread count it trained with (float32 reductions depend on it);
 - ``data``: a checksum of the dataset tensors it read (:func:`revisit_bn.data.dataset_checksum`);
-- ``code``: :func:`code_fingerprint`, a hash of the *syntax trees* of the modules that produce
-  numbers, with docstrings dropped, so that an edit to a docstring or a comment keeps every key.
+- the *code fields* (:data:`CODE_FIELDS`): ``code``, :func:`code_fingerprint`, a hash of the syntax
+  trees of the modules that produce numbers (docstrings and comments do not count), and for some
+  run kinds a fingerprint of their own module.
+
+A run's **key** (its file name, :func:`params_key`) is a hash of its parameters *without* the code
+fields: an edit to a numeric module renames and rewrites nothing. The code fields inside the file
+say which code computed the run. Whether the current code still gives a stored run is shown by
+replaying its first SGD steps (:func:`revisit_bn.store.replay`): ``make migrate`` does so for every
+run that was computed under another code and records each one that matches in the validation
+index, a few kB per profile. A run is *current* when the code that computed it is the current code,
+or when the index records a replay under the current code (:func:`is_current`); any other stored
+run is *stale*, and a notebook reads it as missing. A run file changes only when that run is
+recomputed.
 
 Each file holds ``{"format", "key", "experiment", "params", "status", "diverged_at", "metrics",
 "steps", "tables", "replay_steps", "provenance", "digest"}``. ``status`` is ``"ok"`` or
 ``"diverged"`` (``diverged_at`` is then the first SGD step whose loss was not finite; non-finite
 numbers are stored as ``null``). ``digest`` is a SHA-256 of the rest of the file, so that an
 edited number is caught (:func:`validate`). Files are written atomically (:func:`write_json_atomic`).
-``steps`` holds every SGD step's loss, except in a run of more than :data:`MAX_STEP_LOSSES` steps:
-there it holds the first :data:`REPLAY_STEPS` and then every ``steps_every``-th, and the file also
-holds ``steps_every`` and ``steps_total`` (:func:`compact_steps`, :func:`kept_steps`).
+``steps`` holds every SGD step's loss, except in a run of more steps than its run kind keeps
+(:data:`MAX_STEP_LOSSES`, or the kind's ``max_step_losses``): there it holds the first
+:data:`REPLAY_STEPS` and then every ``steps_every``-th, and the file also holds ``steps_every`` and
+``steps_total`` (:func:`compact_steps`, :func:`kept_steps`).
+
+Formats: 3 (this one); 2, files written before keys left out the code fields, whose ``key`` field
+is the key they were first filed under (:func:`legacy_key`) and which ``make migrate`` renamed to
+their key, their content unchanged. Any other format is refused.
 """
 
 from __future__ import annotations
@@ -42,7 +61,13 @@ from typing import Any
 
 RESULTS_ENV = "REVISIT_BN_RESULTS"
 PROFILES = ("ci", "book", "paper")
-FORMAT = 2
+FORMAT = 3
+# Formats this code reads (see the module docstring); a file of any other is refused by :func:`validate`.
+KNOWN_FORMATS = (2, 3)
+# Parameters that name the code a run was computed with: recorded in its file, left out of its key.
+CODE_FIELDS = ("code", "bounds_code", "bias_code")
+# The validation index of a profile's folder (:class:`ValidationIndex`).
+VALIDATION_INDEX = "validated.json"
 # The first this many SGD steps of every run are replayed by `make verify` and the test suite.
 REPLAY_STEPS = 8
 # A run of more SGD steps than this keeps the losses of its first REPLAY_STEPS steps and then of every
@@ -147,14 +172,34 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def identity(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the code fields (:data:`CODE_FIELDS`): what a run is, whatever code computed it."""
+    return {k: v for k, v in params.items() if k not in CODE_FIELDS}
+
+
+def code_of(params: dict[str, Any]) -> str:
+    """The code that computed (or would compute) a run with ``params``: its code fields' values joined by
+    ``+`` (e.g. ``"3fc57a6de15f"``, or ``"3fc57a6de15f+9c1e02b7aa41"`` for a run kind with a module of its own)."""
+    return "+".join(str(params[k]) for k in CODE_FIELDS if k in params)
+
+
+def _hash16(params: dict[str, Any]) -> str:
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def params_key(params: dict[str, Any]) -> str:
-    """A 16-hex-digit key of JSON-serializable ``params`` (order-independent).
+    """A run's 16-hex-digit key: a hash of ``params`` without the code fields (order-independent).
 
     Raises:
         TypeError: a parameter value is not JSON-serializable.
     """
-    text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _hash16(identity(params))
+
+
+def legacy_key(params: dict[str, Any]) -> str:
+    """The key a format-2 file was named by: a hash of all of ``params``, the code fields included."""
+    return _hash16(params)
 
 
 def result_path(experiment: str, params: dict[str, Any], root: Path | None = None) -> Path:
@@ -288,16 +333,38 @@ def write_json_atomic(path: Path, payload: dict[str, Any], digest: bool = False)
 _REQUIRED = ("format", "key", "experiment", "params", "status", "metrics", "steps", "provenance", "digest")
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and (not isinstance(value, float) or math.isfinite(value))
+
+
+def _check_status(path: Path, payload: dict[str, Any]) -> None:
+    """A run's ``status`` must say what its losses say: ``"ok"`` with every step loss and metric finite,
+    ``"diverged"`` with ``diverged_at`` a step, and something non-finite at or after it."""
+    status, at = payload["status"], payload.get("diverged_at")
+    losses = (payload.get("steps") or {}).get("train_loss", [])
+    metrics = [v for values in (payload.get("metrics") or {}).values() for v in values]
+    nonfinite = any(not _finite(v) for v in losses) or any(not _finite(v) for v in metrics)
+    if status == "ok" and (nonfinite or at is not None):
+        raise StoreError(f"{path} says status 'ok' but holds a non-finite loss or metric (or a divergence step "
+                         f"{at}): a damaged or hand-edited run; recompute it with `make results`")
+    if status == "diverged" and (not isinstance(at, int) or isinstance(at, bool) or at < 0 or not nonfinite):
+        raise StoreError(f"{path} says status 'diverged' (at step {at!r}) but every loss and metric is finite: "
+                         "a damaged or hand-edited run; recompute it with `make results`")
+    if status not in ("ok", "diverged"):
+        raise StoreError(f"{path} has status {status!r}; a run's status is 'ok' or 'diverged'")
+
+
 def validate(path: Path) -> dict[str, Any]:
-    """Read the run file at ``path`` and check it is a whole, unedited run.
+    """Read the run file at ``path`` and check it is a whole, unedited run of a known format.
 
     Returns:
         The payload.
 
     Raises:
-        StoreError: the file is not strict JSON, misses a field, its name is not its parameters'
-            key, or its digest does not match its content (a number was edited); the message
-            names the file.
+        StoreError: the file is not strict JSON, misses a field, has a format this code does not
+            read (:data:`KNOWN_FORMATS`), a status its losses contradict, a name that is not its
+            parameters' key (a format-2 name: ``make migrate`` renames it), or a digest that does
+            not match its content (a number was edited); the message names the file.
         FileNotFoundError: no file at ``path``.
     """
     text = read_run_text(path)
@@ -308,15 +375,26 @@ def validate(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or any(f not in payload for f in _REQUIRED):
         missing = [f for f in _REQUIRED if not isinstance(payload, dict) or f not in payload]
         raise StoreError(f"{path} is not a valid run file (missing {', '.join(missing)})")
+    if payload["format"] not in KNOWN_FORMATS:
+        raise StoreError(f"{path} has format {payload['format']!r}; this code reads formats {KNOWN_FORMATS} "
+                         "(a file from a newer revisit_bn: update the checkout, or recompute the run)")
     if payload["digest"] != content_digest(payload):
         raise StoreError(f"{path} was changed after it was written: its digest does not match its content")
-    if params_key(payload["params"]) != run_key(path):
-        raise StoreError(f"{path} is filed under the wrong key: its parameters give {params_key(payload['params'])}")
+    if not isinstance(payload["params"], dict):
+        raise StoreError(f"{path} is not a valid run file (its params are not an object)")
+    key = params_key(payload["params"])
+    if key != run_key(path):
+        if legacy_key(payload["params"]) == run_key(path):
+            raise StoreError(f"{path} is named by its format-2 key (the code fingerprint included); `make migrate` "
+                             f"renames it to {key}{RUN_SUFFIX}, its content unchanged")
+        raise StoreError(f"{path} is filed under the wrong key: its parameters give {key}")
+    _check_status(path, payload)
     return payload
 
 
 def load(path: Path, params: dict[str, Any], report=None) -> dict[str, Any] | None:
-    """The stored run at ``path`` if it exists, is valid (:func:`validate`) and has exactly ``params``.
+    """The stored run at ``path`` if it exists, is valid (:func:`validate`) and is the run ``params``
+    describe (the same parameters, whatever code computed it: see :func:`is_current`).
 
     An invalid file is reported (``report(message)``, default a warning) and read as missing, so
     that the caller recomputes it.
@@ -330,7 +408,115 @@ def load(path: Path, params: dict[str, Any], report=None) -> dict[str, Any] | No
     except StoreError as exc:
         (report or (lambda msg: warnings.warn(msg, stacklevel=3)))(f"{exc}; it will be recomputed")
         return None
-    return payload if payload.get("params") == params else None
+    return payload if identity(payload.get("params", {})) == identity(params) else None
+
+
+class ValidationIndex:
+    """Which stored runs of a profile the current code has been shown to give, by replay: ``validated.json``.
+
+    A stored run computed under other code than the current one (an edit to a numeric module since)
+    is current once ``make migrate`` has replayed its first SGD steps with the current code and
+    they matched (:func:`revisit_bn.store.replay`). The index records that, per code
+    (:func:`code_of`), instead of the run file being renamed or rewritten::
+
+        {"format": 1,
+         "codes": {"<code>": {"replays": [{"at": "...", "on": "<cpu_arithmetic()>", "runs": 830}],
+                              "runs": {"<experiment>/<key>": "exact" | "tolerant", ...}}}}
+
+    ``runs`` maps each validated run to the replay rule it passed under. Only codes that some run
+    of the profile needs now are kept (:meth:`prune`); the index is plain, indented JSON with one run
+    a line, so that a migration adds a few kB to the repository's history.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, root: Path, data: dict[str, Any] | None = None) -> None:
+        self.path = Path(root) / VALIDATION_INDEX
+        self.data = data if data is not None else {"format": self.FORMAT, "codes": {}}
+
+    @classmethod
+    def read(cls, root: Path) -> "ValidationIndex":
+        """The index of the profile folder ``root`` (empty if there is none).
+
+        Raises:
+            StoreError: the file is not the index's JSON or has another format.
+        """
+        path = Path(root) / VALIDATION_INDEX
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return cls(root)
+        cached = _INDEX_CACHE.get(path)
+        if cached is not None and cached[0] == (stat.st_mtime_ns, stat.st_size):
+            return cls(root, cached[1])
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise StoreError(f"{path} is not a valid validation index (not JSON: {exc}); restore it from git, "
+                             "or delete it and run `make migrate`") from exc
+        if not isinstance(data, dict) or data.get("format") != cls.FORMAT or not isinstance(data.get("codes"), dict):
+            raise StoreError(f"{path} is not a validation index of format {cls.FORMAT}; restore it from git, "
+                             "or delete it and run `make migrate`")
+        _INDEX_CACHE[path] = ((stat.st_mtime_ns, stat.st_size), data)
+        return cls(root, data)
+
+    def validated(self, run: str, code: str) -> bool:
+        """Whether the run ``"<experiment>/<key>"`` was replayed and matched under ``code``."""
+        return run in self.data["codes"].get(code, {}).get("runs", {})
+
+    def add(self, run: str, code: str, rule: str) -> None:
+        """Record that ``run`` replays under ``code`` with ``rule`` (``"exact"`` or ``"tolerant"``)."""
+        self.data["codes"].setdefault(code, {"replays": [], "runs": {}})["runs"][run] = rule
+
+    def note_replay(self, code: str, runs: int) -> None:
+        """Record one ``make migrate`` pass under ``code``: when, on which arithmetic, how many runs matched."""
+        from datetime import datetime, timezone
+
+        block = self.data["codes"].setdefault(code, {"replays": [], "runs": {}})
+        block["replays"].append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                 "on": cpu_arithmetic(), "runs": runs})
+
+    def prune(self, codes: set[str]) -> list[str]:
+        """Drop the blocks of codes not in ``codes`` (codes no run needs now); return the dropped ones."""
+        dropped = sorted(set(self.data["codes"]) - set(codes))
+        for code in dropped:
+            del self.data["codes"][code]
+        return dropped
+
+    def write(self) -> None:
+        """Write the index atomically (plain JSON, one run a line); no file while it is empty."""
+        if not self.data["codes"]:
+            self.path.unlink(missing_ok=True)
+            return
+        text = json.dumps(self.data, sort_keys=True, indent=1, allow_nan=False) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".validated.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+# the last index read from each path, with its file's (mtime, size): lookups read it once, not once a run
+_INDEX_CACHE: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def run_name(path: Path) -> str:
+    """``"<experiment>/<key>"``: how the validation index names the run stored at ``path``."""
+    return f"{Path(path).parent.name}/{run_key(path)}"
+
+
+def is_current(path: Path, payload: dict[str, Any], params: dict[str, Any], root: Path | None = None) -> bool:
+    """Whether the stored run ``payload`` at ``path`` stands for the run ``params`` under the current code:
+    computed by the code ``params`` names (:func:`code_of`), or replayed under it (:class:`ValidationIndex`
+    of ``root``, default the folder above the experiment's)."""
+    code = code_of(params)
+    if code_of(payload["params"]) == code:
+        return True
+    return ValidationIndex.read(root or Path(path).parent.parent).validated(run_name(path), code)
 
 
 def clean_temporary(root: Path) -> list[Path]:
@@ -342,8 +528,8 @@ def clean_temporary(root: Path) -> list[Path]:
 
 
 def stored_runs(root: Path) -> list[Path]:
-    """Every run file under a profile's folder (the ``claims`` folder excluded), sorted; files of the
-    earlier uncompressed format (``<key>.json``) too, so that they show as stale."""
+    """Every run file under a profile's folder (the ``claims`` folder and the validation index excluded),
+    sorted; files of the earlier uncompressed format (``<key>.json``) too, so that they show as stale."""
     if not root.is_dir():
         return []
     return sorted(p for pattern in (f"*/*{RUN_SUFFIX}", "*/*.json") for p in root.glob(pattern)

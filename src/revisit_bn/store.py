@@ -2,8 +2,10 @@
 
 :func:`run` reads a configuration's run from the store (:mod:`revisit_bn.results`) or computes
 and writes it; :func:`replay` retrains a stored run's first steps and compares them with the
-stored losses, to show that the stored numbers come from this code. This module holds no
-numerics (it is not part of the code fingerprint): editing it keeps every stored run valid.
+stored losses, to show that the stored numbers come from this code; :func:`run_state` says whether
+a configuration's run is stored and current, stored but stale (computed under other code and not
+yet replayed under this one), or missing. This module holds no numerics (it is not part of the
+code fingerprint): editing it keeps every stored run current.
 """
 
 from __future__ import annotations
@@ -111,11 +113,23 @@ def store_path(config: Config, root=None):
     return results_mod.result_path(config.experiment, config.key_params(), root)
 
 
-def lookup(config: Config, root=None, report=None) -> RunResult | None:
-    """The stored run of ``config`` under ``root``, or ``None`` (a damaged file is reported and read as missing)."""
+def run_state(config: Config, root=None, report=None) -> tuple[str, dict[str, Any] | None]:
+    """``(state, payload)`` of ``config``'s run under ``root``: ``"current"`` (stored, and computed or
+    replayed under this code: :func:`revisit_bn.results.is_current`), ``"stale"`` (stored, computed under
+    other code and not replayed under this one: ``make migrate``), or ``"missing"`` (no valid file; a
+    damaged one is reported and counts as missing)."""
     path = store_path(config, root)
-    payload = results_mod.load(path, config.key_params(), report=report)
-    return RunResult.from_payload(payload, cached=True, path=path) if payload is not None else None
+    params = config.key_params()
+    payload = results_mod.load(path, params, report=report)
+    if payload is None:
+        return "missing", None
+    return ("current" if results_mod.is_current(path, payload, params) else "stale"), payload
+
+
+def lookup(config: Config, root=None, report=None) -> RunResult | None:
+    """The stored run of ``config`` under ``root`` if it is current (see :func:`run_state`), else ``None``."""
+    state, payload = run_state(config, root, report)
+    return RunResult.from_payload(payload, cached=True, path=store_path(config, root)) if state == "current" else None
 
 
 def run(config: Config, recompute: bool = False, progress: bool = False, root=None) -> RunResult:

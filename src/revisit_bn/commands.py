@@ -1,0 +1,434 @@
+"""The commands that fill and check the results store: ``make results``, ``verify``, ``status`` and ``migrate``.
+
+Command line (the Makefile's targets call it)::
+
+    python -m revisit_bn.commands results [--profile book|paper|ci|next] [--chapter NAME] [--experiment NAME]
+                                          [--shard K/N]
+    python -m revisit_bn.commands verify [--profile book] [--sample N] [--seed S]
+    python -m revisit_bn.commands status [--profile book]
+    python -m revisit_bn.commands migrate [--profile book]
+
+A stored run is *current*, *stale* (computed under other code and not yet replayed under this one) or
+*orphaned* (no chapter's spec needs it): see :mod:`revisit_bn.results`. ``results`` computes every run
+of a profile that is not current; ``migrate`` replays the stale ones and records those that match in
+the profile's validation index, renaming and rewriting no run file; ``verify`` replays stored runs
+and reports; ``status`` counts them and prints each chapter's compute.
+
+Several processes may fill one store at once, on one machine or many that share it (a Slurm job
+array): each claims a run with a lock file (``<key>.lock``, created exclusively) before computing
+it, so that no run is computed twice, and writes it atomically, so that no file is ever half
+written. ``--shard K/N`` only spreads where the processes start in the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from . import results as results_mod
+from .data import DatasetNotFoundError
+from .experiments import BOOK, CHAPTERS, NEXT, STAGED_PROFILES, Config, store_profile, profile_configs
+from .store import replay, replay_rule, run, run_state, store_path
+
+LOCK_SUFFIX = ".lock"
+
+
+def kept_configs(profile: str) -> list[tuple[str, Config]]:
+    """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
+    ``book`` store also the :data:`~revisit_bn.experiments.NEXT` runs being computed."""
+    store = store_profile(profile)
+    return profile_configs(store) + (profile_configs(NEXT) if store == BOOK else [])  # a run in both: harmless twice
+
+
+def run_states(profile: str = "book") -> dict[str, list[Path]]:
+    """The stored run files of ``profile``'s store by state: ``"current"``, ``"stale"`` (a chapter needs
+    the run, but it was computed under other code and has not been replayed under this one, or its
+    file has a format-2 name: ``make migrate``), ``"orphaned"`` (no chapter's spec needs it, a
+    :data:`~revisit_bn.experiments.NEXT` run counting as needed) and ``"damaged"``."""
+    root = results_mod.results_root(store_profile(profile))
+    wanted = {store_path(c, root): c for _, c in kept_configs(profile)}
+    legacy = {p.parent / f"{results_mod.legacy_key(c.key_params())}{results_mod.RUN_SUFFIX}" for p, c in wanted.items()}
+    states: dict[str, list[Path]] = {"current": [], "stale": [], "orphaned": [], "damaged": []}
+    for path in results_mod.stored_runs(root):
+        config = wanted.get(path)
+        if config is None:
+            states["stale" if path in legacy else "orphaned"].append(path)
+            continue
+        state, _ = run_state(config, root, report=lambda msg: None)
+        states["damaged" if state == "missing" else state].append(path)
+    return states
+
+
+def stale_runs(profile: str = "book") -> list[Path]:
+    """Stored run files of ``profile``'s store that no chapter reads under the current code and spec:
+    stale, orphaned or damaged ones (see :func:`run_states`)."""
+    states = run_states(profile)
+    return sorted(states["stale"] + states["orphaned"] + states["damaged"])
+
+
+def _of_experiments(todo: list[tuple[str, Config]], experiments: Iterable[str] | None,
+                    profile: str) -> list[tuple[str, Config]]:
+    """The runs of ``todo`` whose experiment is one of ``experiments`` (all of them for ``None``).
+
+    Raises:
+        ValueError: an experiment that none of ``todo`` has (the message lists theirs).
+    """
+    if experiments is None:
+        return todo
+    known = sorted({c.experiment for _, c in todo})
+    unknown = sorted(set(experiments) - set(known))
+    if unknown:
+        raise ValueError(f"--experiment {', '.join(unknown)}: no run of profile {profile!r} (in the chosen chapters) has it; "
+                         f"their experiments are {', '.join(known)}")
+    return [(name, c) for name, c in todo if c.experiment in set(experiments)]
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(results_mod.run_key(path) + LOCK_SUFFIX)
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path``'s lock file exclusively (holding this host, process and time); ``False`` if another
+    process holds it. A lock left on this host by a process that no longer runs is taken over."""
+    lock = _lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                return False  # being written by its holder right now
+            if holder.get("host") == socket.gethostname() and not _alive(holder.get("pid")):
+                lock.unlink(missing_ok=True)  # its process was killed: take the run over
+                continue
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(mine)
+        return True
+    return False
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None, out=None,
+                    shard: tuple[int, int] = (0, 1), experiments: Iterable[str] | None = None) -> int:
+    """Compute (and store) every run of ``profile`` that is not current in the store; resumable: each run
+    is written when done.
+
+    ``chapters`` and ``experiments`` (e.g. ``["santurkar_dln"]``: the deep linear network's runs of
+    chapters 23 and 25, which a CPU computes in 20 minutes at the paper's scale, without their
+    VGG runs) restrict it to those chapters' runs and those experiments' runs. A stale run (stored,
+    computed under other code) is recomputed too: ``make migrate`` first keeps, without
+    recomputing, each one whose first steps this code replays.
+
+    Each run is claimed with a lock file before it is computed (see the module docstring), so any
+    number of processes can fill one store; ``shard=(k, n)`` makes process ``k`` of ``n`` start with
+    the missing runs ``k, k + n, k + 2n, ...`` and then help with the others, so that ``n`` processes
+    started together share the work evenly. Prints the total at the start and one line per run (its
+    label, seconds, status); a run another process holds is skipped and named at the end.
+
+    Returns:
+        The number of runs this process computed.
+
+    Raises:
+        ValueError: ``shard`` is not ``(k, n)`` with ``0 <= k < n``, or ``experiments`` names an
+            experiment that no run of the profile has.
+        revisit_bn.results.StoreError: the results root cannot be written (checked before any work).
+    """
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
+    todo = _of_experiments(profile_configs(profile, chapters), experiments, profile)
+    out = out or sys.stdout
+    root = results_mod.results_root(store_profile(profile))
+    results_mod.check_writable(root)
+    for left in results_mod.clean_temporary(root):
+        print(f"removed a temporary file left by a killed write: {left}", file=out)
+    states = [(name, c, run_state(c, root, report=lambda m: print(m, file=out))[0]) for name, c in todo]
+    missing = [(name, c) for name, c, state in states if state != "current"]
+    stale = sum(state == "stale" for *_, state in states)
+    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
+          + (f" ({stale} of them stored under other code: `make migrate` keeps those it replays)" if stale else "")
+          + (f" (shard {k}/{n}: starting with {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
+    mine = missing[k::n] + [m for i, m in enumerate(missing) if i % n != k]
+    start, done, held = time.perf_counter(), 0, []
+    for name, config in mine:
+        path = store_path(config, root)
+        if not _claim(path):
+            held.append(config.label())
+            continue
+        try:
+            if run_state(config, root, report=lambda m: None)[0] == "current":  # another process finished it
+                continue
+            t0 = time.perf_counter()
+            result = run(config, recompute=True, root=root)
+            done += 1
+            print(f"[{done}/{len(mine)}] {name} | {config.label()} | {time.perf_counter() - t0:.1f} s | "
+                  f"{result.status_text}", file=out, flush=True)
+        finally:
+            _lock_path(path).unlink(missing_ok=True)
+    print(f"done: {done} runs in {(time.perf_counter() - start) / 60:.1f} min", file=out)
+    if held:
+        print(f"{len(held)} runs were held by other processes (their lock files, {LOCK_SUFFIX}, beside the runs; one "
+              f"left on another host by a killed process must be deleted by hand): " + "; ".join(held[:5])
+              + (" ..." if len(held) > 5 else ""), file=out)
+    return done
+
+
+def migrate(profile: str = "book", out=None) -> tuple[int, list[str]]:
+    """Show that this code still gives the stale runs of ``profile``, by replay, and record it; rewrite nothing.
+
+    An edit to a numeric module changes the code fingerprint (:func:`revisit_bn.results.code_fingerprint`),
+    and every stored run computed under the old code is stale until shown to replay. For each
+    stale run some chapter needs, this replays its first ``replay_steps`` SGD steps with this code
+    (:func:`revisit_bn.store.replay`: exact on the arithmetic the run was made on, within the
+    tolerant rule on another); if they match, the run is recorded in the profile's validation index
+    (:class:`revisit_bn.results.ValidationIndex`) under the current code. Files with a format-2 name
+    (a key that held the code fingerprint) are renamed to their key first, their bytes unchanged.
+    No run file is rewritten: the index is the only file that changes, a few kB a migration. Index
+    entries of codes no run needs now are dropped. A run that does not replay stays stale for
+    ``make results``.
+
+    The replay checks the first steps only: use it after edits that add code paths, not after
+    edits to a path a stored run takes (those need ``make results``).
+
+    Returns:
+        ``(validated, left)``: the count of runs recorded and one line per stale run left, with the reason.
+    """
+    out = out or sys.stdout
+    root = results_mod.results_root(store_profile(profile))
+    results_mod.check_writable(root)
+    wanted = {store_path(c, root): c for _, c in kept_configs(profile)}
+    renamed = _rename_legacy(root, wanted, out)
+    index = results_mod.ValidationIndex.read(root)
+    stale = [(path, config) for path, config in wanted.items()
+             if path.exists() and run_state(config, root, report=lambda m: None)[0] == "stale"]
+    print(f"profile '{profile}': {len(stale)} stale runs" + (f" ({renamed} renamed from format-2 names)" if renamed else ""),
+          file=out, flush=True)
+    validated, left, codes = 0, [], {}
+    for i, (path, config) in enumerate(stale, 1):
+        name = results_mod.run_name(path)
+        payload = results_mod.validate(path)
+        stored, replayed, match = replay(payload)
+        if not match:
+            left.append(f"{name}: this code gives other losses ({replayed} vs {stored}); run `make results`")
+            print(f"[{i}/{len(stale)}] {name}: DIFFERS", file=out, flush=True)
+            continue
+        code = results_mod.code_of(config.key_params())
+        index.add(name, code, replay_rule(payload["provenance"]))
+        codes[code] = codes.get(code, 0) + 1
+        validated += 1
+        print(f"[{i}/{len(stale)}] {name}: first {len(stored)} step losses match", file=out, flush=True)
+    for code, count in codes.items():
+        index.note_replay(code, count)
+    dropped = index.prune({results_mod.code_of(c.key_params()) for c in wanted.values()})
+    index.write()
+    print(f"{validated} runs validated under this code (recorded in {index.path.name}), {len(left)} left stale"
+          + (f"; {len(dropped)} entries of older code dropped" if dropped else ""), file=out)
+    for line in left:
+        print(f"  left: {line}", file=out)
+    return validated, left
+
+
+def _rename_legacy(root: Path, wanted: dict[Path, Config], out) -> int:
+    """Rename the files of ``wanted`` runs stored under their format-2 name (:func:`~revisit_bn.results.legacy_key`)
+    to their key, bytes unchanged (git stores a renamed file's content once)."""
+    renamed = 0
+    for path, config in wanted.items():
+        old = path.with_name(results_mod.legacy_key(config.key_params()) + results_mod.RUN_SUFFIX)
+        if path.exists() or not old.exists():
+            continue
+        os.replace(old, path)
+        renamed += 1
+    for path in results_mod.stored_runs(root):  # runs stored under an older code's format-2 name
+        try:
+            payload = json.loads(results_mod.read_run_text(path))
+            params = payload["params"]
+            key = results_mod.params_key(params)
+        except (ValueError, KeyError, TypeError, results_mod.StoreError):
+            continue
+        target = path.with_name(key + results_mod.RUN_SUFFIX)
+        if path.name != target.name and results_mod.legacy_key(params) == results_mod.run_key(path) and target in wanted \
+                and not target.exists():
+            os.replace(path, target)
+            renamed += 1
+    if renamed:
+        print(f"renamed {renamed} runs from their format-2 names (a key holding the code fingerprint) to their keys",
+              file=out)
+    return renamed
+
+
+def sample_runs(profile: str = "book", size: int = 24, seed: int = 0) -> list[Path]:
+    """A seeded sample of ``size`` stored runs spread over every experiment (round-robin over experiment folders).
+
+    Raises:
+        ValueError: ``size`` is not a positive integer.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"the sample size must be a positive integer (runs to replay), got {size!r}")
+    root = results_mod.results_root(store_profile(profile))
+    by_experiment: dict[str, list[Path]] = {}
+    for path in results_mod.stored_runs(root):
+        by_experiment.setdefault(path.parent.name, []).append(path)
+    rng = random.Random(seed)
+    for paths in by_experiment.values():
+        rng.shuffle(paths)
+    chosen: list[Path] = []
+    while len(chosen) < size and any(by_experiment.values()):
+        for name in sorted(by_experiment):
+            if by_experiment[name] and len(chosen) < size:
+                chosen.append(by_experiment[name].pop())
+    return chosen
+
+
+def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=None) -> list[str]:
+    """Replay the first steps of stored runs (all, or a seeded ``sample``) and report; return the failures.
+
+    Each line names the rule the run replayed under (:func:`revisit_bn.store.replay_rule`: ``exact`` on
+    the arithmetic it was made on, ``tolerant`` on another). Also reports stale, orphaned and damaged
+    files (:func:`run_states`).
+
+    Raises:
+        ValueError: ``sample`` is not a positive integer.
+        revisit_bn.results.StoreError: the profile's folder holds no stored run (a misspelt
+            ``$REVISIT_BN_RESULTS``, say): nothing to replay is not a pass.
+    """
+    out = out or sys.stdout
+    root = results_mod.results_root(store_profile(profile))
+    paths = results_mod.stored_runs(root) if sample is None else sample_runs(profile, sample, seed)
+    if not paths:
+        raise results_mod.StoreError(f"no stored run of profile '{profile}' under {root}: nothing to replay (is "
+                                     f"{results_mod.RESULTS_ENV} set to the store's root?)")
+    failures = []
+    states = run_states(profile)
+    bad = {p: state for state in ("stale", "orphaned", "damaged") for p in states[state]}
+    print(f"profile '{profile}': replaying {len(paths)} stored runs", file=out, flush=True)
+    for i, path in enumerate(paths, 1):
+        name = results_mod.run_name(path)
+        try:
+            payload = results_mod.validate(path)
+        except results_mod.StoreError as exc:
+            failures.append(str(exc))
+            print(f"[{i}/{len(paths)}] {name}: DAMAGED ({exc})", file=out, flush=True)
+            continue
+        if path in bad:
+            why = {"stale": "computed under other code and not replayed under this one; run `make migrate`",
+                   "orphaned": "no chapter's spec needs it; delete it", "damaged": "damaged"}[bad[path]]
+            failures.append(f"{path} is {bad[path]}: {why}")
+            print(f"[{i}/{len(paths)}] {name}: {bad[path].upper()}", file=out, flush=True)
+            continue
+        stored, replayed, match = replay(payload)
+        rule = replay_rule(payload["provenance"])
+        line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'} ({rule})"
+        if not match:
+            failures.append(f"{path}: replayed losses {replayed} differ from the stored {stored} (rule: {rule})")
+        print(f"[{i}/{len(paths)}] {name}: {line}", file=out, flush=True)
+    print(f"{len(paths) - len(failures)} passed, {len(failures)} failed", file=out)
+    return failures
+
+
+def status(profile: str = "book", out=None) -> dict[str, float]:
+    """Print how many runs ``profile`` needs, has current, stale and missing, and each chapter's compute
+    (minutes, summed from the stored runs' provenance, each run counted under the first chapter that
+    reads it); return the minutes by chapter."""
+    out = out or sys.stdout
+    root = results_mod.results_root(store_profile(profile))
+    todo = profile_configs(profile)
+    found = {c: run_state(c, root, report=lambda m: None) for _, c in todo}
+    count = lambda state: sum(s == state for s, _ in found.values())  # noqa: E731
+    states = run_states(profile)
+    print(f"profile '{profile}': {len(todo)} runs needed, {count('current')} current, {count('stale')} stale "
+          f"(`make migrate`), {count('missing')} missing; {len(states['orphaned'])} orphaned files", file=out)
+    minutes: dict[str, float] = {}
+    runs: dict[str, int] = {}
+    for name, config in todo:
+        _, payload = found[config]
+        minutes[name] = minutes.get(name, 0.0) + (payload["provenance"]["seconds"] / 60 if payload else 0.0)
+        runs[name] = runs.get(name, 0) + (payload is not None)
+    total = sum(minutes.values())
+    print(f"compute of the stored runs (provenance seconds): {total:.1f} min ({total / 60:.1f} h)", file=out)
+    for name, m in minutes.items():
+        print(f"  {name}: {runs[name]} runs, {m:.1f} min", file=out)
+    staged = profile_configs(NEXT) if profile == BOOK else []
+    if staged:
+        stored = [run_state(c, root, report=lambda m: None)[1] for _, c in staged]
+        done = [p for p in stored if p is not None]
+        spent = sum(p["provenance"]["seconds"] for p in done) / 60
+        print(f"next book scale ({', '.join(dict.fromkeys(name for name, _ in staged))}): {len(staged)} runs, "
+              f"{len(done)} stored ({spent:.1f} min), {len(staged) - len(done)} missing "
+              f"(`make results PROFILE={NEXT}`)", file=out)
+    for state in ("stale", "orphaned", "damaged"):
+        for path in states[state]:
+            print(f"  {state}: {path}", file=out)
+    return minutes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m revisit_bn.commands", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("results", "verify", "status", "migrate"):
+        p = sub.add_parser(name)
+        p.add_argument("--profile", default="book", choices=STAGED_PROFILES)
+        if name == "results":
+            p.add_argument("--chapter", action="append", choices=list(CHAPTERS), help="only these chapters' runs")
+            p.add_argument("--experiment", action="append",
+                           help="only these experiments' runs (e.g. santurkar_dln: chapters 23 and 25's deep linear network)")
+            p.add_argument("--shard", default="0/1", metavar="K/N",
+                           help="start with every N-th missing run from the K-th (N processes sharing the work)")
+        if name == "verify":
+            p.add_argument("--sample", type=int, default=None, help="replay a seeded sample of this many runs (default: all)")
+            p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        return _command(parser, args)
+    except (DatasetNotFoundError, results_mod.StoreError) as exc:  # their messages name the file or variable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "results":
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            parser.error(f"--shard must be K/N with integers, e.g. 0/4; got {args.shard!r}")
+        if not 0 <= k < n:
+            parser.error(f"--shard K/N needs 0 <= K < N (K counts from 0), e.g. 0/4 .. 3/4; got {args.shard!r}")
+        try:  # checked before any work, as the shard
+            _of_experiments(profile_configs(args.profile, args.chapter), args.experiment, args.profile)
+        except ValueError as exc:
+            parser.error(str(exc))
+        compute_missing(args.profile, args.chapter, shard=(k, n), experiments=args.experiment)
+        return 0
+    if args.command == "verify":
+        if args.sample is not None and args.sample < 1:
+            parser.error(f"--sample must be a positive number of runs to replay, got {args.sample}")
+        return 1 if verify(args.profile, args.sample, args.seed) else 0
+    if args.command == "migrate":
+        return 1 if migrate(args.profile)[1] else 0
+    status(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
