@@ -200,3 +200,53 @@ def test_generated_datasets_do_not_depend_on_the_cpus_kernels(mkl_branch):
                                       check=True, timeout=300).stdout)
     here = [dataset_checksum(n) for n in names] + [tensors_checksum(*synthetic_regression(512, 8, 0))]
     assert other == here, f"MKL_CBWR={mkl_branch} generates other data: {other} vs {here}"
+
+
+def test_random_crop_flip_is_torchvisions_crop_and_flip_image_by_image():
+    # the same draws as ours, applied one image at a time with torchvision's own functions
+    from torchvision.transforms.v2 import functional as TF
+
+    from revisit_bn.data import cifar_padding_fill, random_crop_flip
+
+    images = torch.randn(16, 3, 32, 32)
+    fill = cifar_padding_fill()
+    out = random_crop_flip(images, torch.Generator().manual_seed(5), padding=4, fill=fill)
+    gen = torch.Generator().manual_seed(5)
+    offsets = torch.randint(0, 9, (16, 2), generator=gen)
+    flips = torch.rand(16, generator=gen) < 0.5
+    assert 0 < flips.sum() < 16 and len({tuple(o) for o in offsets.tolist()}) > 8  # the draws vary
+    for k in range(16):
+        padded = TF.pad(images[k] - fill, [4]) + fill  # torchvision pads with one value: shift, pad with 0, shift back
+        want = TF.crop(padded, int(offsets[k, 0]), int(offsets[k, 1]), 32, 32)
+        want = TF.horizontal_flip(want) if flips[k] else want
+        assert torch.allclose(out[k], want, atol=1e-6), k
+    # a black pixel of the raw image is what the padding shows
+    corner = random_crop_flip(images[:1], torch.Generator().manual_seed(0), padding=32, fill=fill)
+    assert out.shape == images.shape and corner.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="padding"):
+        random_crop_flip(images, torch.Generator(), padding=-1)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        random_crop_flip(images[0], torch.Generator())
+
+
+def test_cifar_padding_is_a_black_pixel_after_standardization():
+    from revisit_bn.data import CIFAR10_MEAN, CIFAR10_STD, _standardize_cifar, cifar_padding_fill
+
+    black = _standardize_cifar(torch.zeros(1, 2, 2, 3, dtype=torch.uint8))
+    assert torch.allclose(black[0, :, :1, :1], cifar_padding_fill(), atol=1e-6)
+    assert cifar_padding_fill().shape == (3, 1, 1) and len(CIFAR10_MEAN) == len(CIFAR10_STD) == 3
+
+
+def test_the_validation_split_is_one_fixed_draw_disjoint_from_the_rest():
+    from revisit_bn.data import TensorSplit, hold_out
+
+    split = TensorSplit(torch.arange(100, dtype=torch.float32).view(100, 1), torch.arange(100) % 10)
+    rest, val = hold_out(split, 20)
+    again_rest, again_val = hold_out(split, 20)
+    assert len(rest) == 80 and len(val) == 20 and torch.equal(val.images, again_val.images)
+    assert set(rest.images.flatten().tolist()).isdisjoint(val.images.flatten().tolist())
+    assert sorted(rest.images.flatten().tolist() + val.images.flatten().tolist()) == list(range(100))
+    assert rest.images.flatten().tolist() == sorted(rest.images.flatten().tolist())  # the rest keep their order
+    for bad in (0, 100, -1, 2.5, True):
+        with pytest.raises(ValueError, match="validation_size"):
+            hold_out(split, bad)

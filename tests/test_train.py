@@ -167,3 +167,39 @@ def test_mcsgd_with_the_decoupled_estimator_is_a_method_of_its_own():
     assert same["steps"]["train_loss"][-1] != decoupled["steps"]["train_loss"][-1]  # the gradients differ
     with pytest.raises(ValueError, match="unknown method"):
         McsgdConfig(method="decoupled")
+
+
+def test_fields_added_later_leave_the_key_at_their_default_and_enter_it_otherwise():
+    base = TrainConfig(**TINY)
+    assert "augment" not in base.key_params() and "validation_size" not in base.key_params()
+    assert base.replace(validation_size=100).key_params()["validation_size"] == 100
+    assert results.params_key(base.key_params()) != results.params_key(base.replace(validation_size=100).key_params())
+    mnist = TrainConfig(**SMALL)
+    assert mnist.replace(augment=True).key_params()["augment"] is True
+    with pytest.raises(ValueError, match="augment crops and flips images"):
+        base.replace(augment=True)
+    with pytest.raises(ValueError, match="augment must be True or False"):
+        mnist.replace(augment=1)
+    with pytest.raises(ValueError, match="validation_size"):
+        mnist.replace(validation_size=59_000, train_subset=1500)  # 1,000 left: fewer than the subset
+    with pytest.raises(ValueError, match="validation_size"):
+        mnist.replace(validation_size=0)
+
+
+def test_a_run_with_a_validation_split_trains_without_it_and_records_its_metrics(mnist, results_root):
+    result = run(TrainConfig(**SMALL, validation_size=2_000))
+    m = result.metrics
+    assert len(m["val_loss"]) == len(m["val_acc"]) == 2 and m["val_acc"][-1] > 0.6
+    plain = TrainConfig(**SMALL).compute(max_steps=2)["steps"]["train_loss"]
+    held = TrainConfig(**SMALL, validation_size=2_000).compute(max_steps=2)["steps"]["train_loss"]
+    assert plain != held  # another training set: the 2,000 held-out images are not trained on
+    train, _, val = TrainConfig(**SMALL, validation_size=2_000).splits()
+    assert len(train) == 1_500 and len(val) == 2_000
+
+
+def test_augmentation_changes_the_batches_not_the_evaluation(mnist):
+    plain = TrainConfig(**SMALL)
+    augmented = plain.replace(augment=True)
+    a = augmented.compute(max_steps=3)["steps"]["train_loss"]
+    assert a == augmented.compute(max_steps=3)["steps"]["train_loss"]  # seeded
+    assert a[0] != plain.compute(max_steps=3)["steps"]["train_loss"][0]  # the first batch is cropped and flipped

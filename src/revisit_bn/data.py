@@ -396,6 +396,81 @@ def subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
     return TensorSplit(split.images[idx], split.labels[idx])
 
 
+def augment_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of an epoch's augmentation draws: its own stream, apart from the batch order's."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 7_919 * 1_000_003 ** 2)
+
+
+def cifar_padding_fill() -> torch.Tensor:
+    """The value, per channel ``(3, 1, 1)``, that a black pixel has after :func:`load_cifar10`'s standardization."""
+    return (-torch.tensor(CIFAR10_MEAN) / torch.tensor(CIFAR10_STD)).view(3, 1, 1)
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4,
+                     fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    r"""The standard CIFAR-10 augmentation on a batch: each image padded by ``padding`` pixels of ``fill``,
+    cropped back to its size at a random offset, and flipped left-right with probability 1/2.
+
+    The same as torchvision's ``RandomCrop(size, padding=padding, fill=...)`` followed by
+    ``RandomHorizontalFlip()``, image by image (a test compares them), but vectorized over the batch
+    and with the draws from ``generator``: per image an offset :math:`(i, j) \in \{0..2p\}^2` and a
+    flip, drawn in that order.
+
+    Args:
+        images: ``(N, C, H, W)``.
+        generator: a CPU generator (:func:`augment_generator`).
+        padding: pixels added on each side, >= 0.
+        fill: the padding value, a number or per channel ``(C, 1, 1)`` (black pixels of standardized
+            CIFAR-10: :func:`cifar_padding_fill`).
+
+    Returns:
+        ``(N, C, H, W)``, a new tensor on ``images``' device.
+
+    Raises:
+        ValueError: ``images`` is not 4-D, or ``padding`` is negative.
+
+    Source: He et al. (2016), Section 4.2 (the augmentation of Lee et al. 2015), the usual CIFAR-10
+    recipe; Santurkar et al. (2018) do not say which augmentation they used (our choice).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    if not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    n, c, h, w = images.shape
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    fill = torch.as_tensor(fill, dtype=images.dtype).to(images.device)
+    padded = fill.expand(c, h + 2 * padding, w + 2 * padding).repeat(n, 1, 1, 1)
+    padded[:, :, padding:padding + h, padding:padding + w] = images
+    rows = (offsets[:, 0:1] + torch.arange(h)).to(images.device)  # (N, H)
+    cols = (offsets[:, 1:2] + torch.arange(w)).to(images.device)  # (N, W)
+    cols = torch.where(flips.to(images.device)[:, None], cols.flip(1), cols)
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * padding))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+# The draw of every validation split: one held-out set for every run, method and seed of a dataset.
+VALIDATION_SEED = 20_190_416
+
+
+def hold_out(split: TensorSplit, size: int) -> tuple[TensorSplit, TensorSplit]:
+    """``(rest, validation)``: ``size`` samples of ``split`` drawn once for every run (seed
+    :data:`VALIDATION_SEED`), and the others in their order.
+
+    Step sizes are chosen on the validation split, never on the test set; the same draw for every run
+    makes the methods' and seeds' validation numbers comparable.
+
+    Raises:
+        ValueError: ``size`` is not a positive integer smaller than the split.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size < len(split):
+        raise ValueError(f"validation_size must be a positive integer below the training set's {len(split):,} samples, "
+                         f"got {size!r}")
+    held = torch.zeros(len(split), dtype=torch.bool)
+    held[torch.randperm(len(split), generator=torch.Generator().manual_seed(VALIDATION_SEED))[:size]] = True
+    return TensorSplit(split.images[~held], split.labels[~held]), TensorSplit(split.images[held], split.labels[held])
+
+
 # ----------------------------------------------------------------------------------------------
 # Batch orders
 # ----------------------------------------------------------------------------------------------

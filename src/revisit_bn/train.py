@@ -9,7 +9,10 @@ Per epoch a network run records
 
 - ``train_loss``: mean cross-entropy over the epoch's batches, in training mode (what the optimizer
   saw: BN normalizes with batch statistics, FN with its estimates);
-- ``train_eval_loss``, ``train_eval_acc``: the whole training set in evaluation mode;
+- ``train_eval_loss``, ``train_eval_acc``: the whole training set in evaluation mode (without
+  augmentation, and without the validation split);
+- ``val_loss``, ``val_acc``: the validation split held out of the training set, in evaluation mode
+  (only for a run with ``validation_size``: step sizes are chosen on it);
 - ``test_loss``, ``test_acc``: the test set in evaluation mode;
 
 and per SGD step the batch's loss before the step. Losses are in nats (natural-log
@@ -36,9 +39,13 @@ from .data import (
     DATASET_SIZES,
     DATASETS,
     TensorSplit,
+    augment_generator,
+    cifar_padding_fill,
     dataset_checksum,
+    hold_out,
     load_dataset,
     make_batch_order,
+    random_crop_flip,
     subset,
     synthetic_regression,
     tensors_checksum,
@@ -144,6 +151,12 @@ class TrainConfig:
         width: channel multiplier of VGG and ``resnet18_cifar`` (1.0 = torchvision's 64...512 channels).
         noise_mean_max, noise_scale_max, noise_std: noisy BN's noise (see
             :class:`revisit_bn.layers.NoisyBatchNorm2d`); used only with ``norm="noisy_bn"`` or ``"noisy_none"``.
+        augment: the standard CIFAR-10 augmentation on every training batch, random crops of the image
+            padded by 4 black pixels and left-right flips (:func:`revisit_bn.data.random_crop_flip`;
+            image datasets only). Our choice (Santurkar et al. do not say).
+        validation_size: hold this many training samples out as the validation split (the same draw
+            for every run: :func:`revisit_bn.data.hold_out`), train on the others, and record
+            ``val_loss``/``val_acc`` each epoch (``None``: train on the whole training set).
         probe_every: run the landscape, internal-covariate-shift and activation probes of
             :class:`revisit_bn.landscape.TrainingProbe` every this many steps (``None``: never).
             Each probe costs about ``len(etas) + layers + 3`` extra forward(-backward) passes
@@ -190,8 +203,15 @@ class TrainConfig:
     noise_std: float = NOISE_DEFAULTS[2]
     probe_every: int | None = None
     trace_every: int | None = None
+    augment: bool = False
+    validation_size: int | None = None
     threads: int = DEFAULT_THREADS
     device: str = field(default="auto", compare=False)
+    # Fields added after runs were stored: at their default they are left out of the key, so that those runs keep it.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("augment", "validation_size")
+    # Chapters read the per-epoch metrics and tables; of a long run's step losses about this many are kept
+    # (results.compact_steps): every step of chapter 31's 20 epochs would take 230 kB a run.
+    max_step_losses: ClassVar[int] = 2_000
 
     def __post_init__(self) -> None:
         _check_common(self.experiment, self.seed, self.threads, self.device)
@@ -228,6 +248,17 @@ class TrainConfig:
         for name in ("noise_mean_max", "noise_scale_max", "noise_std"):
             _number(name, getattr(self, name))
         check_noise(self.noise_mean_max, self.noise_scale_max, self.noise_std)
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be True or False, got {self.augment!r}")
+        if self.augment and self.dataset not in IMAGE_DATASETS:
+            raise ValueError(f"augment crops and flips images; dataset {self.dataset!r} is not one of {IMAGE_DATASETS}")
+        _positive_int("validation_size", self.validation_size, allow_none=True)
+        if self.validation_size is not None:
+            total = DATASET_SIZES[self.dataset][0]
+            rest = total - self.validation_size
+            if rest < 1 or (self.train_subset is not None and self.train_subset > rest):
+                raise ValueError(f"validation_size={self.validation_size:,} leaves {max(rest, 0):,} of {self.dataset}'s "
+                                 f"{total:,} training samples, fewer than train_subset={self.train_subset}; lower one")
         if self.trace_every is not None and (self.norm != "bn" or self.model not in ("simple", "simple_wide")):
             raise ValueError(f"trace_every evaluates the theorems at a BN layer of SimpleNet; got norm={self.norm!r}, "
                              f"model={self.model!r} (use norm='bn', model='simple')")
@@ -236,6 +267,9 @@ class TrainConfig:
         """Everything that determines the numbers: the fields (not ``device``), the data checksum and the code fingerprint."""
         params = dataclasses.asdict(self)
         params.pop("device")
+        for name in self.LATER_FIELDS:
+            if params[name] == self.__dataclass_fields__[name].default:
+                params.pop(name)
         params["data"] = dataset_checksum(self.dataset)
         params["code"] = results_mod.code_fingerprint()
         return params
@@ -244,10 +278,15 @@ class TrainConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
-    def splits(self) -> tuple[TensorSplit, TensorSplit]:
-        """The run's train and test splits (its subsets applied), on the CPU."""
+    def splits(self) -> tuple[TensorSplit, TensorSplit, TensorSplit | None]:
+        """The run's train, test and validation splits (``None`` without ``validation_size``), on the CPU:
+        the validation split held out of the training set first, then the subsets applied."""
         train_split, test_split = load_dataset(self.dataset)
-        return subset(train_split, self.train_subset, self.seed), subset(test_split, self.test_subset, self.seed)
+        val_split = None
+        if self.validation_size is not None:
+            train_split, val_split = hold_out(train_split, self.validation_size)
+        return (subset(train_split, self.train_subset, self.seed), subset(test_split, self.test_subset, self.seed),
+                val_split)
 
     def label(self) -> str:
         """A short human label for progress lines: experiment, norm, order, batch size, seed."""
@@ -255,9 +294,10 @@ class TrainConfig:
 
     def compute(self, progress: bool = False, max_steps: int | None = None) -> dict[str, Any]:
         """Train; return ``{"metrics", "steps", "tables"}`` (see :func:`train_model`)."""
-        train_split, test_split = self.splits()
+        train_split, test_split, val_split = self.splits()
         record: dict[str, Any] = {}
-        metrics = train_model(self, train_split, test_split, progress, record=record, max_steps=max_steps)
+        metrics = train_model(self, train_split, test_split, progress, record=record, max_steps=max_steps,
+                              val_split=val_split)
         return {"metrics": metrics, "steps": record["steps"], "tables": record["tables"]}
 
 
@@ -277,6 +317,10 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> tu
 
 
 EPOCH_METRICS = ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")
+# recorded after them by a run with a validation split
+VALIDATION_METRICS = ("val_loss", "val_acc")
+# datasets of images (N, C, H, W), which augment can crop and flip
+IMAGE_DATASETS = ("mnist", "cifar10", "mnist_scaled")
 
 
 def train_model(
@@ -287,6 +331,7 @@ def train_model(
     on_step: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], None] | None = None,
     record: dict[str, Any] | None = None,
     max_steps: int | None = None,
+    val_split: TensorSplit | None = None,
 ) -> dict[str, list[float]]:
     """Train a fresh model on in-memory splits with ``config.threads`` torch threads; return the per-epoch metrics.
 
@@ -301,15 +346,18 @@ def train_model(
             with ``config.probe_every``) and ``"trace"`` (:class:`~revisit_bn.landscape.TheoremTrace`,
             with ``config.trace_every``), columnar.
         max_steps: stop after this many SGD steps without evaluating (a replay); ``None``: all epochs.
+        val_split: the validation split (:meth:`TrainConfig.splits`); its metrics are recorded as
+            ``val_loss`` and ``val_acc``.
 
     Returns:
-        The lists of :data:`EPOCH_METRICS`, one entry per finished epoch. If the loss becomes
+        The lists of :data:`EPOCH_METRICS` (and the validation metrics), one entry per finished epoch. If the loss becomes
         non-finite, training stops at the end of that epoch and its metrics may hold ``nan``.
     """
     device = resolve_device(config.device)
     with torch_threads(config.threads):
         seed_everything(config.seed)
         train_split, test_split = train_split.to(device), test_split.to(device)
+        val_split = val_split.to(device) if val_split is not None else None
         channels = train_split.images.shape[1]
         image_size = train_split.images.shape[2] if train_split.images.dim() == 4 else 1
         num_classes = int(train_split.labels.max().item()) + 1
@@ -321,7 +369,8 @@ def train_model(
             decay = lambda k: (1.0 + k / config.lr_decay_steps) ** -config.lr_power  # noqa: E731
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
-        metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}
+        metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS + (VALIDATION_METRICS if val_split is not None else ())}
+        fill = cifar_padding_fill().to(device) if config.dataset == "cifar10" else 0.0
         probes = []
         if config.probe_every is not None:
             probes.append(("probes", TrainingProbe(config.probe_every, activations=norm_positions(model))))
@@ -333,12 +382,15 @@ def train_model(
         for epoch in range(1, config.epochs + 1):
             model.train()
             batches = order.batches(epoch)
+            augment = augment_generator(config.seed, epoch) if config.augment else None
             running = torch.zeros((), device=device)
             for idx in batches:
                 if max_steps is not None and step >= max_steps:
                     break
                 idx = idx.to(device)
                 images, labels = train_split.images[idx], train_split.labels[idx]
+                if augment is not None:
+                    images = random_crop_flip(images, augment, padding=4, fill=fill)
                 if on_step is not None:
                     on_step(model, images, labels, step)
                 for _, probe in probes:
@@ -360,7 +412,10 @@ def train_model(
             train_loss = (running / len(batches)).item()
             tr_loss, tr_acc = evaluate(model, train_split, config.eval_batch_size)
             te_loss, te_acc = evaluate(model, test_split, config.eval_batch_size)
-            for name, value in zip(metrics, (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)):
+            values = (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)
+            if val_split is not None:
+                values += evaluate(model, val_split, config.eval_batch_size)
+            for name, value in zip(metrics, values):
                 metrics[name].append(value)
             bar.update(1)
             if not math.isfinite(train_loss):
