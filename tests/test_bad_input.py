@@ -40,6 +40,12 @@ PARAMETER_CASES = [
     (CH34, {"batch_sizes": [0, 16]}, "batch_size must be a positive integer"),
     (CH22, {"noise_levels": [[1.0, 0.5, 0.5]]}, "noise_scale_max"),
     (CH22, {"width": 0}, "width .* must be a positive number"),
+    (CH31, {"seeds": [0, 0]}, "seeds lists 0 more than once"),
+    (CH34, {"batch_sizes": [16, 16]}, "batch_sizes lists 16 more than once"),
+    (CH31, {"norms": ["bn", "fn", "bn"]}, "norms lists 'bn' more than once"),
+    (CH31, {"seeds": [2**63]}, r"seed must be an integer in \[0, 2\*\*32\)"),
+    ("35-cifar-batch-construction", {"batch_size": 2}, "label_limited batches draw on up to 3 labels"),
+    (CH31, {"batch_size": 0}, "batch_size must be a positive integer"),
 ]
 
 
@@ -143,3 +149,140 @@ def test_make_results_names_an_unknown_experiment_before_any_work(results_root, 
     err = " ".join(capsys.readouterr().err.split())
     assert "--experiment santurkar_dlm" in err and "santurkar_dln, santurkar_vgg" in err, err
     assert not (results_root / "paper").exists()  # nothing computed or created
+
+
+# ------------------------------------------------------------------------------------------------
+# Numbers from NumPy pass as the numbers they are; configurations that fail only at compute time are refused early
+# ------------------------------------------------------------------------------------------------
+
+def test_numpy_scalars_are_taken_as_python_numbers(results_root):
+    import numpy as np
+
+    plain = experiments.setup(CH31, {"profile": "ci", "recompute": False, "lr": 0.02, "seeds": [0, 1]})
+    numpy = experiments.setup(CH31, {"profile": "ci", "recompute": False, "lr": np.float64(0.02),
+                                     "seeds": [np.int64(0), np.int64(1)]})
+    assert numpy.params == plain.params and type(numpy.params["lr"]) is float
+    assert numpy.configs == plain.configs
+    config = TrainConfig(**{**TINY, "lr": np.float32(0.25), "seed": np.int64(3), "batch_size": np.int32(50)})
+    assert type(config.seed) is int and config.lr == 0.25 and type(config.batch_size) is int
+    assert config.key_params() == TrainConfig(**{**TINY, "lr": 0.25, "seed": 3, "batch_size": 50}).key_params()
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"model": "simple"}, "model 'simple' takes images, which dataset 'large_variance' does not hold"),
+    ({"dataset": "mnist"}, "model 'logreg' takes feature vectors, which dataset 'mnist' does not hold"),
+    ({"seed": 2**63}, r"seed must be an integer in \[0, 2\*\*32\)"),
+    ({"batch_order": "label_limited", "batch_size": 2}, "batch_size must be at least 3"),
+    ({"batch_order": "label_pairs", "batch_size": 5}, "batch_size must be even"),
+])
+def test_a_configuration_that_would_fail_at_compute_time_is_refused_when_made(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **changes})
+
+
+# ------------------------------------------------------------------------------------------------
+# Damaged data is an error naming the file, never read silently
+# ------------------------------------------------------------------------------------------------
+
+def _mnist_copy(tmp_path):
+    import shutil
+
+    from revisit_bn.data import data_root
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(data_root() / "MNIST" / "raw" / name, raw / name)
+    return raw
+
+
+def test_mnist_images_overwritten_in_place_are_caught_by_their_md5(tmp_path):
+    raw = _mnist_copy(tmp_path)
+    path = raw / "train-images-idx3-ubyte"
+    data = bytearray(path.read_bytes())
+    data[100_000:104_096] = b"\xff" * 4096  # 4 KB of one image area, the same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte is damaged: its MD5 is not MNIST's"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_an_mnist_label_out_of_range_is_caught(tmp_path, monkeypatch):
+    from revisit_bn import data
+
+    raw = _mnist_copy(tmp_path)
+    path = raw / "train-labels-idx1-ubyte"
+    labels = bytearray(path.read_bytes())
+    labels[8] = 200  # the first label
+    path.write_bytes(bytes(labels))
+    with pytest.raises(DatasetNotFoundError, match="MD5"):
+        load_mnist(tmp_path, download=False)
+    # and were its MD5 recorded wrongly, the labels' range still names it
+    monkeypatch.setitem(data.MNIST_RAW_MD5, "train-labels-idx1-ubyte", data.file_digest(path, "md5"))
+    with pytest.raises(DatasetNotFoundError, match="labels .* range over 0..200"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_a_cifar_npz_of_float_images_is_refused_not_divided_again(tmp_path, monkeypatch):
+    import numpy as np
+
+    from revisit_bn import data
+
+    npz = tmp_path / "cifar10" / "cifar10.npz"
+    npz.parent.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.random((50000, 32, 32, 3), dtype=np.float32), "y_train": np.arange(50000) % 10,
+              "x_test": rng.random((10000, 32, 32, 3), dtype=np.float32), "y_test": np.arange(10000) % 10}
+    np.savez(npz, **arrays)
+    with pytest.raises(DatasetNotFoundError, match="SHA-256"):
+        load_cifar10(tmp_path, download=False)
+    monkeypatch.setattr(data, "CIFAR10_NPZ_SHA256", data.file_digest(npz))  # past the checksum: the dtype names it
+    with pytest.raises(DatasetNotFoundError, match="images of dtype float32, not CIFAR-10's uint8"):
+        load_cifar10(tmp_path, download=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# The store's commands refuse to pass on nothing
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["verify", "--sample", "0"], ["verify", "--sample", "-1"]])
+def test_verify_with_a_sample_of_no_runs_is_an_error(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        commands.main(argv)
+    assert stopped.value.code == 2 and "--sample must be a positive number" in capsys.readouterr().err
+
+
+def test_verify_against_a_misspelt_results_root_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(tmp_path / "reslts"))
+    assert commands.main(["verify", "--sample", "3"]) == 2
+    assert "no stored run of profile 'book'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Verdict rules refuse degenerate input
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda c: c.effect([], 0.0), "no per-seed values"),
+    (lambda c: c.effect([float("inf"), 0.2, 0.3], 0.0), "must be finite"),
+    (lambda c: c.effect([float("nan"), 0.2], 0.0), "must be finite"),
+    (lambda c: c.effect([0.1, 0.2], float("nan")), "threshold must be a finite number"),
+    (lambda c: c.effect(["a", "b"], 0.0), "must be numbers"),
+    (lambda c: c.seed_interval([]), "no per-seed values"),
+    (lambda c: c.gate([], 0.5), "no per-seed values"),
+    (lambda c: c.gate([0.9, float("nan")], 0.5), "must be finite"),
+    (lambda c: c.combine([]), "at least one part"),
+    (lambda c: c.combine(["reproduced", "maybe"]), "unknown part categories"),
+])
+def test_a_verdict_rule_refuses_degenerate_input(call, message):
+    from revisit_bn import claims
+
+    with pytest.raises(ValueError, match=message):
+        call(claims)
+
+
+def test_a_gate_at_its_bound_is_met_despite_the_rounding_of_the_mean():
+    from revisit_bn import claims
+
+    assert sum([0.99] * 3) / 3 < 0.99  # what float rounding does to the mean
+    assert claims.gate([0.99] * 3, 0.99).ok and not claims.gate([0.98] * 3, 0.99).ok
+    assert claims.gate([0.5] * 3, 0.5, below=True).ok and not claims.gate([0.51] * 3, 0.5, below=True).ok

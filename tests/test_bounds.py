@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from revisit_bn import bounds, store, theory
+from revisit_bn import bounds, results, store, theory
 
 SMALL = bounds.BoundsConfig(batch_sizes=(2, 3, 16), per_size=120, chunk=50)
 
@@ -39,7 +39,8 @@ def test_a_bounds_run_replays_its_first_batch_sizes_and_a_changed_count_is_caugh
     assert store.config_from_params(payload["params"]) == SMALL
 
 
-def test_its_key_sees_its_own_code_and_the_numeric_modules(monkeypatch):
-    before = store.store_path(SMALL)
+def test_the_code_it_records_sees_its_own_module_and_its_key_does_not(monkeypatch):
+    before, code = store.store_path(SMALL), results.code_of(SMALL.key_params())
     monkeypatch.setattr(bounds, "bounds_fingerprint", lambda: "0" * 12)
-    assert store.store_path(SMALL) != before
+    assert results.code_of(SMALL.key_params()) != code  # its own code is in the code it records
+    assert store.store_path(SMALL) == before  # and renames nothing

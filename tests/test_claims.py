@@ -155,7 +155,7 @@ def test_a_gate_passes_only_if_one_more_seed_like_its_worst_would_not_fail_it():
     failed = claims.gate([0.6, 0.6, 0.85], claims.CIFAR_GATE)
     assert not failed.ok and not failed.on_mean
     assert claims._gate_text(failed, claims.CIFAR_GATE, "x") == "gate: x 0.683 (< 0.700, failed)"
-    with pytest.raises(ValueError, match="compute them first"):
+    with pytest.raises(ValueError, match="compute its runs first"):
         claims.gate([], claims.CIFAR_GATE)
 
 

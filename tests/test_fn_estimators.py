@@ -264,7 +264,7 @@ def test_decoupled_terms_are_buffers_saved_and_reset():
 # The gradient-bias chapter's machinery (revisit_bn.gradient_bias)
 # ----------------------------------------------------------------------------------------------
 
-from revisit_bn import gradient_bias  # noqa: E402
+from revisit_bn import gradient_bias, results  # noqa: E402
 
 
 def test_closed_form_gradients_equal_the_layer_and_the_bias_pattern_holds_exactly():
@@ -327,9 +327,10 @@ def test_a_bias_run_replays_its_first_steps_and_a_changed_value_is_caught(monkey
                                     + payload["steps"]["train_loss"][1:]}}
     assert not store.replay(changed)[2]
     assert store.config_from_params(payload["params"]) == SMALL_BIAS
-    before = store.store_path(SMALL_BIAS)
-    monkeypatch.setattr(gradient_bias, "bias_fingerprint", lambda: "0" * 12)  # its own code is in its key
-    assert store.store_path(SMALL_BIAS) != before
+    before, code = store.store_path(SMALL_BIAS), results.code_of(SMALL_BIAS.key_params())
+    monkeypatch.setattr(gradient_bias, "bias_fingerprint", lambda: "0" * 12)  # its own code is in the code it records
+    assert results.code_of(SMALL_BIAS.key_params()) != code and code.endswith(payload["params"]["bias_code"])
+    assert store.store_path(SMALL_BIAS) == before  # and, as every run's, it renames nothing
 
 
 def _bias_rows(labels, hidden, decoupled=0.001):

@@ -544,3 +544,121 @@ def test_lp_norm_factory_names_give_the_orders_of_santurkar_section_3_3():
     orders = {kind: norm_layer(kind)(4).p for kind in ("lp1", "lp2", "lpinf")}
     assert orders == {"lp1": 1.0, "lp2": 2.0, "lpinf": float("inf")}
     assert "p=1" in repr(norm_layer("lp1")(4))
+
+
+# ------------------------------------------------------------------------------------------------
+# Behaving as nn.BatchNorm2d does: reduced-precision and double inputs, autocast, empty and non-finite batches
+# ------------------------------------------------------------------------------------------------
+
+def _layers_like_bn():
+    """Every layer of the package that stands where BatchNorm2d does, built so that its training forward is
+    BN's (FN with rate 1, Batch Renorm with limits 1 and 0, l_p at p = 2 on zero-mean input aside)."""
+    from revisit_bn.layers import BatchRenorm2d, LpNorm2d, NoisyBatchNorm2d, ReferenceBatchNorm2d
+
+    return {
+        "FullNorm2d": lambda: FullNorm2d(4, momentum=1.0),
+        "FullNorm2d-decoupled": lambda: FullNorm2d(4, momentum=1.0, backward="decoupled"),
+        "FullNorm2d-exact": lambda: FullNorm2d(4, momentum=1.0, backward="exact"),
+        "BatchRenorm2d": lambda: BatchRenorm2d(4, eps=1e-5, momentum=0.1),
+        "ReferenceBatchNorm2d": lambda: ReferenceBatchNorm2d(4),
+        "NoisyBatchNorm2d": lambda: NoisyBatchNorm2d(4, noise_mean_max=0.0, noise_scale_max=1.0, noise_std=0.0),
+        "LpNorm2d": lambda: LpNorm2d(4, p=2.0),
+    }
+
+
+LAYERS_LIKE_BN = _layers_like_bn()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(LAYERS_LIKE_BN))
+def test_reduced_precision_input_runs_as_batchnorm_does(name, training, dtype):
+    # BN on the CPU takes float16/bfloat16 input with float32 parameters and statistics, and returns the input's dtype
+    torch.manual_seed(0)
+    x32 = torch.randn(8, 4, 3, 3)
+    x32 = x32 - x32.mean(dim=(0, 2, 3), keepdim=True)  # zero mean: l_p at p = 2 is BN there
+    layer, bn = LAYERS_LIKE_BN[name]().train(training), nn.BatchNorm2d(4).train(training)
+    x = x32.to(dtype).requires_grad_()
+    y, reference = layer(x), bn(x32.to(dtype))
+    assert y.dtype == reference.dtype == dtype and layer.running_mean.dtype == torch.float32
+    assert torch.allclose(y.float(), reference.float(), atol=0.05 if dtype == torch.bfloat16 else 5e-3)
+    y.float().square().sum().backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
+    if training:
+        assert torch.allclose(layer.running_mean, bn.running_mean, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", list(LAYERS_LIKE_BN))
+def test_under_cpu_autocast_after_a_convolution_the_layer_runs_as_batchnorm_does(name):
+    torch.manual_seed(0)
+    conv, layer, bn = nn.Conv2d(3, 4, 3), LAYERS_LIKE_BN[name](), nn.BatchNorm2d(4)
+    x = torch.randn(8, 3, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = conv(x)
+        y, reference = layer(h), bn(h)
+    assert h.dtype == torch.bfloat16 and y.dtype == reference.dtype
+    y.float().sum().backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+@pytest.mark.parametrize("name", list(LAYERS_LIKE_BN))
+def test_a_double_layer_takes_double_input_as_batchnorm_does(name):
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)).requires_grad_()
+    layer, bn = LAYERS_LIKE_BN[name]().double(), nn.BatchNorm2d(4).double()
+    y = layer(x)
+    assert y.dtype == torch.float64 and torch.allclose(y, bn(x), atol=1e-6)
+    y.sum().backward()
+
+
+@pytest.mark.parametrize("name", [n for n in LAYERS_LIKE_BN if n != "NoisyBatchNorm2d"])
+def test_double_input_of_a_float32_layer_is_computed_in_double(name):
+    # where nn.BatchNorm2d refuses the mix ("mixed dtype"), these layers widen to float64 and return it
+    x = torch.randn(8, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    for training in (True, False):
+        y = LAYERS_LIKE_BN[name]().train(training)(x)
+        assert y.dtype == torch.float64
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("name", list(LAYERS_LIKE_BN))
+def test_an_empty_batch_changes_no_statistic(name):
+    layer = LAYERS_LIKE_BN[name]()
+    layer(torch.randn(8, 4, 3, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    out = layer(torch.randn(0, 4, 3, 3))
+    assert out.shape == (0, 4, 3, 3)
+    after = layer.state_dict()
+    for key, value in before.items():
+        if key != "num_batches_tracked":
+            assert torch.equal(after[key], value), key
+    layer.eval()
+    assert torch.isfinite(layer(torch.randn(2, 4, 3, 3))).all()
+
+
+@pytest.mark.parametrize("name", [n for n in LAYERS_LIKE_BN if n not in ("NoisyBatchNorm2d",)])
+def test_a_channel_with_a_nan_keeps_its_statistics_and_the_others_move(name):
+    layer = LAYERS_LIKE_BN[name]()
+    layer(torch.randn(8, 4, 3, 3))
+    before = layer.running_mean.clone()
+    x = torch.randn(8, 4, 3, 3) + 3.0
+    x[0, 1, 0, 0] = float("nan")
+    layer(x)
+    assert torch.isfinite(layer.running_mean).all()
+    assert layer.running_mean[1] == before[1] and not torch.equal(layer.running_mean[[0, 2, 3]], before[[0, 2, 3]])
+    layer.eval()
+    assert torch.isfinite(layer(torch.randn(2, 4, 3, 3))).all()  # a NaN is not kept for good
+
+
+def test_the_decoupled_terms_take_a_batch_in_once_however_often_backward_runs():
+    torch.manual_seed(0)
+    layer = FullNorm2d(4, momentum=0.5, backward="decoupled")
+    x = torch.randn(8, 4, 3, 3, requires_grad=True)
+    y = layer(x)
+    y.square().sum().backward(retain_graph=True)
+    once = layer.running_grad_mean.clone(), layer.running_grad_xhat_mean.clone()
+    first = x.grad.clone()
+    y.square().sum().backward()
+    assert torch.equal(layer.running_grad_mean, once[0]) and torch.equal(layer.running_grad_xhat_mean, once[1])
+    assert torch.allclose(x.grad, 2 * first)  # the second backward gives the same gradient, accumulated

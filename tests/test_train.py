@@ -203,3 +203,39 @@ def test_augmentation_changes_the_batches_not_the_evaluation(mnist):
     a = augmented.compute(max_steps=3)["steps"]["train_loss"]
     assert a == augmented.compute(max_steps=3)["steps"]["train_loss"]  # seeded
     assert a[0] != plain.compute(max_steps=3)["steps"]["train_loss"][0]  # the first batch is cropped and flipped
+
+
+def test_a_cosine_schedule_starts_at_lr_halves_midway_and_ends_near_zero(monkeypatch):
+    seen = []
+    real = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    config = TrainConfig(**{**TINY, "batch_size": 100, "epochs": 4}, lr_schedule="cosine")  # 20 steps an epoch
+    config.compute()
+    assert len(seen) == 80 and seen[0] == pytest.approx(0.1)
+    assert seen[40] == pytest.approx(0.05) and seen[-1] < 1e-3 * 0.1 * 2
+    assert all(a >= b for a, b in zip(seen, seen[1:]))
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        config.replace(lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_power must be 0"):
+        config.replace(lr_power=1.0)
+    assert "lr_schedule" not in TrainConfig(**TINY).key_params() and config.key_params()["lr_schedule"] == "cosine"
+
+
+def test_training_gives_the_caller_back_its_torch_settings():
+    torch.use_deterministic_algorithms(False)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    TrainConfig(**TINY).compute()
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(torch.rand(3), expected)  # the caller's random stream goes on where it was
+    from revisit_bn.train import McsgdConfig
+
+    torch.manual_seed(123)
+    McsgdConfig(method="sgd", steps=20, num_logs=2).compute()
+    assert torch.equal(torch.rand(3), expected) and not torch.are_deterministic_algorithms_enabled()

@@ -165,7 +165,9 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     for left in results_mod.clean_temporary(root):
         print(f"removed a temporary file left by a killed write: {left}", file=out)
     states = [(name, c, run_state(c, root, report=lambda m: print(m, file=out))[0]) for name, c in todo]
-    missing = [(name, c) for name, c, state in states if state != "current"]
+    # seed-major: every setting's first seed before any setting's second, so that a computation stopped
+    # early (or a scale at which a gate fails) shows the whole grid at one seed first
+    missing = sorted(((name, c) for name, c, state in states if state != "current"), key=lambda nc: getattr(nc[1], "seed", 0))
     stale = sum(state == "stale" for *_, state in states)
     print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
           + (f" ({stale} of them stored under other code: `make migrate` keeps those it replays)" if stale else "")

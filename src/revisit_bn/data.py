@@ -38,6 +38,18 @@ MNIST_RAW_SIZES = {
     "t10k-images-idx3-ubyte": 7_840_016,
     "t10k-labels-idx1-ubyte": 10_008,
 }
+# MD5s of those files: the exact decompressions of the .gz files whose MD5s torchvision lists (MNIST.resources);
+# recorded by this project from the offline data folder's README and checked at every load.
+MNIST_RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+# SHA-256 of the offline CIFAR-10 arrays (cifar10/cifar10.npz: the original pixels and labels in their order; the
+# data folder's README says how they were checked). torchvision checks its own pickled files' MD5s itself.
+CIFAR10_NPZ_SHA256 = "8683afb7f9f44b57934bfaa6d00b27bedd9711b49b686bb037107d5091a13529"
+NUM_CLASSES = 10  # MNIST's and CIFAR-10's
 CIFAR10_NPZ_SHAPES = {"x_train": (50000, 32, 32, 3), "y_train": (50000,), "x_test": (10000, 32, 32, 3), "y_test": (10000,)}
 
 
@@ -108,12 +120,14 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
     root = Path(root) if root is not None else data_root()
     for name, size in MNIST_RAW_SIZES.items():
         path = root / "MNIST" / "raw" / name
-        if path.is_file() and path.stat().st_size != size:
-            raise DatasetNotFoundError(
-                f"{path} is damaged: {path.stat().st_size:,} bytes where MNIST's file has {size:,}. Delete it "
-                f"(torchvision re-extracts it from the .gz beside it, or downloads it), or set {DATA_ENV} to "
-                f"an intact copy (for example ../shared/data)."
-            )
+        if path.is_file():
+            found = path.stat().st_size
+            if found != size or file_digest(path, "md5") != MNIST_RAW_MD5[name]:
+                what = f"{found:,} bytes where MNIST's file has {size:,}" if found != size else "its MD5 is not MNIST's"
+                raise DatasetNotFoundError(
+                    f"{path} is damaged: {what}. Delete it (torchvision re-extracts it from the .gz beside it, or "
+                    f"downloads it), or set {DATA_ENV} to an intact copy (for example ../shared/data)."
+                )
     splits = []
     for train in (True, False):
         try:
@@ -124,9 +138,43 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
                 f"({type(exc).__name__}: {exc}). Set {DATA_ENV} to a folder that holds MNIST/raw "
                 f"(for example ../shared/data), or run once with network access."
             ) from exc
+        _check_labels(ds.targets.long(), root / "MNIST" / "raw")
         images = ds.data.unsqueeze(1).float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
         splits.append(TensorSplit(images, ds.targets.long()))
     return splits[0], splits[1]
+
+
+_DIGESTS: dict[tuple[str, str, int, int], str] = {}
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (read in 1 MiB blocks), computed once per process for a given file state."""
+    import hashlib
+
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), algorithm, stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def _check_labels(labels: torch.Tensor, where: Path) -> None:
+    """Labels of MNIST or CIFAR-10 must be 0..9, every class present.
+
+    Raises:
+        DatasetNotFoundError: naming ``where`` and what is wrong.
+    """
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= NUM_CLASSES or len(torch.unique(labels)) != NUM_CLASSES:
+        raise DatasetNotFoundError(
+            f"the labels read from {where} are damaged: they range over {low}..{high} with "
+            f"{len(torch.unique(labels))} distinct values, where the dataset has the {NUM_CLASSES} classes 0..9. Replace "
+            f"the files with an intact copy, or set {DATA_ENV} to one (for example ../shared/data)."
+        )
 
 
 def _standardize_cifar(pixels: torch.Tensor) -> torch.Tensor:
@@ -163,8 +211,10 @@ def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple
         if allow_download and npz.is_file():
             break
         try:
-            train = CIFAR10(str(root), train=True, download=allow_download)
+            train = CIFAR10(str(root), train=True, download=allow_download)  # checks its files' MD5s
             test = CIFAR10(str(root), train=False, download=allow_download)
+            for ds in (train, test):
+                _check_labels(torch.tensor(ds.targets, dtype=torch.long), root / "cifar-10-batches-py")
             return tuple(
                 TensorSplit(_standardize_cifar(torch.from_numpy(ds.data)), torch.tensor(ds.targets, dtype=torch.long))
                 for ds in (train, test)
@@ -172,6 +222,12 @@ def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple
         except Exception as exc:  # missing files (RuntimeError) or no network (URLError)
             errors.append(f"{type(exc).__name__}: {exc}")
     if npz.is_file():
+        if file_digest(npz) != CIFAR10_NPZ_SHA256:
+            raise DatasetNotFoundError(
+                f"{npz} is damaged or not the CIFAR-10 arrays this project reads: its SHA-256 is not "
+                f"{CIFAR10_NPZ_SHA256} (the data folder's README). Replace it with an intact copy, or set {DATA_ENV} "
+                f"to a folder that holds one (for example ../shared/data)."
+            )
         try:
             with np.load(npz) as arrays:
                 parts = {name: arrays[name] for name in ("x_train", "y_train", "x_test", "y_test")}
@@ -185,6 +241,11 @@ def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple
         if shapes != CIFAR10_NPZ_SHAPES:
             raise DatasetNotFoundError(f"{npz} holds arrays of shapes {shapes}, not CIFAR-10's {CIFAR10_NPZ_SHAPES}; "
                                        f"replace it with an intact copy or set {DATA_ENV}.")
+        if parts["x_train"].dtype != np.uint8 or parts["x_test"].dtype != np.uint8:
+            raise DatasetNotFoundError(f"{npz} holds images of dtype {parts['x_train'].dtype}, not CIFAR-10's uint8 pixels "
+                                       f"0-255; replace it with an intact copy or set {DATA_ENV}.")
+        for name in ("y_train", "y_test"):
+            _check_labels(torch.from_numpy(parts[name]).long(), npz)
         return (
             TensorSplit(_standardize_cifar(torch.from_numpy(parts["x_train"])), torch.from_numpy(parts["y_train"]).long()),
             TensorSplit(_standardize_cifar(torch.from_numpy(parts["x_test"])), torch.from_numpy(parts["y_test"]).long()),
@@ -679,6 +740,22 @@ class LabelPairsOrder(BatchOrder):
 BATCH_ORDERS = ("shuffled", "label_sorted", "unshuffled", "label_limited", "label_pairs")
 
 
+def check_batch_order(name: str, batch_size: int) -> None:
+    """What a batch order asks of the batch size alone, checked before any data is read.
+
+    Raises:
+        ValueError: unknown ``name``, a bad ``batch_size``, ``label_limited`` with a batch smaller than its
+            3 labels, or ``label_pairs`` with an odd batch; the message names the fix.
+    """
+    if name not in BATCH_ORDERS:
+        raise ValueError(f"unknown batch order {name!r}; choose one of {BATCH_ORDERS}")
+    _check_batch_size(batch_size)
+    if name == "label_limited" and batch_size < 3:
+        raise ValueError(f"label_limited batches draw on up to 3 labels, so batch_size must be at least 3, got {batch_size}")
+    if name == "label_pairs" and batch_size % 2:
+        raise ValueError(f"label_pairs takes 2 images per label, so batch_size must be even, got {batch_size}")
+
+
 def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int = 0) -> BatchOrder:
     """Build a batch order by name.
 
@@ -689,8 +766,10 @@ def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int
         seed: seed of the order.
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the known ones) or bad ``batch_size``.
+        ValueError: unknown ``name`` (the message lists the known ones) or a bad ``batch_size``
+            (:func:`check_batch_order`).
     """
+    check_batch_order(name, batch_size)
     if name == "shuffled":
         return ShuffledOrder(len(labels), batch_size, seed)
     if name == "label_sorted":
@@ -699,8 +778,4 @@ def make_batch_order(name: str, labels: torch.Tensor, batch_size: int, seed: int
         return UnshuffledOrder(labels, batch_size, seed)
     if name == "label_limited":
         return LabelLimitedOrder(labels, batch_size, max_labels=3, seed=seed)
-    if name == "label_pairs":
-        if batch_size % 2:
-            raise ValueError(f"label_pairs takes 2 images per label, so batch_size must be even, got {batch_size}")
-        return LabelPairsOrder(labels, num_labels=batch_size // 2, per_label=2, seed=seed)
-    raise ValueError(f"unknown batch order {name!r}; choose one of {BATCH_ORDERS}")
+    return LabelPairsOrder(labels, num_labels=batch_size // 2, per_label=2, seed=seed)

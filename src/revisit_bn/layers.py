@@ -120,6 +120,23 @@ def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
 
 
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(x: torch.Tensor, stats: torch.Tensor) -> torch.dtype:
+    """The dtype a layer computes in, as :class:`torch.nn.BatchNorm2d` does on the CPU: float16 and bfloat16
+    inputs with the (float32) parameters and statistics (torch's mixed-precision kernels); otherwise the
+    wider of the input's and the statistics' dtypes (a float64 input of a float32 layer: float64)."""
+    if x.dtype in _REDUCED and stats.dtype == torch.float32:
+        return torch.float32
+    return torch.promote_types(x.dtype, stats.dtype)
+
+
+def _output(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y`` in the input's dtype where the input is float16 or bfloat16 (as BN returns), else as computed."""
+    return y.to(x.dtype) if x.dtype in _REDUCED else y
+
+
 def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
 
@@ -234,6 +251,11 @@ class _NormBase(nn.Module):
         var, mean = torch.var_mean(x, dim=dims, unbiased=False)
         return (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
 
+    def _widened(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the layer's compute dtype (:func:`_compute_dtype`): float16/bfloat16 inputs in float32."""
+        reference = self.running_mean if self.running_mean is not None else self.weight
+        return x if reference is None else x.to(_compute_dtype(x, reference))
+
 
 # FN's gradient estimators (``backward=`` of FullNorm1d/2d; formulas in the module docstring).
 BACKWARDS = ("mcsgd", "decoupled", "constant", "exact")
@@ -270,6 +292,10 @@ class _FullNormFunction(torch.autograd.Function):
         out = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, torch.backends.cudnn.enabled)
         ctx.save_for_backward(x, weight, mean, var)
         ctx.eps, ctx.mode, ctx.rate, ctx.grad_terms = eps, mode, rate, grad_terms
+        # The decoupled terms as this batch finds them: every backward over this forward uses them, and the
+        # buffers take this batch in once, however often backward runs (retain_graph)
+        ctx.terms_used = tuple(t.clone() for t in grad_terms) if mode == "decoupled" else None
+        ctx.terms_updated = False
         return out
 
     @staticmethod
@@ -285,7 +311,7 @@ class _FullNormFunction(torch.autograd.Function):
                 grad, x, weight, None, None, mean, invstd, True, eps, [need_x, need_w, need_b])
             if mode == "exact" and need_x:  # the terms scaled by the rate: rate * mcsgd + (1 - rate) * direct
                 direct = grad * (invstd if weight is None else weight * invstd).view(shape)
-                gx = torch.lerp(direct, gx, rate)
+                gx = torch.lerp(direct.to(gx.dtype), gx, rate)
             return gx, gw, gb, None, None, None, None, None, None
         decoupled = mode == "decoupled"
         # Empty saved statistics, not None: CUDA's kernel asserts they are defined when the channel
@@ -295,17 +321,31 @@ class _FullNormFunction(torch.autograd.Function):
             grad, x, weight, mean, var, unused, unused, False, eps, [need_x, need_w or decoupled, need_b or decoupled])
         if decoupled:  # the terms of previous batches (running averages), then this batch's folded in, after use
             running_g, running_gx = ctx.grad_terms
+            used_g, used_gx = ctx.terms_used
             if need_x:  # dx = invstd * (g_hat - T_g - x_hat * T_gx) = direct - slope * x + offset
                 invstd = torch.rsqrt(var + eps)
-                slope = running_gx * invstd * invstd
-                offset = torch.addcmul(slope * mean, invstd, running_g, value=-1.0)
+                slope = used_gx * invstd * invstd
+                offset = torch.addcmul(slope * mean, invstd, used_g, value=-1.0)
                 gx = gx.add_(offset.view(shape)).addcmul_(x, slope.view(shape), value=-1.0)
             with torch.no_grad():
                 per_sample = (1.0 if weight is None else weight) / (grad.numel() // grad.shape[1])
-                for running, batch_sum in ((running_g, gb), (running_gx, gw)):
-                    batch = batch_sum * per_sample  # mean_B g_hat and mean_B (g_hat * x_hat)
+                for running, batch_sum in ((running_g, gb), (running_gx, gw)) if not ctx.terms_updated else ():
+                    batch = (batch_sum * per_sample).to(running.dtype)  # mean_B g_hat and mean_B (g_hat * x_hat)
                     running.copy_(torch.where(torch.isfinite(batch), torch.lerp(running, batch, rate), running))
+                ctx.terms_updated = True
         return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None, None
+
+
+def _kernel_operands(x, weight, bias, mean, var):
+    """The operands of torch's batch-norm kernels in dtypes they accept together: a float16 or bfloat16
+    ``x`` with float32 parameters and statistics (the mixed-precision kernels, as BN's own), else all in the
+    dtype of :func:`_compute_dtype` (a float64 input of a float32 layer: everything in float64)."""
+    dtype = _compute_dtype(x, mean)
+    if x.dtype in _REDUCED and dtype == torch.float32:
+        cast = lambda t: t if t is None else t.to(torch.float32)  # noqa: E731
+        return x, cast(weight), cast(bias), mean.to(torch.float32), var.to(torch.float32)
+    cast = lambda t: t if t is None else t.to(dtype)  # noqa: E731
+    return x.to(dtype), cast(weight), cast(bias), mean.to(dtype), var.to(dtype)
 
 
 class _FullNorm(_NormBase):
@@ -345,9 +385,9 @@ class _FullNorm(_NormBase):
         """
         self._check_input(x)
         if not self.track_running_stats:  # no estimates kept: the batch's own statistics (BN)
-            return self._affine(self._normalize_with_batch_stats(x))
+            return _output(self._affine(self._normalize_with_batch_stats(self._widened(x))), x)
         if not self.training or x.shape[0] == 0:  # inference (Algorithm 2): the estimates, as constants
-            return self._affine(self._normalize_with_running_stats(x))
+            return _output(self._affine(self._normalize_with_running_stats(self._widened(x))), x)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked, self.running_mean.dtype)
@@ -371,9 +411,8 @@ class _FullNorm(_NormBase):
             running_mean.copy_(mean)
             running_var.copy_(var)
         terms = (self.running_grad_mean, self.running_grad_xhat_mean) if self.backward == "decoupled" else None
-        if mean.dtype != x.dtype:
-            mean, var = mean.to(x.dtype), var.to(x.dtype)
-        return _FullNormFunction.apply(x, self.weight, self.bias, mean, var, self.eps, self.backward, rate, terms)
+        x, weight, bias, mean, var = _kernel_operands(x, self.weight, self.bias, mean, var)
+        return _FullNormFunction.apply(x, weight, bias, mean, var, self.eps, self.backward, rate, terms)
 
 
 class FullNorm1d(_FullNorm):
@@ -497,9 +536,9 @@ class _BatchRenorm(_NormBase):
         """
         self._check_input(x)
         if not self.training or x.shape[0] == 0:
-            return self._affine(self._normalize_with_running_stats(x))
+            return _output(self._affine(self._normalize_with_running_stats(self._widened(x))), x)
         with torch.no_grad():
-            mean, var = _batch_moments(x.detach())
+            mean, var = _batch_moments(self._widened(x.detach()))
             mean, var = mean.to(self.running_mean.dtype), var.to(self.running_var.dtype)
             std = torch.sqrt(var + self.eps)
             self.num_batches_tracked.add_(1)
@@ -513,11 +552,11 @@ class _BatchRenorm(_NormBase):
             new_std = running_std + self.momentum * (std - running_std)
             self.running_mean.copy_(torch.where(finite, new_mean, self.running_mean))
             self.running_var.copy_(torch.where(finite, (new_std.square() - self.eps).clamp_(min=0.0), self.running_var))
-            r, d = r.to(x.dtype), d.to(x.dtype)
         scale = r if self.weight is None else self.weight * r
         shift = d if self.bias is None else self.weight * d + self.bias
         # BN's kernels at the batch's statistics, with the corrections folded into the affine map
-        return _FullNormFunction.apply(x, scale, shift, mean.to(x.dtype), var.to(x.dtype), self.eps, "mcsgd", None, None)
+        x, scale, shift, mean, var = _kernel_operands(x, scale, shift, mean, var)
+        return _FullNormFunction.apply(x, scale, shift, mean, var, self.eps, "mcsgd", None, None)
 
 
 class BatchRenorm1d(_BatchRenorm):
@@ -569,20 +608,25 @@ class _ReferenceBatchNorm(_NormBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Algorithm 1 in training (batch statistics; running averages updated), Algorithm 2 in eval."""
         self._check_input(x)
+        wide = self._widened(x)
         if not self.training and self.track_running_stats:
-            return self._affine(self._normalize_with_running_stats(x))
+            return _output(self._affine(self._normalize_with_running_stats(wide)), x)
+        if x.shape[0] == 0:  # no samples: an empty output, and the statistics keep their values
+            return _output(self._affine(wide), x)
         if self.training and self.track_running_stats:
             dims = _reduce_dims(x)
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 rate = 1.0 / int(self.num_batches_tracked.item()) if self.momentum is None else float(self.momentum)
                 count = x.numel() // x.shape[1]
-                var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+                var, mean = torch.var_mean(wide.detach(), dim=dims, unbiased=False)
                 if count > 1:  # unbiased, as torch.nn.BatchNorm*d; a single value has variance 0
                     var = var * count / (count - 1)
-                self.running_mean.mul_(1 - rate).add_(mean, alpha=rate)
-                self.running_var.mul_(1 - rate).add_(var, alpha=rate)
-        return self._affine(self._normalize_with_batch_stats(x))
+                finite = torch.isfinite(mean) & torch.isfinite(var)  # a channel with a NaN or inf keeps its statistics
+                mean, var = mean.to(self.running_mean.dtype), var.to(self.running_var.dtype)
+                for running, batch in ((self.running_mean, mean), (self.running_var, var)):
+                    running.copy_(torch.where(finite, running.mul(1 - rate).add_(batch, alpha=rate), running))
+        return _output(self._affine(self._normalize_with_batch_stats(wide)), x)
 
 
 class ReferenceBatchNorm1d(_ReferenceBatchNorm):
@@ -647,19 +691,34 @@ class _LpNorm(_NormBase):
             return x.abs().amax(dim=dims) + self.eps
         return (x.abs().pow(self.p).mean(dim=dims) + self.eps ** self.p).pow(1.0 / self.p)
 
+    def _widened(self, x: torch.Tensor) -> torch.Tensor:
+        reference = self.running_scale if self.running_scale is not None else self.weight
+        return x if reference is None else x.to(_compute_dtype(x, reference))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Centre and divide by the batch's l_p scale (training) or the running ones (evaluation).
+
+        A batch with no samples returns an empty output and changes nothing; a channel whose batch
+        holds a NaN or inf keeps its running statistics. float16 and bfloat16 inputs are computed in
+        float32 and returned in their dtype, as :class:`torch.nn.BatchNorm2d` does.
+        """
         self._check_input(x)
+        wide = self._widened(x)
         shape = _channel_shape(x)
         if not self.training and self.track_running_stats:
             mean, scale = self.running_mean, self.running_scale
+        elif x.shape[0] == 0:
+            return _output(self._affine(wide), x)
         else:
-            mean, scale = x.mean(dim=_reduce_dims(x)), self.batch_scale(x)
+            mean, scale = wide.mean(dim=_reduce_dims(x)), self.batch_scale(wide)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
                     self.num_batches_tracked.add_(1)
-                    self.running_mean.lerp_(mean.detach(), self.momentum)
-                    self.running_scale.lerp_(scale.detach(), self.momentum)
-        return self._affine((x - mean.view(shape)) / scale.view(shape))
+                    finite = torch.isfinite(mean) & torch.isfinite(scale)
+                    for running, batch in ((self.running_mean, mean), (self.running_scale, scale)):
+                        batch = batch.detach().to(running.dtype)
+                        running.copy_(torch.where(finite, torch.lerp(running, batch, self.momentum), running))
+        return _output(self._affine((wide - mean.view(shape)) / scale.view(shape)), x)
 
 
 class LpNorm1d(_LpNorm):

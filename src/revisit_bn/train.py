@@ -40,6 +40,7 @@ from .data import (
     DATASETS,
     TensorSplit,
     augment_generator,
+    check_batch_order,
     cifar_padding_fill,
     dataset_checksum,
     hold_out,
@@ -86,6 +87,20 @@ def seed_everything(seed: int) -> None:
 
 
 @contextlib.contextmanager
+def caller_state_kept(device: torch.device | None = None) -> Iterator[None]:
+    """Run the block, then give the caller back torch's global random state (CPU, and ``device``'s if it
+    is a GPU) and its deterministic-algorithms setting, which :func:`seed_everything` changes."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+@contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(threads)``; restore the previous count after."""
     before = torch.get_num_threads()
@@ -109,11 +124,24 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
+# Seeds are below this: the per-epoch generators are seeded with seed * 1,000,003 + epoch (and more), within 64 bits.
+MAX_SEED = 2**32
+
+
+def _plain_fields(config) -> None:
+    """Replace NumPy scalars in a frozen config's fields by the Python numbers they are (``np.float64(0.02)``
+    is 0.02), so that they validate, and key, as those numbers do."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, np.generic):
+            object.__setattr__(config, f.name, value.item())
+
+
 def _check_common(experiment: str, seed: Any, threads: Any, device: Any) -> None:
     if not isinstance(experiment, str) or not experiment or "/" in experiment or ".." in experiment:
         raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     _positive_int("threads", threads)
     resolve_device(device)
 
@@ -168,6 +196,10 @@ class TrainConfig:
             ``k = 0, 1, ...`` (:class:`torch.optim.lr_scheduler.LambdaLR`); ``lr_power = 0`` keeps it
             constant. With ``fn_momentum_power`` it gives Corollary 3's pair of polynomially decaying
             rates (Lian & Liu 2019; our choice of the shift and exponents).
+        lr_schedule: ``"polynomial"`` (the decay above; constant when ``lr_power`` is 0) or ``"cosine"``:
+            :math:`\gamma_k = \mathrm{lr}\,\tfrac12\,(1 + \cos(\pi k / K))` over the run's ``K`` SGD steps
+            (:class:`torch.optim.lr_scheduler.CosineAnnealingLR`; Loshchilov & Hutter 2017, without restarts),
+            with ``lr_power`` 0.
         threads: torch's intra-op thread count while training (float32 sums depend on it, so it
             is part of the key). Default 2, the CI machine's core count.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; recorded in the provenance, not part of the key.
@@ -205,21 +237,29 @@ class TrainConfig:
     trace_every: int | None = None
     augment: bool = False
     validation_size: int | None = None
+    lr_schedule: str = "polynomial"
     threads: int = DEFAULT_THREADS
     device: str = field(default="auto", compare=False)
     # Fields added after runs were stored: at their default they are left out of the key, so that those runs keep it.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("augment", "validation_size")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("augment", "validation_size", "lr_schedule")
     # Chapters read the per-epoch metrics and tables; of a long run's step losses about this many are kept
     # (results.compact_steps): every step of chapter 31's 20 epochs would take 230 kB a run.
     max_step_losses: ClassVar[int] = 2_000
 
     def __post_init__(self) -> None:
+        _plain_fields(self)
         _check_common(self.experiment, self.seed, self.threads, self.device)
         for name, allowed in (("dataset", DATASETS), ("model", MODELS), ("norm", NORMS), ("batch_order", BATCH_ORDERS)):
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
+        if (self.model in VECTOR_MODELS) == (self.dataset in IMAGE_DATASETS):
+            kind = "feature vectors" if self.model in VECTOR_MODELS else "images"
+            fits = [d for d in DATASETS if (d in IMAGE_DATASETS) != (self.model in VECTOR_MODELS)]
+            raise ValueError(f"model {self.model!r} takes {kind}, which dataset {self.dataset!r} does not hold; "
+                             f"use it with {fits}")
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
+        check_batch_order(self.batch_order, self.batch_size)
         for name in ("train_subset", "test_subset", "norm_group_size", "probe_every", "trace_every"):
             _positive_int(name, getattr(self, name), allow_none=True)
         for name, size in zip(("train_subset", "test_subset"), DATASET_SIZES[self.dataset]):
@@ -243,6 +283,10 @@ class TrainConfig:
         if not 0.0 <= _number("lr_power", self.lr_power) <= 2.0:
             raise ValueError(f"lr_power must lie in [0, 2], got {self.lr_power!r}")
         _positive_int("lr_decay_steps", self.lr_decay_steps)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+        if self.lr_schedule == "cosine" and self.lr_power != 0:
+            raise ValueError(f"lr_schedule='cosine' sets the step size's decay itself; lr_power must be 0, got {self.lr_power!r}")
         if not _number("width", self.width) > 0:
             raise ValueError(f"width (the channel multiplier of VGG and resnet18_cifar) must be a positive number, got {self.width!r}")
         for name in ("noise_mean_max", "noise_scale_max", "noise_std"):
@@ -319,8 +363,12 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> tu
 EPOCH_METRICS = ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")
 # recorded after them by a run with a validation split
 VALIDATION_METRICS = ("val_loss", "val_acc")
-# datasets of images (N, C, H, W), which augment can crop and flip
+# how a run's step size moves (TrainConfig.lr_schedule)
+LR_SCHEDULES = ("polynomial", "cosine")
+# datasets of images (N, C, H, W), which augment can crop and flip and the convolutional models take
 IMAGE_DATASETS = ("mnist", "cifar10", "mnist_scaled")
+# models of feature vectors (N, D): every other dataset's
+VECTOR_MODELS = ("mlp3", "logreg", "deep_linear")
 
 
 def train_model(
@@ -334,6 +382,9 @@ def train_model(
     val_split: TensorSplit | None = None,
 ) -> dict[str, list[float]]:
     """Train a fresh model on in-memory splits with ``config.threads`` torch threads; return the per-epoch metrics.
+
+    The caller's thread count, global random state and deterministic-algorithms setting are
+    restored afterwards (:func:`caller_state_kept`).
 
     Args:
         config: the run's parameters (subsets are not applied here; see :meth:`TrainConfig.splits`).
@@ -354,7 +405,7 @@ def train_model(
         non-finite, training stops at the end of that epoch and its metrics may hold ``nan``.
     """
     device = resolve_device(config.device)
-    with torch_threads(config.threads):
+    with torch_threads(config.threads), caller_state_kept(device):
         seed_everything(config.seed)
         train_split, test_split = train_split.to(device), test_split.to(device)
         val_split = val_split.to(device) if val_split is not None else None
@@ -364,11 +415,14 @@ def train_model(
         model = build_model(config, channels, image_size, num_classes).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay)
+        order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
         schedule = None
-        if config.lr_power > 0:
+        if config.lr_schedule == "cosine":
+            total = len(order.batches(1)) * config.epochs
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        elif config.lr_power > 0:
             decay = lambda k: (1.0 + k / config.lr_decay_steps) ** -config.lr_power  # noqa: E731
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
-        order = make_batch_order(config.batch_order, train_split.labels.cpu(), config.batch_size, config.seed)
         metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS + (VALIDATION_METRICS if val_split is not None else ())}
         fill = cifar_padding_fill().to(device) if config.dataset == "cifar10" else 0.0
         probes = []
@@ -511,6 +565,7 @@ class McsgdConfig:
     max_step_losses: ClassVar[int] = 2_000
 
     def __post_init__(self) -> None:
+        _plain_fields(self)
         _check_common(self.experiment, self.seed, self.threads, self.device)
         if self.method not in MCSGD_METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {tuple(MCSGD_METHODS)}")
@@ -542,7 +597,7 @@ class McsgdConfig:
         logs = set(np.unique(np.geomspace(1, self.steps, self.num_logs).astype(int)).tolist())
         log: dict[str, list] = {"step": [], "quantity": [], "value": []}
         losses = []
-        with torch_threads(self.threads):
+        with torch_threads(self.threads), caller_state_kept():
             torch.manual_seed(self.seed)
             backward = _MCSGD_BACKWARD.get(self.method)
             norm = ((lambda c: FullNorm1d(c, momentum=PolynomialMomentum(self.rate_power), eps=1e-5, backward=backward))
