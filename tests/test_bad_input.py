@@ -286,3 +286,15 @@ def test_a_gate_at_its_bound_is_met_despite_the_rounding_of_the_mean():
     assert sum([0.99] * 3) / 3 < 0.99  # what float rounding does to the mean
     assert claims.gate([0.99] * 3, 0.99).ok and not claims.gate([0.98] * 3, 0.99).ok
     assert claims.gate([0.5] * 3, 0.5, below=True).ok and not claims.gate([0.51] * 3, 0.5, below=True).ok
+
+
+def test_an_unwritable_results_root_is_found_before_training(tmp_path, monkeypatch):
+    # run() as a user calls it: the store's folder cannot be made (a file stands where it would go)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("REVISIT_BN_RESULTS", str(blocker / "results"))
+    trained = []
+    monkeypatch.setattr(TrainConfig, "compute", lambda self, **kw: trained.append(self))
+    with pytest.raises(results.StoreError, match="cannot be written"):
+        run(TrainConfig(**TINY), root=results.results_root("book"))
+    assert not trained  # found before any training

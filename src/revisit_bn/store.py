@@ -146,12 +146,14 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
     Raises:
         DatasetNotFoundError: the dataset is missing offline or damaged (see :mod:`revisit_bn.data`).
+        revisit_bn.results.StoreError: the store cannot be written (checked before any training).
     """
     if not recompute:
         stored = lookup(config, root)
         if stored is not None:
             return stored
     path = store_path(config, root)
+    results_mod.check_writable(path.parent.parent)  # before training, not after it
     payload = compute(config, progress=progress)
     results_mod.write_json_atomic(path, payload, digest=True)
     return RunResult.from_payload(payload, cached=False, path=path)
