@@ -150,7 +150,7 @@ def test_the_intro_names_every_stored_verdict_and_gate_the_one_more_seed_rule_ch
     # the intro says which verdict parts the rule turned inconclusive; the stored verdicts must agree
     import json
 
-    from revisit_bn import claims
+    from revisit_bn import claims, verdicts
 
     note = claims.flip_note([0.0645, 0.2966, 0.4278, 0.3223, 0.2495], 0.1).strip(" ()")
     stored = [json.loads(p.read_text()) for p in (ROOT / "results").glob("*/claims/*.json")]
@@ -159,7 +159,7 @@ def test_the_intro_names_every_stored_verdict_and_gate_the_one_more_seed_rule_ch
     intro = re.sub(r"\s+", " ", (ROOT / "book" / "intro.md").read_text())
     assert "the rule changes one verdict part, Lemma 1's fit at batch size 128" in intro
     # the gates' rule: the intro says it fails no gate of the stored book; a gate it failed would say so in its verdict
-    narrow = claims._narrow(claims.gate([0.9, 0.95, 1.55], claims.TRAIN_GATE_NATS, below=True)).split(" with ")[1]
+    narrow = verdicts._narrow(claims.gate([0.9, 0.95, 1.55], claims.TRAIN_GATE_NATS, below=True)).split(" with ")[1]
     assert narrow == "one more seed like its worst, failed"
     assert [v["claim_id"] for v in stored if narrow in v["measured"]] == []
     assert "In the stored book this rule fails no gate" in intro

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from revisit_bn import claims, results
+from revisit_bn import claims, commands, results, verdicts
 from revisit_bn.experiments import CHAPTERS
 
 
@@ -148,13 +148,13 @@ def test_a_gate_passes_only_if_one_more_seed_like_its_worst_would_not_fail_it():
     # the mean passes, the worst seed is far above: one more seed like it would fail the gate
     narrow = claims.gate([0.9, 0.95, 1.55], claims.TRAIN_GATE_NATS, below=True)
     assert narrow.on_mean and not narrow.ok and narrow.after == pytest.approx(4.95 / 4)
-    text = claims._gate_text(narrow, claims.TRAIN_GATE_NATS, "BN's training loss", below=True)
+    text = verdicts._gate_text(narrow, claims.TRAIN_GATE_NATS, "BN's training loss", below=True)
     assert text == "gate: BN's training loss 1.133 (< 1.151; but 1.238 with one more seed like its worst, failed)"
     # the same rule upward (accuracy gates), and a gate failed on the mean stays failed whatever its best seed
     assert not claims.gate([0.71, 0.72, 0.64], claims.CIFAR_GATE).ok and claims.gate([0.71, 0.72, 0.70], claims.CIFAR_GATE).ok
     failed = claims.gate([0.6, 0.6, 0.85], claims.CIFAR_GATE)
     assert not failed.ok and not failed.on_mean
-    assert claims._gate_text(failed, claims.CIFAR_GATE, "x") == "gate: x 0.683 (< 0.700, failed)"
+    assert verdicts._gate_text(failed, claims.CIFAR_GATE, "x") == "gate: x 0.683 (< 0.700, failed)"
     with pytest.raises(ValueError, match="compute its runs first"):
         claims.gate([], claims.CIFAR_GATE)
 
@@ -407,10 +407,10 @@ def test_a_verdict_over_diverged_runs_is_recorded_as_inconclusive(results_root):
 
 def test_ledger_knows_which_chapters_lack_verdicts(results_root):
     with_claims = [c.name for c in CHAPTERS.values() if c.claims]
-    assert claims.ensure_recorded(run=False) == with_claims
+    assert commands.ensure_recorded(run=False) == with_claims
     for claim_id in CHAPTERS["32-batch-size-one"].claims:
         claims.record(claims.Verdict.of(claim_id, "p", "c", "m", "s", "contradicted"), "32-batch-size-one")
-    assert "32-batch-size-one" not in claims.ensure_recorded(run=False)
+    assert "32-batch-size-one" not in commands.ensure_recorded(run=False)
 
 
 def test_every_chapter_spec_has_its_notebook():
@@ -756,12 +756,12 @@ def test_one_epoch_short_cuts_every_schedule_at_the_same_fraction_and_keeps_dive
     frame["test_error"] = 1 - frame.test_loss / 10
     short = claims.one_epoch_short(frame)
     assert short.groupby("batch_size").epoch.max().to_dict() == {1: 1, 16: 2}
-    assert len(short) == len(frame) // 2 and claims._cut_text(frame) == "epochs 1 of 2 and 2 of 4"
+    assert len(short) == len(frame) // 2 and verdicts._cut_text(frame) == "epochs 1 of 2 and 2 of 4"
     # equal schedules lose their last epoch; a configuration whose runs all diverged (one stored row) keeps its row
     frame = _curves({("bn",): {"test_loss": [3.0, 2.0, 1.0]}, ("noisy",): {"test_loss": [float("nan")]}}, ["norm"],
                     seeds=2, status={("noisy",): "diverged at step 4"})
     short = claims.one_epoch_short(frame)
-    assert short.groupby("norm").epoch.max().to_dict() == {"bn": 2, "noisy": 1} and claims._cut_text(frame) == "epoch 2 of 3"
+    assert short.groupby("norm").epoch.max().to_dict() == {"bn": 2, "noisy": 1} and verdicts._cut_text(frame) == "epoch 2 of 3"
     with pytest.raises(ValueError, match="1 epoch; one epoch short leaves nothing"):
         claims.one_epoch_short(_curves({("bn",): {"test_loss": [1.0]}}, ["norm"]))
     with pytest.raises(ValueError, match="a run has an epoch twice"):

@@ -35,6 +35,7 @@ from typing import Iterable
 from . import results as results_mod
 from .data import DatasetNotFoundError
 from .experiments import BOOK, CHAPTERS, NEXT, STAGED_PROFILES, Config, store_profile, profile_configs
+from .ledger import claims_dir
 from .store import replay, replay_rule, run, run_state, store_path
 
 LOCK_SUFFIX = ".lock"
@@ -383,6 +384,30 @@ def status(profile: str = "book", out=None) -> dict[str, float]:
         for path in states[state]:
             print(f"  {state}: {path}", file=out)
     return minutes
+
+
+def ensure_recorded(profile: str = "book", notebooks: Path | None = None, run: bool = True) -> list[str]:
+    """Execute (papermill, with ``profile``) every chapter whose claims (its spec in :mod:`revisit_bn.experiments`) lack a verdict.
+
+    Returns:
+        The chapters executed (or, with ``run=False``, those that would be).
+    """
+    import tempfile
+
+    from .data import project_root
+
+    notebooks = notebooks or project_root() / "notebooks"
+    missing = [chapter for chapter, ids in ((c.name, c.claims) for c in CHAPTERS.values()) if ids
+               if not all((claims_dir(profile) / f"{claim_id}.json").is_file() for claim_id in ids)]
+    if run and missing:
+        import papermill
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for chapter in missing:
+                papermill.execute_notebook(str(notebooks / f"{chapter}.ipynb"), str(Path(tmp) / f"{chapter}.ipynb"),
+                                           parameters={"profile": profile}, cwd=str(notebooks), progress_bar=False,
+                                           kernel_name="python3")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,7 +172,7 @@ class ChapterRun:
         """One line per parameter group: the profile, its values, and the runs it reads."""
         import textwrap
 
-        from .claims import OUTPUT_WIDTH
+        from .verdicts import OUTPUT_WIDTH
 
         values = ", ".join(f"{k}={v}" for k, v in self.params.items())
         where = "computed now if missing" if self.profile == "ci" else "read from the results store"
@@ -214,7 +214,7 @@ class ChapterRun:
 
         import pandas as pd
 
-        from .claims import OUTPUT_WIDTH
+        from .verdicts import OUTPUT_WIDTH
 
         configs = self.select(**where)
         if not configs:
@@ -272,19 +272,19 @@ class ChapterRun:
         """Store ``verdict`` for the ledger with the profile, the parameters, the code and the runs it read.
 
         Args:
-            verdict: a :class:`revisit_bn.claims.Verdict`.
+            verdict: a :class:`revisit_bn.verdicts.Verdict`.
             where: the runs the verdict read, as :meth:`select` filters (default: all the chapter's).
             measures_divergence: filters of the runs among those whose divergence is what the check
                 measures (e.g. a claim that a network stops training); their divergence is part of
                 the verdict's measurement instead of making it inconclusive.
 
         A verdict over any other diverged run is recorded as inconclusive (see
-        :func:`revisit_bn.claims.record`).
+        :func:`revisit_bn.ledger.record`).
 
         Raises:
             ValueError: ``where`` matches none of the chapter's runs.
         """
-        from . import claims
+        from . import ledger
 
         configs = self.select(**where) if where else self.configs
         if where and not configs:
@@ -292,7 +292,7 @@ class ChapterRun:
                              "filter on fields its runs vary (see chapter.frame() columns)")
         exempt = set(self.select(**measures_divergence)) if measures_divergence else set()
         runs = [results_mod.run_key(store_path(c, self.root)) for c in configs]
-        return claims.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
+        return ledger.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
                              diverged=self.diverged([c for c in configs if c not in exempt]))
 
 
@@ -424,7 +424,7 @@ def stored_profile(name: str, profile: str, out=None, where: dict[str, Any] | No
         missing = sum(lookup(c, root) is None for c in configs)
         import textwrap
 
-        from .claims import OUTPUT_WIDTH
+        from .verdicts import OUTPUT_WIDTH
 
         print(textwrap.fill(f"The '{profile}' profile of this chapter is not in the results store yet ({missing} of its "
                             f"{len(configs)} runs missing; `make results PROFILE={profile}` computes them).",
@@ -441,7 +441,7 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     (see :func:`stored_profile`), prints one line saying so and returns ``(None, [])``. Otherwise
     prints where the runs were computed (:meth:`ChapterRun.made_on`) and each verdict's line,
     records the verdicts in ``profile``'s claims (the ledger's papers'-scale column) and
-    displays :func:`revisit_bn.claims.compare_scales` of both scales.
+    displays :func:`revisit_bn.ledger.compare_scales` of both scales.
 
     Args:
         chapter: the chapter as rendered (from :func:`setup`).
@@ -460,7 +460,8 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     """
     from IPython.display import display
 
-    from . import claims
+    from . import ledger
+    from .verdicts import OUTPUT_WIDTH
 
     if chapter.profile == profile:
         print(f"This page is rendered at the '{profile}' profile already: the sections above are its scale.")
@@ -471,7 +472,7 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     import textwrap
 
     scale = scale_of(other) if scale_of else other.scale
-    print(textwrap.fill(f"The '{profile}' profile: {scale}. Computed: {other.made_on()}.", claims.OUTPUT_WIDTH,
+    print(textwrap.fill(f"The '{profile}' profile: {scale}. Computed: {other.made_on()}.", OUTPUT_WIDTH,
                         subsequent_indent="    "))
     found = verdicts_of(other)
     for verdict in found:
@@ -481,7 +482,7 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     import pandas as pd
 
     with pd.option_context("display.max_colwidth", None):  # a verdict in parts lists every part's effect
-        display(claims.compare_scales({mine: verdicts, theirs: found}).set_index("claim"))
+        display(ledger.compare_scales({mine: verdicts, theirs: found}).set_index("claim"))
     return other, found
 
 

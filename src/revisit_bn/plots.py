@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .claims import OUTPUT_WIDTH  # the book's output box; verdict lines share it
+from .verdicts import OUTPUT_WIDTH  # the book's output box; verdict lines share it
 
 NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_decoupled": "FN, decoupled terms",
                "fn_exact": "FN, exact derivative", "fn_const": "FN, constant estimates",

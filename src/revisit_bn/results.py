@@ -403,7 +403,7 @@ def load(path: Path, params: dict[str, Any], report=None) -> dict[str, Any] | No
 
     try:
         payload = validate(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such file (or a file stands where a folder would be)
         return None
     except StoreError as exc:
         (report or (lambda msg: warnings.warn(msg, stacklevel=3)))(f"{exc}; it will be recomputed")
