@@ -8,6 +8,27 @@ from revisit_bn import claims, commands, results, verdicts
 from revisit_bn.experiments import CHAPTERS
 
 
+class _WithTestClaims(dict):
+    """The registry, plus a stand-in claim for every id the unit tests make up (``x``, ``x-1``, ...)."""
+
+    def __contains__(self, claim_id):
+        return super().__contains__(claim_id) or str(claim_id).startswith("x")
+
+    def __getitem__(self, claim_id):
+        if super().__contains__(claim_id):
+            return super().__getitem__(claim_id)
+        from revisit_bn.registry import Claim
+
+        return Claim(claim_id, "a paper", "paper", "claim", "paper", "99-chapter", "a measure")
+
+
+@pytest.fixture(autouse=True)
+def _test_claims(monkeypatch):
+    from revisit_bn import registry
+
+    monkeypatch.setattr(registry, "CLAIMS", _WithTestClaims(registry.CLAIMS))
+
+
 def test_thresholds():
     assert claims.comparable(0.04, 0.08) and claims.comparable(0.001, 0.03) and not claims.comparable(0.1, 0.3)
     assert claims.far_above(0.5, 0.2) and not claims.far_above(0.15, 0.07) and not claims.far_above(0.3, 0.2)
@@ -113,7 +134,7 @@ def test_verdict_category_must_be_known_and_agree_with_reproduced():
         claims.Verdict("x", "s", "c", "m", "unit", True, "mostly reproduced")
     with pytest.raises(ValueError, match="disagrees"):
         claims.Verdict("x", "s", "c", "m", "unit", True, "contradicted")
-    verdict = claims.Verdict.of("x", "s", "c", "m", "unit", "holds as printed")
+    verdict = claims.Verdict.of("x", "m", "unit", "holds as printed")
     assert verdict.reproduced and verdict.verdict == "holds as printed" and "HOLDS AS PRINTED" in verdict.line()
 
 
@@ -188,10 +209,57 @@ def test_effect_and_combine_categories():
     assert claims.effect([0.0, 0.3], 0.1)[-1] == "inconclusive"
     assert claims.effect([0.3], 0.1)[-1] == "inconclusive"  # one seed: no interval
     assert claims.combine(["reproduced", "reproduced"]) == "reproduced"
-    assert claims.combine(["reproduced", "contradicted"]) == "reproduced in part"
+    assert claims.combine(["reproduced", "inconclusive"]) == "reproduced in part"
+    assert claims.combine(["reproduced", "contradicted"]) == "mixed"
+    assert claims.combine(["contradicted", "inconclusive"]) == "contradicted in part"
     assert claims.combine(["contradicted", "contradicted"]) == "contradicted"
-    assert claims.combine(["contradicted", "inconclusive"]) == "inconclusive"
     assert claims.combine(["inconclusive", "inconclusive"]) == "inconclusive"
+
+
+_SWAP = {"reproduced": "contradicted", "contradicted": "reproduced", "reproduced in part": "contradicted in part",
+         "contradicted in part": "reproduced in part", "mixed": "mixed", "inconclusive": "inconclusive"}
+_PARTS = ("reproduced", "contradicted", "inconclusive")
+
+
+def _every_claim(most=4):
+    import itertools
+
+    for k in range(1, most + 1):
+        yield from itertools.product(_PARTS, repeat=k)
+
+
+def test_swapping_reproduced_and_contradicted_in_every_part_swaps_the_outcome():
+    # every claim of up to 4 parts: the rules favour neither side
+    for parts in _every_claim():
+        assert claims.combine([_SWAP[c] for c in parts]) == _SWAP[claims.combine(parts)], parts
+
+
+def test_a_vacuous_part_changes_nothing():
+    for parts in _every_claim(3):
+        for extra in _PARTS:
+            assert claims.combine([*parts, extra], [False] * len(parts) + [True]) == claims.combine(parts), (parts, extra)
+    assert claims.combine(["reproduced"], [True]) == "inconclusive"  # no part is evidence: nothing is decided
+    assert claims.merged([claims.Part("a", "reproduced", vacuous=True), claims.Part("b", "contradicted")]) == "contradicted"
+
+
+def test_no_claim_with_a_reproduced_and_a_contradicted_part_reads_reproduced_in_part():
+    for parts in _every_claim():
+        outcome = claims.combine(parts)
+        if "reproduced" in parts and "contradicted" in parts:
+            assert outcome == "mixed", parts
+        assert outcome in claims.CATEGORIES
+        assert (outcome == "reproduced") == all(c == "reproduced" for c in parts)
+
+
+def test_a_claims_parts_hold_together_at_the_family_wise_level():
+    assert claims.family_confidence(1) == 0.95 and claims.family_confidence(2) == pytest.approx(0.975)
+    values = [0.15, 0.19, 0.13, 0.17, 0.12]  # clears 0.1 at 95 %, not at 98.75 % (4 parts)
+    assert claims.effect(values, 0.1)[-1] == "reproduced" and claims.effect(values, 0.1, parts=4)[-1] == "inconclusive"
+    wider = claims.effect(values, 0.1, parts=4)
+    narrow = claims.effect(values, 0.1)
+    assert wider[1] < narrow[1] and wider[2] > narrow[2]
+    with pytest.raises(ValueError, match="parts must be a positive integer"):
+        claims.family_confidence(0)
 
 
 def _bs1(bn_first, bn_last):
@@ -207,7 +275,7 @@ def _bs1(bn_first, bn_last):
 @pytest.mark.parametrize("last_tests,last_train,expected", [
     ([50, 60, 55, 52, 58], 0.5, "reproduced"),  # falls and rises in every seed
     ([50, 60, 0.0, 5000, 58], 0.5, "reproduced in part"),  # the rise depends on the seed: that half is inconclusive
-    ([50, 60, 55, 52, 58], 1.5, "reproduced in part"),  # the training loss rises: that half is contradicted
+    ([50, 60, 55, 52, 58], 1.5, "mixed"),  # the training loss rises: that half is contradicted, the other reproduced
     ([1.0, 1.01, 0.99, 1.0, 1.0], 1.5, "contradicted"),  # neither half
 ])
 def test_batch_size_one_claim_judges_both_halves_over_seeds(last_tests, last_train, expected):
@@ -231,7 +299,7 @@ def test_step_sizes_are_picked_by_one_rule_and_a_diverged_step_never_wins():
     assert claims.pick_step_sizes(frame)["none"] == 1e-4  # ...another seed diverged there
 
 
-@pytest.mark.parametrize("bn,expected", [(0.7, "reproduced"), (0.58, "reproduced in part"), (0.5, "contradicted")])
+@pytest.mark.parametrize("bn,expected", [(0.7, "reproduced"), (0.58, "mixed"), (0.5, "contradicted")])
 def test_large_variance_claim_compares_bn_with_plain_regression_and_fn(bn, expected):
     frame = _logreg(bn)
     assert claims.check_large_variance(frame, "unit", claims.pick_step_sizes(frame)).category == expected
@@ -291,7 +359,7 @@ def test_mcsgd_rates_are_judged_per_batch_size():
     assert lemma.category == "reproduced" and cor3.category == "reproduced" and "batch 128" in cor3.measured
     assert thm2.claim_id == "lian-thm2" and thm2.category == "reproduced" and thm2.seeds == 5
     lemma, thm2, cor3 = claims.check_mcsgd_rates(_fits(0.02, {8: 0.9, 128: 0.6}), "unit", 0.25)
-    assert lemma.category == "contradicted" and cor3.category == "reproduced in part"  # the gap closes at batch 128
+    assert lemma.category == "contradicted" and cor3.category == "mixed"  # the gap closes at batch 128
 
 
 def test_theorem_2_fails_at_a_batch_size_where_mcsgds_gradient_norm_stops_falling():
@@ -299,7 +367,8 @@ def test_theorem_2_fails_at_a_batch_size_where_mcsgds_gradient_norm_stops_fallin
     small = (fits.batch_size == 2) & (fits.method == "mcsgd") & (fits.quantity == "squared gradient norm")
     fits.loc[small, "exponent"] -= 0.9  # about -0.3: the norm grows over the fitted iterations
     _, thm2, _ = claims.check_mcsgd_rates(fits, "unit", 0.25)
-    assert thm2.category == "reproduced in part" and "batch 2: -0.30" in thm2.measured and "(contradicted" in thm2.measured
+    assert thm2.category == "mixed" and "batch 2: -0.30" in thm2.measured and "(contradicted" in thm2.measured
+    assert [p.category for p in thm2.parts] == ["contradicted", "reproduced"] and thm2.parts[0].name == "batch 2"
     fits.loc[(fits.method == "mcsgd") & (fits.quantity == "squared gradient norm"), "exponent"] = -0.3
     assert claims.check_mcsgd_rates(fits, "unit", 0.25)[1].category == "contradicted"
 
@@ -332,11 +401,11 @@ def test_renorm_claim_compares_brn_with_bn_per_seed_once_sgd_fits_the_non_iid_ba
     rows = {("non_iid", "bn"): (0.9, 0.5), ("non_iid", "brn"): (0.9, brn), ("non_iid", "gn"): (gn_loss, 0.5),
             ("reference", "bn"): (0.7, 0.75)}
     frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
-    verdict = claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
+    verdict = claims.check_renorm_improves(frame, "unit", "non_iid", "x")
     assert verdict.category == expected and "GN 0.5" in verdict.measured and "GN's non-i.i.d. training loss" in verdict.measured
     # microbatches are shuffled: only the reference gate applies there
     micro = frame.replace({"setting": {"non_iid": "microbatch"}})
-    assert claims.check_renorm_improves(micro, "unit", "microbatch", "x", "src", "claim").category == expected.replace(
+    assert claims.check_renorm_improves(micro, "unit", "microbatch", "x").category == expected.replace(
         "inconclusive", "reproduced" if brn > 0.55 else "contradicted")
 
 
@@ -346,7 +415,7 @@ def test_renorm_claim_needs_the_setting_to_cost_bn_something_to_recover(bn, brn,
     # reference BN 0.75: microbatches that cost BN 0.005 leave Batch Renorm too little to recover (gate 0.02)
     rows = {("microbatch", "bn"): (0.9, bn), ("microbatch", "brn"): (0.9, brn), ("reference", "bn"): (0.7, 0.75)}
     frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
-    verdict = claims.check_renorm_improves(frame, "unit", "microbatch", "x", "src", "claim")
+    verdict = claims.check_renorm_improves(frame, "unit", "microbatch", "x")
     assert verdict.category == expected
     passed = "passed" if bn < 0.73 else "failed"
     assert f"what the setting costs BN in test accuracy (room for Batch Renorm) {0.75 - bn:.3f}" in verdict.measured
@@ -357,7 +426,7 @@ def test_renorm_non_iid_gate_needs_group_norm_runs():
     rows = {("non_iid", "bn"): (0.9, 0.5), ("non_iid", "brn"): (0.9, 0.56), ("reference", "bn"): (0.7, 0.75)}
     frame = _per_seed(rows, ["setting", "norm", "train_loss", "test_acc"], jitter=0.002)
     with pytest.raises(ValueError, match="add 'gn' to norms"):
-        claims.check_renorm_improves(frame, "unit", "non_iid", "x", "src", "claim")
+        claims.check_renorm_improves(frame, "unit", "non_iid", "x")
 
 
 @pytest.mark.parametrize("noisy_acc,standard_acc,expected", [(0.11, 0.45, "reproduced"), (0.40, 0.45, "contradicted"),
@@ -386,7 +455,7 @@ def test_a_noisy_standard_network_that_diverged_stopped_training_at_its_last_eva
 
 
 def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(results_root):
-    verdict = claims.Verdict.of("x-1", "paper", "claim", "measured", "scale", "reproduced", seeds=3, interval="+0.1 [0, 0.2]")
+    verdict = claims.Verdict.of("x-1", "measured", "scale", "reproduced", seeds=3, interval="+0.1 [0, 0.2]")
     claims.record(verdict, "99-chapter", params={"epochs": 3}, runs=["b", "a"])
     ledger = claims.collect()
     assert ledger.claim_id.tolist() == ["x-1"] and ledger.verdict.tolist() == ["reproduced"]
@@ -398,7 +467,7 @@ def test_recorded_verdicts_are_collected_for_the_ledger_with_what_made_them(resu
 
 
 def test_a_verdict_over_diverged_runs_is_recorded_as_inconclusive(results_root):
-    verdict = claims.Verdict.of("x-2", "paper", "claim", "BN 0.1, FN 0.2", "scale", "reproduced")
+    verdict = claims.Verdict.of("x-2", "BN 0.1, FN 0.2", "scale", "reproduced")
     claims.record(verdict, "99-chapter", diverged=["unit: bn/shuffled: diverged at step 7"])
     row = claims.collect().iloc[0]
     assert row.verdict == "inconclusive: runs diverged" and not row.reproduced and row.category == "inconclusive"
@@ -409,7 +478,7 @@ def test_ledger_knows_which_chapters_lack_verdicts(results_root):
     with_claims = [c.name for c in CHAPTERS.values() if c.claims]
     assert commands.ensure_recorded(run=False) == with_claims
     for claim_id in CHAPTERS["32-batch-size-one"].claims:
-        claims.record(claims.Verdict.of(claim_id, "p", "c", "m", "s", "contradicted"), "32-batch-size-one")
+        claims.record(claims.Verdict.of(claim_id, "m", "s", "contradicted"), "32-batch-size-one")
     assert "32-batch-size-one" not in commands.ensure_recorded(run=False)
 
 
@@ -444,7 +513,7 @@ def _landscape(loss_range, grad, beta):
             "effective_beta_smoothness": [beta] * 2}
 
 
-@pytest.mark.parametrize("bn,expected", [((0.2, 1.0, 5.0), "reproduced"), ((0.2, 1.0, 50.0), "reproduced in part"),
+@pytest.mark.parametrize("bn,expected", [((0.2, 1.0, 5.0), "reproduced"), ((0.2, 1.0, 50.0), "mixed"),
                                          ((2.0, 5.0, 50.0), "contradicted")])
 def test_landscape_claim_needs_all_three_quantities_lower_with_bn(bn, expected):
     probes = _probes({"none": _landscape(1.0, 3.0, 20.0), "bn": _landscape(*bn), "fn": _landscape(0.5, 2.0, 10.0)})
@@ -457,8 +526,8 @@ def test_landscape_claim_needs_all_three_quantities_lower_with_bn(bn, expected):
 @pytest.mark.parametrize("bn_cos,expected", [(0.5, "reproduced"), (0.75, "inconclusive"), (0.9, "contradicted")])
 def test_ics_claim_holds_unless_bn_raises_the_cosine(bn_cos, expected):
     probes = _probes({"none": {"ics_cos": [0.7, 0.7], "ics_l2": [0.1, 0.1]}, "bn": {"ics_cos": [bn_cos] * 2, "ics_l2": [0.3, 0.3]}})
-    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim").category == expected
-    assert claims.check_ics_not_reduced(probes, "unit", "x", "src", "claim", by="lr").category == expected
+    assert claims.check_ics_not_reduced(probes, "unit", "x").category == expected
+    assert claims.check_ics_not_reduced(probes, "unit", "x", by="lr").category == expected
 
 
 def test_activation_drift_is_the_mean_change_in_units_of_the_spread():
@@ -472,8 +541,8 @@ def test_activation_drift_is_the_mean_change_in_units_of_the_spread():
 
 
 @pytest.mark.parametrize("noisy_acc,noisy_mean,expected", [(0.5, [0.0, 1.0, -1.0], "reproduced"),  # trains, shifts
-                                                           (0.3, [0.0, 1.0, -1.0], "contradicted"),  # shifts, trains worse
-                                                           (0.5, [0.0, 0.01, 0.0], "reproduced in part")])  # no larger shift
+                                                           (0.3, [0.0, 1.0, -1.0], "mixed"),  # shifts, trains worse
+                                                           (0.5, [0.0, 0.01, 0.0], "mixed")])  # no larger shift, trains
 def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_acc, noisy_mean, expected):
     probes = _probes({"none": {"act_mean": [0.0, 0.1, 0.0], "act_std": [1.0] * 3},
                       "bn": {"act_mean": [0.0, 0.05, 0.0], "act_std": [1.0] * 3},
@@ -485,8 +554,8 @@ def test_noisy_bn_claim_needs_both_a_shift_and_comparable_training(noisy_acc, no
 
 @pytest.mark.parametrize("lp_loss,lp_mean,lp_std,bn_loss,expected", [
     (0.52, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 0.5, "reproduced"),  # shifts more than the standard network, trains like BN
-    (0.90, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 0.5, "reproduced in part"),  # shifts, but trains worse than BN
-    (0.52, [0.0, 1.0, -1.0], [1.0, 1.0, 1.0], 0.5, "reproduced in part"),  # the mean moves, the scale does not
+    (0.90, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 0.5, "mixed"),  # shifts, but trains worse than BN
+    (0.52, [0.0, 1.0, -1.0], [1.0, 1.0, 1.0], 0.5, "mixed"),  # the mean moves, the scale does not
     (0.90, [0.0, 0.01, 0.0], [1.0, 1.01, 1.0], 0.5, "contradicted"),  # neither
     (0.52, [0.0, 1.0, -1.0], [1.0, 2.0, 1.0], 1.3, "inconclusive")])  # BN did not learn: the gate
 def test_lp_norm_claim_needs_each_p_to_shift_more_than_standard_and_train_like_bn(lp_loss, lp_mean, lp_std, bn_loss,
@@ -525,7 +594,7 @@ def test_scale_drift_is_the_mean_change_of_log_spread_and_ignores_the_mean():
     assert claims.activation_drift(probes)["lp1"] == 0.0  # the mean drift does not see it
 
 
-@pytest.mark.parametrize("bn_at_05,bn_at_01,expected", [(1.0, 0.9, "reproduced"), (2.5, 0.9, "reproduced in part"),
+@pytest.mark.parametrize("bn_at_05,bn_at_01,expected", [(1.0, 0.9, "reproduced"), (2.5, 0.9, "mixed"),
                                                         (1.0, 1.3, "inconclusive")])  # BN did not learn: the gate
 def test_learning_rate_claim_needs_bn_ahead_at_both_rates_and_the_gate(bn_at_05, bn_at_01, expected):
     rows = {("none", 0.1): (1.5, 0.4), ("bn", 0.1): (bn_at_01, 0.45), ("fn", 0.1): (1.0, 0.45),
@@ -535,7 +604,7 @@ def test_learning_rate_claim_needs_bn_ahead_at_both_rates_and_the_gate(bn_at_05,
 
 
 def test_a_verdict_shows_as_a_badge_and_a_sentence_and_prints_as_wrapped_text():
-    verdict = claims.Verdict.of("x-3", "paper", "a claim " * 20, "BN 0.1 < FN 0.2 & more", "scale", "inconclusive")
+    verdict = claims.Verdict.of("x-3", "BN 0.1 < FN 0.2 & more", "scale", "inconclusive")
     html = verdict._repr_html_()
     assert "inconclusive</span>" in html and 'id="verdict-x-3"' in html and "&amp; more" in html
     assert repr(verdict) == verdict.line()
@@ -553,12 +622,14 @@ def test_label_limited_claim_needs_both_networks_to_learn_their_batches(fn_train
     assert verdict.category == expected and verdict.claim_id == "lian-fig5"
     assert ("failed" in verdict.measured.split("; ")[-1]) == (expected == "inconclusive")
     # chapter 37 tests the same claim at batches of 32, under its own id
-    other = claims.check_label_limited(frame, "unit", claim_id="lian-fig5-b32", source="Figure 5 at batches of 32")
-    assert (other.claim_id, other.source, other.category) == ("lian-fig5-b32", "Figure 5 at batches of 32", expected)
-    # and with another FN variant, named in the claim and the measurement
+    other = claims.check_label_limited(frame, "unit", claim_id="lian-fig5-b32")
+    assert (other.claim_id, other.category) == ("lian-fig5-b32", expected)
+    assert other.source == "Lian & Liu 2019, Figure 5 at batches of 32 (CIFAR-10, at most 3 labels per batch)"  # registered
+    # and with another FN variant, named in the registered claim and in the measurement
     decoupled = frame.replace({"norm": {"fn": "fn_decoupled"}})
-    verdict = claims.check_label_limited(decoupled, "unit", claim_id="x", source="s", fn_norm="fn_decoupled")
+    verdict = claims.check_label_limited(decoupled, "unit", claim_id="lian-fig5-b32-decoupled", fn_norm="fn_decoupled")
     assert verdict.category == expected and "far behind FN (decoupled)'s" in verdict.claim
+    assert "FN (decoupled)" in verdict.measured
     assert "vs FN (decoupled) " in verdict.measured
 
 
@@ -572,7 +643,7 @@ def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it
     loaded = {c: RunResult({}, {}, {}, "diverged" if c.norm == "noisy_none" else "ok", 4 if c.norm == "noisy_none" else None)
               for c in configs}
     run = ChapterRun(chapter, "ci", params, configs, results_root / "ci", _loaded=loaded)
-    verdict = claims.Verdict.of("x-3", "paper", "claim", "measured", "scale", "reproduced")
+    verdict = claims.Verdict.of("x-3", "measured", "scale", "reproduced")
 
     def recorded(**kwargs):
         run.record(verdict, **kwargs)
@@ -590,12 +661,12 @@ def test_a_chapter_records_a_verdict_over_the_runs_it_read_and_the_divergence_it
 
 def test_compare_scales_puts_each_claim_on_one_row_with_each_scales_category_and_effect():
     def verdict(claim_id, category, interval=""):
-        return claims.Verdict.of(claim_id, "paper", "a claim", "numbers", "scale", category, seeds=5, interval=interval)
+        return claims.Verdict.of(claim_id, "numbers", "scale", category, seeds=5, interval=interval)
 
-    book = [verdict("a", "inconclusive", "+0.01 [-0.02, +0.04]"), verdict("b", "reproduced")]
-    paper = [verdict("b", "contradicted", "-0.3 [-0.4, -0.2]"), verdict("c", "reproduced in part")]
+    book = [verdict("xa", "inconclusive", "+0.01 [-0.02, +0.04]"), verdict("xb", "reproduced")]
+    paper = [verdict("xb", "contradicted", "-0.3 [-0.4, -0.2]"), verdict("xc", "reproduced in part")]
     table = claims.compare_scales({"book": book, "paper": paper})
-    assert list(table.claim) == ["a", "b", "c"]
+    assert list(table.claim) == ["xa", "xb", "xc"]
     assert list(table["book: category"]) == ["inconclusive", "reproduced", "-"]
     assert list(table["paper: category"]) == ["-", "contradicted", "reproduced in part"]
     assert list(table["book: effect"]) == ["+0.01 [-0.02, +0.04]", "-", "-"]
@@ -603,24 +674,65 @@ def test_compare_scales_puts_each_claim_on_one_row_with_each_scales_category_and
     with pytest.raises(ValueError, match="at least one scale"):
         claims.compare_scales({})
     # checks with no interval at any scale (the mathematical ones) show their categories only
-    maths = claims.compare_scales({"book": [verdict("t", "holds as printed")], "paper": [verdict("t", "false as printed")]})
+    maths = claims.compare_scales({"book": [verdict("xt", "holds as printed")], "paper": [verdict("xt", "false as printed")]})
     assert list(maths.columns) == ["claim", "book: category", "paper: category"]
 
 
-def test_by_paper_counts_each_papers_claims_by_category():
+def test_by_paper_counts_one_row_per_paper_claim_and_the_books_extensions_apart():
     ledger = pd.DataFrame({
-        "source": ["Lian & Liu 2019, Figure 4", "Lian & Liu 2019, Lemma 1", "Santurkar et al. 2018, Theorem 4.1",
-                   "Lian & Liu 2019, Figure 2", "this book (FN's decoupled gradient estimator; Wang, Fang & Liu 2017)",
-                   "Ioffe 2017, Section 4.2"],
+        "claim_id": ["lian-fig4", "lian-lemma1", "santurkar-thm4.1", "lian-fig2", "fn-decoupled-unbiased",
+                     "ioffe-microbatch", "lian-fig4-decoupled", "lian-fig1-fn-exact"],
         "verdict": ["reproduced", "inconclusive: runs diverged", "holds as corrected", "reproduced", "holds as printed",
-                    "inconclusive"]})
+                    "inconclusive", "reproduced", "reproduced"]})
     table = claims.by_paper(ledger)
-    assert list(table.index) == ["Lian & Liu 2019", "Ioffe 2017", "Santurkar et al. 2018", "this book"]
-    assert list(table.columns) == ["reproduced", "inconclusive", "holds as printed", "holds as corrected", "claims"]
-    assert table.loc["Lian & Liu 2019"].tolist() == [2, 1, 0, 0, 3] and table.claims.sum() == len(ledger)
-    assert table.loc["this book", "holds as printed"] == 1 and table.loc["Ioffe 2017", "inconclusive"] == 1
+    assert list(table.index) == ["Lian & Liu 2019", "Ioffe 2017", "Santurkar et al. 2018", "the book's extensions"]
+    assert list(table.columns) == ["reproduced", "inconclusive", "holds as printed", "holds as corrected", "claims",
+                                   "rule set after the runs"]
+    assert table.loc["Lian & Liu 2019"].tolist() == [2, 1, 0, 0, 3, 2]  # Figure 4 (10 epochs), Figure 2 (5 seeds)
+    assert table.loc["the book's extensions"].tolist() == [2, 0, 1, 0, 3, 2]  # FN's other estimators count apart
+    assert table.claims.sum() == len(ledger)
     with pytest.raises(ValueError, match="not categories"):
         claims.by_paper(ledger.assign(verdict=["not reproduced at this scale"] * len(ledger)))
+    with pytest.raises(ValueError, match="not registered"):
+        claims.by_paper(ledger.assign(claim_id=["lian-fig99"] * len(ledger)))
+
+
+def test_every_claim_a_chapter_records_is_registered_once_with_its_chapter():
+    from revisit_bn import registry
+
+    recorded = {claim_id: name for name, spec in CHAPTERS.items() for claim_id in spec.claims}
+    assert sorted(recorded) == sorted(c.claim_id for c in registry._CLAIMS)
+    assert len(registry._CLAIMS) == len({c.claim_id for c in registry._CLAIMS})  # each id once
+    for claim_id, chapter in recorded.items():
+        assert registry.claim(claim_id).chapter == chapter, claim_id
+    with pytest.raises(KeyError, match="not registered"):
+        registry.claim("lian-fig99")
+
+
+def test_a_registered_threshold_states_the_numbers_its_constants_hold():
+    # the registry's words and the code's constants cannot drift apart: every numeric constant a claim names
+    # appears in its threshold text
+    import importlib
+
+    from revisit_bn import registry
+
+    for c in registry.CLAIMS.values():
+        for name in c.constants:
+            module, attribute = name.split(".")
+            value = getattr(importlib.import_module(f"revisit_bn.{module}"), attribute)
+            if isinstance(value, (int, float)):
+                assert f"{value:g}" in c.threshold, (c.claim_id, name, value, c.threshold)
+
+
+def test_the_rule_changes_the_issue_lists_are_marked():
+    from revisit_bn import ledger, registry
+
+    changed = {i for i, c in registry.CLAIMS.items() if c.changes}
+    assert {"ioffe-noniid", "ioffe-microbatch", "santurkar-lp", "santurkar-lp-dln", "lian-fig2", "lian-fig1",
+            "lian-fig4"} <= changed
+    assert "0.05" in " ".join(ch.what for ch in registry.claim("lian-fig1").changes)
+    assert ledger.rule_changes(registry.claim("lian-fig2")).startswith("rule set after the runs: seeds 3 -> 5")
+    assert ledger.rule_changes(registry.claim("lian-remark1")) == ""
 
 
 def test_label_limited_names_the_fit_gate_that_one_more_seed_would_fail():
@@ -661,9 +773,9 @@ def test_an_ics_part_that_the_probe_schedule_decides_is_inconclusive():
     swinging = _ics_probes(lambda t: 0.6 if t % 20 == 0 else 0.2, none_cos=0.5)
     halves = claims.ics_probe_halves(swinging)
     assert "(reproduced)" in halves.loc["all", "all probes"] and not halves.agree.all()
-    verdict = claims.check_ics_not_reduced(swinging, "unit", "x", "src", "claim")
+    verdict = claims.check_ics_not_reduced(swinging, "unit", "x")
     assert verdict.category == "inconclusive" and "the probe schedule decides it" in verdict.measured
-    steady = claims.check_ics_not_reduced(_ics_probes(lambda t: 0.45), "unit", "x", "src", "claim")
+    steady = claims.check_ics_not_reduced(_ics_probes(lambda t: 0.45), "unit", "x")
     assert steady.category == "reproduced" and "probe schedule" not in steady.measured
 
 
@@ -797,7 +909,7 @@ def test_a_verdict_that_one_epoch_less_would_flip_is_inconclusive(bn_large, bn_a
 
 def test_reproduced_at_one_length_and_in_part_at_the_other_is_in_part_and_a_failed_gate_is_named():
     def verdict(category, measured="m"):
-        return claims.Verdict.of("x", "src", "claim", measured, "unit", category, 5, "+0.300 [+0.200, +0.400]")
+        return claims.Verdict.of("x", measured, "unit", category, 5, "+0.300 [+0.200, +0.400]")
 
     frame = _curves({("bn",): {"test_loss": [2.0, 1.0, 0.5]}}, ["norm"])
     categories = iter([])
@@ -832,7 +944,7 @@ def test_a_decided_verdict_after_a_single_epoch_is_inconclusive_and_has_no_recom
 
 def test_exact_statements_take_the_categories_for_mathematics():
     def check(printed, corrected=None, correction=""):
-        return claims.check_exact("x-thm", "paper, Theorem 1", "it holds", printed, "exact", corrected, correction)
+        return claims.check_exact("x-thm", printed, "exact", corrected, correction)
 
     held = check({"identity": True, "no counterexample": True})
     assert held.category == "holds as printed" and held.reproduced and held.seeds == 0 and held.interval == ""
@@ -843,7 +955,7 @@ def test_exact_statements_take_the_categories_for_mathematics():
     assert check({"identity": False}).category == "false as printed"
     wrong = check({"identity": False}, {"corrected identity": False}, "with 1/m")
     assert wrong.category == "false as printed" and not wrong.reproduced and "corrected (with 1/m)" in wrong.measured
-    noted = claims.check_exact("x-obs", "paper", "on one batch", {"per batch": True}, "exact", note="across batches: not")
+    noted = claims.check_exact("x-obs", {"per batch": True}, "exact", note="across batches: not")
     assert noted.category == "holds as printed" and noted.measured == "per batch: holds; across batches: not"
     with pytest.raises(ValueError, match="printed must name"):
         check({})
@@ -863,3 +975,36 @@ def test_mcsgd_with_the_decoupled_estimator_gets_theorem_2_and_corollary_3_of_it
     assert cor3.category == "contradicted"  # SGD's 0.9 no faster than decoupled MCSGD's 0.9
     with pytest.raises(ValueError, match="no runs of"):
         claims.check_mcsgd_rates(fits, "unit", 0.25, method="mcsgd_decoupled")
+
+
+def test_every_record_lists_its_parts(results_root):
+    import json
+
+    single = claims.Verdict.of("x-1", "measured", "scale", "reproduced", seeds=3, interval="+0.1 [0, 0.2]")
+    parts = (claims.Part("lr 0.1", "reproduced", "+0.2 [0.1, 0.3]", 5),
+             claims.Part("lr 0.5", "contradicted", "-0.2 [-0.3, -0.1]", 5),
+             claims.Part("lr 0.01", "reproduced", "+0.000 [+0.000, +0.000]", 5, vacuous=True))
+    several = claims.Verdict.of("x-2", "measured", "scale", claims.merged(parts), 5, "", parts)
+    assert several.category == "mixed"
+    for verdict in (single, several):
+        path = claims.record(verdict, "99-chapter")
+        recorded = json.loads(path.read_text())["parts"]
+        assert all(set(p) == {"name", "category", "interval", "seeds", "vacuous"} for p in recorded)
+    assert json.loads(claims.record(single, "99-chapter").read_text())["parts"] == [
+        {"name": "claim", "category": "reproduced", "interval": "+0.1 [0, 0.2]", "seeds": 3, "vacuous": False}]
+    assert [p["vacuous"] for p in json.loads(claims.record(several, "99-chapter").read_text())["parts"]] == [False, False, True]
+    with pytest.raises(ValueError, match="a part's category"):
+        claims.Part("x", "holds as printed")
+
+
+def test_a_part_saturated_at_cos_1_in_both_networks_is_shown_and_not_counted():
+    # lr 0.01: cos(G, G') 1 - 1e-5 for both networks (G' = G at a tiny step: any network); lr 0.2: BN far above
+    import pandas as pd
+
+    saturated = _ics_probes(lambda t: 0.99999, none_cos=0.99998, seeds=(0, 0, 0)).assign(lr=0.01)
+    saturated["value"] = saturated["value"].clip(upper=0.999995)
+    apart = _ics_probes(lambda t: 0.9, none_cos=0.3).assign(lr=0.2)
+    verdict = claims.check_ics_not_reduced(pd.concat([saturated, apart]), "unit", "santurkar-fig3-dln", by="lr")
+    assert [(p.name, p.vacuous) for p in verdict.parts] == [("lr 0.01", True), ("lr 0.2", False)]
+    assert verdict.parts[1].category == "contradicted"
+    assert verdict.category == "contradicted" and "vacuous: both saturated at 1, not counted" in verdict.measured

@@ -29,14 +29,15 @@ def record(verdict: Verdict, chapter: str, profile: str = "book", params: dict |
     """Store ``verdict`` (atomically) for the ledger, with what made it.
 
     The record holds the notebook ``chapter``, the ``profile``, its parameters ``params``, the keys
-    of the stored ``runs`` it read and the code fingerprint. When some of those runs ``diverged``,
+    of the stored ``runs`` it read, the code fingerprint and the claim's ``parts``
+    (:meth:`revisit_bn.verdicts.Verdict.part_list`). When some of those runs ``diverged``,
     the verdict is recorded as ``"inconclusive: runs diverged"`` and the runs are named in ``measured``
     (a NaN never passes or fails a threshold silently).
     """
     from .results import code_fingerprint, write_json_atomic
 
-    payload = {**dataclasses.asdict(verdict), "chapter": chapter, "verdict": verdict.verdict, "profile": profile,
-               "params": params or {}, "runs": sorted(runs or []), "code": code_fingerprint()}
+    payload = {**dataclasses.asdict(verdict), "parts": verdict.part_list(), "chapter": chapter, "verdict": verdict.verdict,
+               "profile": profile, "params": params or {}, "runs": sorted(runs or []), "code": code_fingerprint()}
     if diverged:
         payload.update(reproduced=False, category="inconclusive", verdict="inconclusive: runs diverged",
                        measured=f"{verdict.measured}; diverged runs: {'; '.join(diverged)}")
@@ -45,43 +46,72 @@ def record(verdict: Verdict, chapter: str, profile: str = "book", params: dict |
     return path
 
 
+EXTENSIONS = "the book's extensions"  # the row of by_paper that counts the book's own readings and extensions
+
+
 def collect(profile: str = "book", directory: Path | None = None):
-    """Every recorded verdict of ``profile`` as a :class:`pandas.DataFrame`, sorted by claim id (empty if none)."""
+    """Every recorded verdict of ``profile`` as a :class:`pandas.DataFrame`, sorted by claim id (empty if none),
+    with the registry's ``paper``, ``kind`` (``"paper"`` or ``"extension"``) and ``rule`` (``""``, or what was
+    changed after the runs: :attr:`revisit_bn.registry.Claim.changes`) beside each record."""
     import pandas as pd
+
+    from .registry import CLAIMS
 
     directory = directory or claims_dir(profile)
     rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
     columns = ["claim_id", "source", "claim", "measured", "scale", "verdict", "chapter", "seeds", "interval"]
-    return pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
+    frame = pd.DataFrame(rows, columns=columns + [c for c in (rows[0] if rows else {}) if c not in columns])
+    registered = [CLAIMS.get(i) for i in frame.claim_id]
+    frame["paper"] = [c.paper if c else "" for c in registered]
+    frame["kind"] = [c.kind if c else "" for c in registered]
+    frame["rule"] = [rule_changes(c) if c else "" for c in registered]
+    return frame
+
+
+def rule_changes(claim) -> str:
+    """``""``, or ``"rule set after the runs: <what> (<commit>, <date>); ..."`` for a claim whose measure,
+    threshold, gate, seeds or length changed after runs of it were stored."""
+    if not claim.changes:
+        return ""
+    return "rule set after the runs: " + "; ".join(f"{c.what} ({c.commit}, {c.date})" for c in claim.changes)
 
 
 def by_paper(ledger):
-    """How many claims of each paper fall in each category: a :class:`pandas.DataFrame` with one row
-    per paper (the work a claim's ``source`` names first, e.g. ``"Lian & Liu 2019"``, or ``"this book"``
-    for the book's own claims; most claims first, ``"this book"`` last), one column per
-    category of :data:`CATEGORIES` that occurs (in that order; a verdict such as ``"inconclusive:
-    runs diverged"`` counts as its category) and a ``claims`` total.
+    """How many claims of each paper fall in each category, one row per claim of a paper, the book's own
+    readings and extensions counted apart: a :class:`pandas.DataFrame` with one row per paper (its claims
+    of kind ``"paper"`` in :mod:`revisit_bn.registry`; most claims first) and a last row
+    :data:`EXTENSIONS` (every claim of kind ``"extension"``, whatever paper it extends), one column per
+    category of :data:`CATEGORIES` that occurs (in that order; a verdict such as ``"inconclusive: runs
+    diverged"`` counts as its category), ``claims`` (the total) and ``rule set after the runs`` (how many
+    of them).
 
     Args:
-        ledger: recorded verdicts, as :func:`collect` gives them (columns ``source`` and ``verdict``).
+        ledger: recorded verdicts, as :func:`collect` gives them (columns ``claim_id`` and ``verdict``).
 
     Raises:
-        ValueError: a verdict outside :data:`CATEGORIES`.
+        ValueError: a verdict outside :data:`CATEGORIES`, or a claim that is not registered.
     """
     import pandas as pd
 
-    paper = ledger.source.str.extract(r"^(this book|[^,(]+?)\s*(?:,|\(|$)", expand=False)
+    from .registry import CLAIMS
+
+    unregistered = sorted(set(ledger.claim_id) - set(CLAIMS))
+    if unregistered:
+        raise ValueError(f"by_paper: claims {unregistered} are not registered in revisit_bn/registry.py")
+    registered = [CLAIMS[i] for i in ledger.claim_id]
+    paper = pd.Series([c.paper if c.kind == "paper" else EXTENSIONS for c in registered], index=ledger.index)
     category = ledger.verdict.str.split(":").str[0]
     unknown = sorted(set(category) - set(CATEGORIES))
     if unknown:
         raise ValueError(f"by_paper: verdicts {unknown} are not categories of claims.CATEGORIES; "
                          "record them with claims.record")
     counts = paper.value_counts()
-    order = sorted(counts.index, key=lambda name: (name == "this book", -counts[name], name))
+    order = sorted(counts.index, key=lambda name: (name == EXTENSIONS, -counts[name], name))
     table = pd.crosstab(pd.Categorical(paper, categories=order),
                         pd.Categorical(category, categories=[c for c in CATEGORIES if c in set(category)]))
     table.index.name, table.columns.name = "paper", None
-    return table.assign(claims=table.sum(axis=1))
+    late = pd.Series([bool(c.changes) for c in registered], index=ledger.index).groupby(paper).sum()
+    return table.assign(claims=table.sum(axis=1), **{"rule set after the runs": late.reindex(table.index).astype(int)})
 
 
 def compare_scales(scales: dict[str, list[Verdict]]):

@@ -25,19 +25,55 @@ COMPARABLE_RATIO, COMPARABLE_NATS = 2.0, 0.05
 FAR_RATIO, FAR_NATS = 2.0, 0.1
 # "Match": final test losses within 0.05 nats and test accuracies within 1 percentage point.
 MATCH_NATS, MATCH_ACC = 0.05, 0.01
-# Verdict categories: for experiments, then for mathematics.
-CATEGORIES = ("reproduced", "reproduced in part", "contradicted", "inconclusive",
-              "holds as printed", "holds as corrected", "false as printed")
+# Verdict categories: for experiments, then for mathematics. A claim of several parts takes the symmetric merge
+# of its parts' categories (:func:`combine`): reproduced (all parts), reproduced in part (reproduced and
+# inconclusive parts), mixed (a reproduced and a contradicted part), contradicted in part (contradicted and
+# inconclusive parts), contradicted (all), inconclusive (none decided).
+EXPERIMENTAL = ("reproduced", "reproduced in part", "mixed", "contradicted in part", "contradicted", "inconclusive")
+CATEGORIES = EXPERIMENTAL + ("holds as printed", "holds as corrected", "false as printed")
 SUPPORTING = ("reproduced", "holds as printed", "holds as corrected")
-
-
 _BADGE = {"reproduced": "#1b7837", "holds as printed": "#1b7837", "reproduced in part": "#5aae61",
-          "holds as corrected": "#5aae61", "contradicted": "#b2182b", "false as printed": "#b2182b",
-          "inconclusive": "#777777"}
+          "holds as corrected": "#5aae61", "mixed": "#8c6d1f", "contradicted in part": "#d6604d",
+          "contradicted": "#b2182b", "false as printed": "#b2182b", "inconclusive": "#777777"}
 # "Far behind" in accuracy: at least 5 percentage points lower; "improves": at least 1 point higher.
 FAR_ACC, BETTER_ACC = 0.05, 0.01
 # Seed intervals: two-sided t-intervals at this confidence over per-seed effects.
 CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a claim: its own effect, interval and category (:func:`combine` merges a claim's parts).
+
+    Attributes:
+        name: what the part is (e.g. ``"batch size 2"``, ``"shift, p = 1"``).
+        category: one of :data:`EXPERIMENTAL`.
+        interval: its effect with its interval (``"+0.179 [+0.126, +0.231]"``; ``""`` when none).
+        seeds: how many seeds it was measured over.
+        vacuous: its outcome is fixed by construction (equal in both arms whatever the data): it is
+            shown, and not counted.
+
+    Raises:
+        ValueError: an unknown category.
+    """
+
+    name: str
+    category: str
+    interval: str = ""
+    seeds: int = 0
+    vacuous: bool = False
+
+    def __post_init__(self) -> None:
+        if self.category not in EXPERIMENTAL:
+            raise ValueError(f"a part's category must be one of {EXPERIMENTAL}, got {self.category!r}")
+        object.__setattr__(self, "seeds", int(self.seeds))
+        object.__setattr__(self, "vacuous", bool(self.vacuous))
+
+
+def merged(parts) -> str:
+    """The claim's category from its :class:`Part` s (:func:`combine`, vacuous parts not counted)."""
+    parts = list(parts)
+    return combine([p.category for p in parts], [p.vacuous for p in parts])
 
 
 @dataclass(frozen=True)
@@ -54,6 +90,7 @@ class Verdict:
         category: one of :data:`CATEGORIES`.
         seeds: how many seeds the effect was measured over (0: not a seeded measurement).
         interval: the effect with its interval, e.g. ``"+0.179 [+0.126, +0.231]"`` ("" when none).
+        parts: the claim's :class:`Part` s where it has several (``()``: one part, the verdict itself).
 
     Raises:
         ValueError: a missing or unknown category, or one that disagrees with ``reproduced``.
@@ -68,9 +105,11 @@ class Verdict:
     category: str = ""
     seeds: int = 0
     interval: str = ""
+    parts: tuple = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reproduced", bool(self.reproduced))  # numpy bools are not JSON
+        object.__setattr__(self, "parts", tuple(self.parts))
         object.__setattr__(self, "seeds", int(self.seeds))
         if self.category not in CATEGORIES:
             raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
@@ -78,10 +117,27 @@ class Verdict:
             raise ValueError(f"reproduced={self.reproduced} disagrees with category {self.category!r}")
 
     @classmethod
-    def of(cls, claim_id: str, source: str, claim: str, measured: str, scale: str, category: str,
-           seeds: int = 0, interval: str = "") -> "Verdict":
-        """A verdict with a category (``reproduced`` follows from it)."""
-        return cls(claim_id, source, claim, measured, scale, category in SUPPORTING, category, seeds, interval)
+    def of(cls, claim_id: str, measured: str, scale: str, category: str, seeds: int = 0, interval: str = "",
+           parts=()) -> "Verdict":
+        """The verdict on the registered claim ``claim_id`` (its source and words from
+        :mod:`revisit_bn.registry`), with a category (``reproduced`` follows from it).
+
+        Raises:
+            KeyError: ``claim_id`` is not registered.
+        """
+        from .registry import claim
+
+        registered = claim(claim_id)
+        return cls(claim_id, registered.source, registered.words, measured, scale, category in SUPPORTING, category,
+                   seeds, interval, parts)
+
+    def part_list(self) -> list[dict]:
+        """Its parts as the ledger records them, ``[{name, category, interval, seeds, vacuous}]``: the
+        :class:`Part` s of a claim with several, else one part, the verdict itself (``name`` ``"claim"``)."""
+        if self.parts:
+            return [dataclasses.asdict(p) for p in self.parts]
+        return [{"name": "claim", "category": self.category, "interval": self.interval, "seeds": self.seeds,
+                 "vacuous": False}]
 
     @property
     def verdict(self) -> str:
@@ -433,15 +489,17 @@ def _one_epoch_short_rule(verdict: Verdict, short: Verdict, where: str) -> Verdi
     """``verdict`` after :func:`on_training_length`'s rule, given its recomputation ``short`` at ``where``."""
     if verdict.category in ("inconclusive", short.category):
         return verdict
-    # reproduced at one length, in part at the other: what differs is one part (inconclusive), the rest holds
-    in_part = {verdict.category, short.category} == {"reproduced", "reproduced in part"}
-    category = "reproduced in part" if in_part else "inconclusive"
+    # reproduced (or contradicted) at one length, in part at the other: what differs is one part (inconclusive), the
+    # rest holds at both
+    pair = {verdict.category, short.category}
+    in_part = next((f"{side} in part" for side in ("reproduced", "contradicted") if pair == {side, f"{side} in part"}), None)
+    category = in_part or "inconclusive"
     gates = "".join(f"; {g}" for g in re.findall(r"gate: [^()]*\([^()]*failed\)", short.measured))
     return dataclasses.replace(
         verdict, category=category, reproduced=category in SUPPORTING,
         measured=f"{verdict.measured}; {verdict.category} at the end but {short.category} one epoch short ({where}"
                  f"{': ' + short.interval if short.interval else ''}{gates}): the training length decides "
-                 + ("part of it, reproduced in part" if in_part else "it, inconclusive"))
+                 + (f"part of it, {in_part}" if in_part else "it, inconclusive"))
 
 
 def _name(norm: str) -> str:
@@ -489,34 +547,37 @@ SCALED_MNIST_GATE = 0.90
 RENORM_ROOM_ACC = 2 * BETTER_ACC
 
 
-def effect(values, threshold: float, below: bool = False) -> tuple[float, float, float, int, str]:
+def effect(values, threshold: float, below: bool = False, parts: int = 1) -> tuple[float, float, float, int, str]:
     """Mean, t-interval, agreeing seeds and category of a per-seed effect against ``threshold``.
 
     ``below=False``: the claim holds when the effect exceeds ``threshold`` (interval above it:
     reproduced, below it: contradicted, straddling it or one seed: inconclusive). ``below=True``:
     the claim holds when the effect is under ``threshold``. A decided category must also survive
-    one more seed (:func:`one_more_seed`); otherwise it is inconclusive (our choice).
+    one more seed (:func:`one_more_seed`); otherwise it is inconclusive (our choice). ``parts``: the
+    number of parts of the claim this effect is one of; the interval is then at
+    :func:`family_confidence` (Bonferroni), so that the claim's parts hold together at :data:`CONFIDENCE`.
 
     Raises:
-        ValueError: no values, a non-finite value (:func:`per_seed`) or a non-finite threshold.
+        ValueError: no values, a non-finite value (:func:`per_seed`), a non-finite threshold or bad ``parts``.
     """
     values = per_seed(values, "effect's per-seed values")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold != threshold \
             or abs(threshold) == float("inf"):
         raise ValueError(f"effect's threshold must be a finite number, got {threshold!r}")
-    mean, low, high = seed_interval(values)
+    confidence = family_confidence(parts)
+    mean, low, high = seed_interval(values, confidence)
     if below:
         category = threshold_category(-high, -low, -threshold)
         agree = int((values < threshold).sum())
     else:
         category = threshold_category(low, high, threshold)
         agree = int((values > threshold).sum())
-    if one_more_seed(values, threshold, below)[1] != category:
+    if one_more_seed(values, threshold, below, parts)[1] != category:
         category = "inconclusive"
     return mean, low, high, agree, category
 
 
-def one_more_seed(values, threshold: float, below: bool = False) -> tuple[str, str]:
+def one_more_seed(values, threshold: float, below: bool = False, parts: int = 1) -> tuple[str, str]:
     """A per-seed effect's category by :func:`threshold_category`, and the category it would get
     from one more seed equal to its observed seed least favourable to that category (the lowest
     for an interval above ``threshold``, the highest for one below it; mirrored for
@@ -524,24 +585,25 @@ def one_more_seed(values, threshold: float, below: bool = False) -> tuple[str, s
 
     A verdict that this one seed would flip is not decided: :func:`effect` calls it inconclusive
     (our choice, a worst case drawn from the seeds at hand; the guide's "a verdict that one more
-    seed would flip is a defect").
+    seed would flip is a defect"). ``parts`` as for :func:`effect`.
     """
     import numpy as np
 
+    confidence = family_confidence(parts)
     signed = np.asarray(list(values), dtype=float) * (-1.0 if below else 1.0)
     limit = -threshold if below else threshold
-    now = threshold_category(*seed_interval(signed)[1:], limit)
+    now = threshold_category(*seed_interval(signed, confidence)[1:], limit)
     if now == "inconclusive":
         return now, now
     extra = signed.min() if now == "reproduced" else signed.max()
-    return now, threshold_category(*seed_interval(np.append(signed, extra))[1:], limit)
+    return now, threshold_category(*seed_interval(np.append(signed, extra), confidence)[1:], limit)
 
 
-def flip_note(values, threshold: float, below: bool = False) -> str:
+def flip_note(values, threshold: float, below: bool = False, parts: int = 1) -> str:
     """``" (one more seed like its least favourable would flip it)"`` where :func:`one_more_seed`
     changes the category of these per-seed values, else ``""``: for measured texts that print an
     interval which clears its threshold yet counts as inconclusive."""
-    now, after = one_more_seed(values, threshold, below)
+    now, after = one_more_seed(values, threshold, below, parts)
     return " (one more seed like its least favourable would flip it)" if now != after else ""
 
 
@@ -590,22 +652,63 @@ def _narrow(g: Gate, digits: int = 3) -> str:
     return f"; but {g.after:.{digits}f} with one more seed like its worst, failed" if g.on_mean and not g.ok else ""
 
 
-def combine(categories) -> str:
-    """One category for a claim with several parts: all reproduced -> reproduced; none reproduced and
-    some contradicted, none inconclusive -> contradicted; all inconclusive -> inconclusive; else in part."""
+# What each category says about a claim's parts: which outcomes occur among them.
+_OUTCOMES = {"reproduced": {"reproduced"}, "reproduced in part": {"reproduced", "inconclusive"},
+             "mixed": {"reproduced", "contradicted"}, "contradicted in part": {"contradicted", "inconclusive"},
+             "contradicted": {"contradicted"}, "inconclusive": {"inconclusive"}}
+
+
+def combine(categories, vacuous=None) -> str:
+    """One category for a claim with several parts, by symmetric rules.
+
+    Over the parts that are evidence (``vacuous[i]`` true marks part ``i`` as fixed by construction,
+    equal in both arms whatever the data: it does not count): all reproduced -> *reproduced*;
+    reproduced and inconclusive -> *reproduced in part*; at least one reproduced and one contradicted
+    -> *mixed*; contradicted and inconclusive -> *contradicted in part*; all contradicted ->
+    *contradicted*; none decided, or no part that is evidence -> *inconclusive*. A part may itself be
+    a merged category (its outcomes count). Swapping reproduced and contradicted in every part swaps
+    the outcome; a vacuous part changes nothing (tests check both).
+
+    Raises:
+        ValueError: no categories, an unknown one, or ``vacuous`` of another length.
+    """
     categories = list(categories)
     if not categories:
         raise ValueError("combine: a claim needs at least one part's category")
-    unknown = [c for c in categories if c not in CATEGORIES[:4]]
+    unknown = [c for c in categories if c not in _OUTCOMES]
     if unknown:
-        raise ValueError(f"combine: unknown part categories {unknown}; parts are {CATEGORIES[:4]}")
-    if all(c == "reproduced" for c in categories):
-        return "reproduced"
-    if all(c == "inconclusive" for c in categories):
-        return "inconclusive"
-    if all(c in ("contradicted", "inconclusive") for c in categories) and "contradicted" in categories:
-        return "contradicted" if "inconclusive" not in categories else "inconclusive"
-    return "reproduced in part"
+        raise ValueError(f"combine: unknown part categories {unknown}; parts are {EXPERIMENTAL}")
+    vacuous = [False] * len(categories) if vacuous is None else [bool(v) for v in vacuous]
+    if len(vacuous) != len(categories):
+        raise ValueError(f"combine: {len(vacuous)} vacuous flags for {len(categories)} parts")
+    outcomes = set().union(*(_OUTCOMES[c] for c, v in zip(categories, vacuous) if not v))
+    reproduced, contradicted = "reproduced" in outcomes, "contradicted" in outcomes
+    if reproduced and contradicted:
+        return "mixed"
+    if reproduced or contradicted:
+        side = "reproduced" if reproduced else "contradicted"
+        return f"{side} in part" if "inconclusive" in outcomes else side
+    return "inconclusive"
+
+
+def _level(parts: int) -> str:
+    """A part's interval level in words: ``"95%"`` for a claim of one part, ``"98.75% (95% over the claim's 4
+    parts)"`` for a claim of four (:func:`family_confidence`)."""
+    if parts == 1:
+        return f"{CONFIDENCE * 100:g}%"
+    return f"{family_confidence(parts) * 100:.4g}% ({CONFIDENCE * 100:g}% over the claim's {parts} parts)"
+
+
+def family_confidence(parts: int, confidence: float = CONFIDENCE) -> float:
+    """The confidence of each part's interval so that a claim's ``parts`` intervals hold together at
+    ``confidence`` (Bonferroni: ``1 - (1 - confidence) / parts``; 0.975 for 2 parts, 0.9875 for 4).
+
+    Raises:
+        ValueError: ``parts`` is not a positive integer.
+    """
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise ValueError(f"parts must be a positive integer (the claim's parts), got {parts!r}")
+    return 1.0 - (1.0 - confidence) / parts
 
 
 def _gate(ok: bool, category: str) -> str:
@@ -641,18 +744,20 @@ def cifar_gate(frame, **where) -> Gate:
     return gate(final_per_seed(frame, "test_acc", norm="bn", **where), CIFAR_GATE)
 
 
-def match_effect(values) -> tuple[float, float, float, str]:
+def match_effect(values, parts: int = 1) -> tuple[float, float, float, str]:
     """Mean, t-interval and :func:`_match_category` of per-seed differences, where a decided
     category must survive one more seed equal to the observed one least favourable to it (the
-    farthest from zero for a match, the nearest for a mismatch), as in :func:`one_more_seed`."""
+    farthest from zero for a match, the nearest for a mismatch), as in :func:`one_more_seed`;
+    ``parts`` as for :func:`effect`."""
     import numpy as np
 
-    values = np.asarray(list(values), dtype=float)
-    mean, low, high = seed_interval(values)
+    values = per_seed(values, "match_effect's per-seed differences")
+    confidence = family_confidence(parts)
+    mean, low, high = seed_interval(values, confidence)
     category = _match_category(low, high)
     if category != "inconclusive":
         extra = values[np.argmax(np.abs(values))] if category == "reproduced" else values[np.argmin(np.abs(values))]
-        if _match_category(*seed_interval(np.append(values, extra))[1:]) != category:
+        if _match_category(*seed_interval(np.append(values, extra), confidence)[1:]) != category:
             category = "inconclusive"
     return mean, low, high, category
 
@@ -688,6 +793,10 @@ def verdict_rules() -> str:
         "and accuracies) must keep its category when every run is cut one epoch short, the whole check recomputed "
         "there (runs of different lengths are cut at the same fraction of their schedules), or it is *inconclusive*: "
         "where training stopped decides it (reproduced at one length and in part at the other: in part). A claim of "
-        "several parts is *reproduced in part* when "
-        "some of its parts are reproduced and others are not."
+        "several parts takes each part's category with the intervals widened so that all of them hold together at "
+        f"{CONFIDENCE * 100:g} % (Bonferroni: each of k parts at 1 - {1 - CONFIDENCE:g}/k), and then, by symmetric "
+        "rules: all parts reproduced, *reproduced*; reproduced and inconclusive ones, *reproduced in part*; at least "
+        "one reproduced and one contradicted, *mixed*; contradicted and inconclusive ones, *contradicted in part*; all "
+        "contradicted, *contradicted*; none decided, *inconclusive*. A part whose two arms agree in every seed (a "
+        "measure saturated by construction) is shown and not counted."
     )
