@@ -1008,3 +1008,12 @@ def test_a_part_saturated_at_cos_1_in_both_networks_is_shown_and_not_counted():
     assert [(p.name, p.vacuous) for p in verdict.parts] == [("lr 0.01", True), ("lr 0.2", False)]
     assert verdict.parts[1].category == "contradicted"
     assert verdict.category == "contradicted" and "vacuous: both saturated at 1, not counted" in verdict.measured
+
+
+def test_every_registered_claim_states_the_papers_own_setting():
+    from revisit_bn import registry
+
+    assert set(registry.PAPER_SETTINGS) == set(registry.CLAIMS)
+    assert "not stated" in registry.paper_setting("lian-fig4") and "20 epochs" in registry.paper_setting("lian-fig3")
+    with pytest.raises(KeyError, match="not registered"):
+        registry.paper_setting("lian-fig99")

