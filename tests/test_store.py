@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from revisit_bn import commands, experiments, results
+from revisit_bn.train import TrainConfig
 from revisit_bn.store import config_from_params, lookup, replay, replay_rule, store_path, tolerant_replay_match
 
 BOOK = results.results_root("book")
@@ -327,3 +328,49 @@ def test_make_results_can_compute_one_experiment_of_a_chapter(results_root):
     assert commands.compute_missing("ci", [name], out=open(log, "w"), experiments=["santurkar_dln"]) == len(dln)
     assert sorted(p.name for p in (results_root / "ci").iterdir() if p.name != "claims") == ["santurkar_dln"]
     assert commands.main(["results", "--profile", "ci", "--chapter", name, "--experiment", "santurkar_dln"]) == 0
+
+
+def test_step_sizes_are_chosen_on_the_validation_split_then_the_chapter_runs_at_them(results_root):
+    # chapter 31's ci profile tunes: stage 1 lists only the tuning runs; once stored, each method's step size
+    # is the one with the lowest validation loss, and stage 2 lists the chapter's runs at it
+    name = "31-mnist-batch-construction"
+    spec = experiments.CHAPTERS[name]
+    params = experiments.resolve(spec, "ci")
+    tuning = spec.tune(params)
+    stage1 = spec.configs("ci")
+    assert stage1 == tuning.runs and all(c.validation_size == 500 for c in stage1)
+    assert {c.lr for c in stage1} == {0.01, 0.05} and {c.seed for c in stage1} == {0}
+    assert commands.compute_missing("ci", [name], out=open(results_root.parent / "log.txt", "w")) > len(stage1)
+    choice = tuning.choose(results_root / "ci")
+    table = choice.table
+    for method, part in table.groupby("method"):
+        best = part.sort_values(["val_loss", "lr"]).iloc[0]
+        assert choice[method] == best.lr and part.loc[part.chosen, "lr"].tolist() == [best.lr]
+    final = [c for c in spec.configs("ci") if c not in set(stage1)]
+    assert final and all(c.lr == choice[experiments._method_31(c)] for c in final)
+    assert {c.seed for c in final} == {1}  # seed 0's run at the chosen step size is its tuning run
+    chapter = experiments.setup(name, {"profile": "ci"})
+    assert chapter.step_sizes.chosen == choice.chosen and set(chapter.configs) <= set(spec.configs("ci"))
+
+
+def test_a_step_size_at_which_a_run_diverged_never_wins(results_root):
+    from revisit_bn.store import RunResult
+
+    configs = [TrainConfig(experiment="unit", dataset="large_variance", model="logreg", epochs=1, lr=lr, seed=s,
+                           validation_size=200) for lr in (0.01, 0.1, 1.0) for s in (0, 1)]
+    losses = {(0.01, 0): 0.5, (0.01, 1): 0.5, (0.1, 0): 0.2, (0.1, 1): None, (1.0, 0): 0.5, (1.0, 1): 0.5}
+
+    def fake_lookup(config, root=None, report=None):
+        value = losses[(config.lr, config.seed)]
+        return RunResult({}, {"val_loss": [value]}, {}, "ok" if value is not None else "diverged", 0 if value is None else None)
+
+    import revisit_bn.experiments as E
+
+    original = E.lookup
+    E.lookup = fake_lookup
+    try:
+        choice = E.Tuning(configs, lambda c: "logreg").choose(results_root)
+    finally:
+        E.lookup = original
+    assert choice["logreg"] == 0.01  # 0.1 has the lowest loss in one seed, but its other diverged; a tie: the smaller
+    assert choice.table.set_index("lr").loc[0.1, "diverged"] == 1

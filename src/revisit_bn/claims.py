@@ -164,6 +164,36 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
         scale, category, len(seeds), _interval_text(mean, low, high))
 
 
+def check_fn_against_plain(frame, scale: str, fn_norms=("fn", "fn_decoupled")) -> Verdict:
+    """Does FN beat the unnormalized network under single-label batches? (Chapter 31; the book's question.)
+
+    Figure 4 compares FN with BN; the network without normalization, which optimizes the common
+    objective (8) that FN's (10) equals up to a reparameterization, trains under single-label batches
+    too. Per FN variant (a part each, at the family-wise level), per seed: the unnormalized network's
+    minus FN's final test loss against :data:`COMPARABLE_NATS`: above it, FN is better (reproduced);
+    below, it is not (contradicted); between, inconclusive. Gated as Figure 4 (:func:`mnist_gate`).
+    """
+    plain = final_per_seed(frame, "test_loss", norm="none", batch_order="label_sorted", lr_power=0.0)
+    present = [n for n in fn_norms if ((frame.norm == n) & (frame.batch_order == "label_sorted")).any()]
+    if plain.empty or not present:
+        return Verdict.of("lian-fig4-vs-none", "this profile trains no unnormalized network (or no FN) under "
+                          "single-label batches: nothing to compare", scale, "inconclusive")
+    texts, found = [], []
+    for norm in present:
+        fn = final_per_seed(frame, "test_loss", norm=norm, batch_order="label_sorted", lr_power=0.0)
+        seeds = plain.index.intersection(fn.index)
+        mean, low, high, agree, category = effect(plain[seeds] - fn[seeds], COMPARABLE_NATS, parts=len(present))
+        found.append(Part(FN_LABELS[norm], category, _interval_text(mean, low, high), len(seeds)))
+        texts.append(f"{FN_LABELS[norm]} {fn[seeds].mean():.3f} nats, unnormalized - FN {_interval_text(mean, low, high)} "
+                     f"({category}, {agree}/{len(seeds)} seeds > {COMPARABLE_NATS})")
+    passed = mnist_gate(frame)
+    return Verdict.of(
+        "lian-fig4-vs-none",
+        f"single-label batches, final test loss: unnormalized {plain.mean():.3f} nats; " + "; ".join(texts)
+        + f"; {_level(len(present))} t-intervals; gate: BN shuffled test accuracy {passed[1]:.4f} (>= {MNIST_GATE})",
+        scale, _gate(passed.ok, merged(found)), len(plain), "; ".join(p.interval for p in found), found)
+
+
 def check_fig7_match(frame, scale: str, fn_norm: str = "fn") -> Verdict:
     """Lian & Liu Figure 7: shuffled batches, BN and FN match: the per-seed final test-loss
     difference has its t-interval inside +-:data:`MATCH_NATS` (reproduced), wholly outside it

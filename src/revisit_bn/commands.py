@@ -159,37 +159,43 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
-    todo = _of_experiments(profile_configs(profile, chapters), experiments, profile)
+    _of_experiments(profile_configs(profile, chapters), experiments, profile)  # names an unknown experiment first
     out = out or sys.stdout
     root = results_mod.results_root(store_profile(profile))
     results_mod.check_writable(root)
     for left in results_mod.clean_temporary(root):
         print(f"removed a temporary file left by a killed write: {left}", file=out)
-    states = [(name, c, run_state(c, root, report=lambda m: print(m, file=out))[0]) for name, c in todo]
-    # seed-major: every setting's first seed before any setting's second, so that a computation stopped
-    # early (or a scale at which a gate fails) shows the whole grid at one seed first
-    missing = sorted(((name, c) for name, c, state in states if state != "current"), key=lambda nc: getattr(nc[1], "seed", 0))
-    stale = sum(state == "stale" for *_, state in states)
-    print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
-          + (f" ({stale} of them stored under other code: `make migrate` keeps those it replays)" if stale else "")
-          + (f" (shard {k}/{n}: starting with {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
-    mine = missing[k::n] + [m for i, m in enumerate(missing) if i % n != k]
-    start, done, held = time.perf_counter(), 0, []
-    for name, config in mine:
-        path = store_path(config, root)
-        if not _claim(path):
-            held.append(config.label())
-            continue
-        try:
-            if run_state(config, root, report=lambda m: None)[0] == "current":  # another process finished it
+    start, done, held, tried = time.perf_counter(), 0, [], set()
+    while True:  # a chapter that tunes its step sizes lists its runs at them once its tuning runs are stored
+        todo = _of_experiments(profile_configs(profile, chapters), experiments, profile)
+        states = [(name, c, run_state(c, root, report=lambda m: print(m, file=out))[0]) for name, c in todo]
+        # seed-major: every setting's first seed before any setting's second, so that a computation stopped
+        # early (or a scale at which a gate fails) shows the whole grid at one seed first
+        missing = sorted(((name, c) for name, c, state in states if state != "current" and c not in tried),
+                         key=lambda nc: getattr(nc[1], "seed", 0))
+        if not missing:
+            break
+        stale = sum(state == "stale" for *_, state in states)
+        print(f"profile '{profile}': {len(todo)} runs, {len(todo) - len(missing)} stored, {len(missing)} to compute"
+              + (f" ({stale} of them stored under other code: `make migrate` keeps those it replays)" if stale else "")
+              + (f" (shard {k}/{n}: starting with {len(missing[k::n])} of them)" if n > 1 else ""), file=out, flush=True)
+        mine = missing[k::n] + [m for i, m in enumerate(missing) if i % n != k]
+        for name, config in mine:
+            tried.add(config)
+            path = store_path(config, root)
+            if not _claim(path):
+                held.append(config.label())
                 continue
-            t0 = time.perf_counter()
-            result = run(config, recompute=True, root=root)
-            done += 1
-            print(f"[{done}/{len(mine)}] {name} | {config.label()} | {time.perf_counter() - t0:.1f} s | "
-                  f"{result.status_text}", file=out, flush=True)
-        finally:
-            _lock_path(path).unlink(missing_ok=True)
+            try:
+                if run_state(config, root, report=lambda m: None)[0] == "current":  # another process finished it
+                    continue
+                t0 = time.perf_counter()
+                result = run(config, recompute=True, root=root)
+                done += 1
+                print(f"[{done}] {name} | {config.label()} | {time.perf_counter() - t0:.1f} s | "
+                      f"{result.status_text}", file=out, flush=True)
+            finally:
+                _lock_path(path).unlink(missing_ok=True)
     print(f"done: {done} runs in {(time.perf_counter() - start) / 60:.1f} min", file=out)
     if held:
         print(f"{len(held)} runs were held by other processes (their lock files, {LOCK_SUFFIX}, beside the runs; one "

@@ -47,25 +47,42 @@ class Chapter:
         profiles: ``{"ci": {...}, "book": {...}, "paper": {...}}``, every parameter of the
             notebook's parameters cell (but ``profile`` and ``recompute``) with its value; and,
             while a larger book scale is being computed, ``"next"`` (see :data:`NEXT`).
-        grid: ``params -> [configs]``, the runs the chapter reads (``None``: no stored runs).
+        grid: ``params -> [configs]``, the runs the chapter reads (``None``: no stored runs); a chapter
+            that tunes its step sizes takes ``(params, chosen)``, ``chosen`` the step size of each method
+            (:class:`StepSizes`).
         scale: ``params -> str``, the scale line of its tables and verdicts.
+        tune: ``params -> Tuning | None``: where a profile chooses each method's step size on the
+            validation split (:class:`Tuning`), its first stage; ``None`` (or a ``None`` result): the
+            profile's step sizes are its parameters.
     """
 
     name: str
     title: str
     claims: tuple[str, ...]
     profiles: dict[str, dict[str, Any]]
-    grid: Callable[[dict[str, Any]], list[Config]] | None = None
+    grid: Callable[..., list[Config]] | None = None
     scale: Callable[[dict[str, Any]], str] | None = None
+    tune: Callable[[dict[str, Any]], "Tuning | None"] | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
         """The chapter's parameter names (those of its ``book`` profile), in order."""
         return tuple(self.profiles["book"])
 
-    def configs(self, profile: str = "book", **overrides: Any) -> list[Config]:
-        """The validated runs of ``profile`` (with ``overrides``), duplicates removed, in grid order."""
-        return _unique(self.grid(resolve(self, profile, overrides))) if self.grid else []
+    def configs(self, profile: str = "book", root: Path | None = None, **overrides: Any) -> list[Config]:
+        """The validated runs of ``profile`` (with ``overrides``), duplicates removed, in grid order.
+
+        For a profile that tunes its step sizes (:class:`Tuning`): its tuning runs and, once they are all
+        stored under ``root`` (default the profile's store), the runs at each method's chosen step size.
+        """
+        if not self.grid:
+            return []
+        params = resolve(self, profile, overrides)
+        tuning = self.tune(params) if self.tune else None
+        if tuning is None:
+            return _unique(self.grid(params))
+        choice = tuning.choose(root or results_mod.results_root(store_profile(profile)))
+        return _unique(tuning.runs + (self.grid(params, choice) if choice is not None else []))
 
 
 def _unique(configs: Iterable[Config]) -> list[Config]:
@@ -75,6 +92,77 @@ def _unique(configs: Iterable[Config]) -> list[Config]:
             seen.add(c)
             out.append(c)
     return out
+
+
+@dataclass(frozen=True)
+class StepSizes:
+    """Each method's step size, chosen on the validation split (:meth:`Tuning.choose`).
+
+    Attributes:
+        chosen: ``{method: step size}``.
+        table: one row per method and step size of the grid: ``method``, ``lr``, ``val_loss`` (the mean over
+            the tuning seeds of the last epoch's validation loss, nats), ``seeds``, ``diverged`` (runs that
+            stopped being finite) and ``chosen``.
+    """
+
+    chosen: dict
+    table: Any
+    runs: tuple = ()  # the tuning runs it was chosen from
+
+    def __getitem__(self, method) -> float:
+        return self.chosen[method]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The first stage of a chapter that chooses each method's step size on a validation split.
+
+    Every method trains at every step size of a stated grid, on the tuning seeds, each run holding the
+    validation split out of its training set (:attr:`revisit_bn.train.TrainConfig.validation_size`, one
+    draw for every run); the step size with the lowest mean validation loss at the last epoch is the
+    method's (:meth:`choose`); the chapter's runs then train each method at its own step size, on the
+    same training set (so that a tuning run at the chosen step size is one of them). The test set is
+    never read to choose.
+
+    Attributes:
+        runs: the tuning runs.
+        method: ``config -> key``: which method a run is (e.g. its norm, batch order and schedule).
+
+    Source: our rule, registered before the runs (the chapter states its grid); the papers give no step sizes.
+    """
+
+    runs: list
+    method: Callable[[Any], Any]
+
+    def choose(self, root: Path) -> StepSizes | None:
+        """Each method's step size from the tuning runs stored under ``root``; ``None`` while any is not current.
+
+        The rule: per method, the mean over tuning seeds of the last epoch's ``val_loss``; a step size at
+        which a run diverged never wins; the lowest mean wins, the smaller step size on a tie. A method whose
+        every step size diverged takes the grid's smallest (its table rows say so).
+        """
+        import pandas as pd
+
+        rows = []
+        for config in self.runs:
+            stored = lookup(config, root)
+            if stored is None:
+                return None
+            last = stored.metrics.get("val_loss", [None])[-1] if stored.metrics.get("val_loss") else None
+            ok = stored.status == "ok" and last is not None and math.isfinite(last)
+            rows.append({"method": self.method(config), "lr": config.lr, "seed": config.seed,
+                         "val_loss": last if ok else float("nan"), "diverged": not ok})
+        frame = pd.DataFrame(rows)
+        table = (frame.groupby(["method", "lr"], sort=False)
+                 .agg(val_loss=("val_loss", "mean"), seeds=("seed", "count"), diverged=("diverged", "sum"))
+                 .reset_index())
+        table.loc[table.diverged > 0, "val_loss"] = float("nan")
+        chosen = {}
+        for method, part in table.groupby("method", sort=False):
+            finite = part[part.val_loss.notna()].sort_values(["val_loss", "lr"])
+            chosen[method] = float(finite.lr.iloc[0] if len(finite) else part.lr.min())
+        table["chosen"] = [chosen[m] == lr for m, lr in zip(table.method, table.lr)]
+        return StepSizes(chosen, table, tuple(self.runs))
 
 
 def _allowed_types(chapter: Chapter, name: str) -> tuple[set[type], set[type]]:
@@ -161,6 +249,8 @@ class ChapterRun:
     recompute: bool = False
     # Runs already read or computed, by config: setup's existence check, frame() and record() share them.
     _loaded: dict = dataclasses.field(default_factory=dict, repr=False)
+    # Each method's step size where the profile chooses it on the validation split (Tuning), else None.
+    step_sizes: StepSizes | None = None
 
     @property
     def scale(self) -> str:
@@ -291,7 +381,9 @@ class ChapterRun:
             raise ValueError(f"where={where} matches none of chapter {self.chapter.name}'s runs; "
                              "filter on fields its runs vary (see chapter.frame() columns)")
         exempt = set(self.select(**measures_divergence)) if measures_divergence else set()
-        runs = [results_mod.run_key(store_path(c, self.root)) for c in configs]
+        # the runs behind it: its own, and the tuning runs its step sizes were chosen from
+        tuned = list(self.step_sizes.runs) if self.step_sizes is not None else []
+        runs = [results_mod.run_key(store_path(c, self.root)) for c in _unique(configs + tuned)]
         return ledger.record(verdict, self.chapter.name, profile=self.profile, params=self.params, runs=runs,
                              diverged=self.diverged([c for c in configs if c not in exempt]))
 
@@ -365,13 +457,24 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
     if not isinstance(recompute, bool):
         raise ValueError(f"parameter recompute must be True or False, got {recompute!r}")
     params = resolve(chapter, profile, {k: namespace.get(k) for k in chapter.parameters})
-    configs = _unique(chapter.grid(params)) if chapter.grid else []
+    root = results_mod.results_root(profile)
+    tuning = chapter.tune(params) if chapter.grid and chapter.tune else None
+    tuning_runs = _unique(tuning.runs) if tuning is not None else []
+    if tuning_runs and (recompute or profile == "ci"):  # the step sizes decide which runs the chapter reads
+        results_mod.check_writable(root)
+        for config in tuning_runs:
+            run(config, recompute=recompute, root=root)
+    step_sizes = tuning.choose(root) if tuning is not None else None
+    if tuning is not None and step_sizes is None:  # book or paper profile: tuning runs missing
+        missing = [c for c in tuning_runs if lookup(c, root) is None]
+        raise missing_error(chapter, profile, missing)
+    configs = _unique(chapter.grid(params, step_sizes) if tuning is not None else chapter.grid(params)) \
+        if chapter.grid else []
     if where:
         configs = _selected(configs, where)
         if not configs:
             raise ValueError(f"where={where} matches none of chapter {name}'s runs at profile {profile!r}; "
                              "filter on fields its runs have (e.g. experiment)")
-    root = results_mod.results_root(profile)
     if configs and (recompute or profile == "ci"):
         results_mod.check_writable(root)
     loaded = {}
@@ -385,7 +488,7 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
     if chapter.claims:
         results_mod.check_writable(root / "claims")  # verdicts are recorded there
     namespace.update(params)  # the notebook's cells read the resolved values by name
-    return ChapterRun(chapter, profile, params, configs, root, recompute, loaded)
+    return ChapterRun(chapter, profile, params, configs, root, recompute, loaded, step_sizes)
 
 
 def stored_profile(name: str, profile: str, out=None, where: dict[str, Any] | None = None) -> ChapterRun | None:
@@ -621,11 +724,12 @@ def _grid_24(p):
 
 # --- 31-37: Lian & Liu and Ioffe ---
 
-def _grid_31(p):
+def _grid_31_base(p):
+    """Chapter 31's runs at the profile's step size ``lr`` (before any tuning)."""
     base = TrainConfig(experiment="mnist_batch_construction", dataset="mnist", model="simple", batch_size=p["batch_size"],
                        epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], norm_momentum=p["norm_momentum"],
                        fn_momentum_power=p["fn_momentum_power"], train_subset=p["train_subset"],
-                       test_subset=p["test_subset"], device=p["device"])
+                       test_subset=p["test_subset"], validation_size=p["validation_size"], device=p["device"])
     seeds = p["seeds"]
     runs = [base.replace(norm=n, batch_order=o, seed=s) for n in p["norms"] for o in ("label_sorted", "shuffled") for s in seeds]
     runs += [base.replace(norm=n, batch_order="label_sorted", seed=s) for n in p["baselines"] for s in seeds]
@@ -637,6 +741,26 @@ def _grid_31(p):
     runs += [base.replace(norm=n, batch_order="label_sorted", seed=s, **schedule)
              for n in p["schedule_norms"] for s in seeds]
     return runs
+
+
+def _method_31(config) -> tuple:
+    """What a chapter-31 run's step size is chosen for: its norm, batch order and schedule."""
+    return (config.norm, config.batch_order, "Corollary 3" if config.lr_power > 0 else "constant")
+
+
+def _tune_31(p):
+    """With a validation split, each method's step size is chosen on it from ``lr_grid`` (on ``tune_seeds``)."""
+    if p["validation_size"] is None:
+        return None
+    if not set(p["tune_seeds"]) <= set(p["seeds"]):
+        raise ValueError(f"parameter tune_seeds must be among seeds {p['seeds']}, got {p['tune_seeds']}")
+    tuning = [c.replace(lr=lr) for c in _grid_31_base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
+    return Tuning(tuning, _method_31)
+
+
+def _grid_31(p, step_sizes=None):
+    runs = _grid_31_base(p)
+    return runs if step_sizes is None else [c.replace(lr=step_sizes[_method_31(c)]) for c in runs]
 
 
 def _grid_32(p):
@@ -826,18 +950,26 @@ _CHAPTER_LIST = [
             _grid_23, lambda p: _vgg_scale(p) + f"; lr {p['lr']}"),
     Chapter("31-mnist-batch-construction", "Lian & Liu 2019, Figures 4 and 7",
             ("lian-fig4", "lian-fig4-decoupled", "lian-fig4-exact", "lian-fig4-const", "lian-fig4-unshuffled",
-             "lian-fig4-cor3", "lian-fig4-mechanism", "lian-fig7"),
+             "lian-fig4-cor3", "lian-fig4-mechanism", "lian-fig7", "lian-fig4-vs-none"),
             _profiles(dict(seeds=[0, 1, 2, 3, 4], norms=["bn", "fn", "fn_decoupled"], baselines=["none", "fn_const", "fn_exact"],
                            unshuffled_norms=["bn", "fn"], schedule_norms=["fn"],
-                           epochs=10, batch_size=64, lr=0.02, sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0,
+                           epochs=10, batch_size=64, lr=0.02, validation_size=None, lr_grid=[0.02], tune_seeds=[0],
+                           sgd_momentum=0.0, norm_momentum=0.1, fn_momentum_power=0.0,
                            schedule_rate_power=0.5, schedule_rate_floor=0.01, schedule_lr_power=0.75,
                            schedule_lr_decay_steps=1000, train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0, 1], epochs=1, train_subset=3000, test_subset=1000, baselines=["fn_const", "fn_exact"],
-                              schedule_lr_decay_steps=20),
-                      paper=dict(epochs=20)),
+                              schedule_lr_decay_steps=20, validation_size=500, lr_grid=[0.01, 0.05]),
+                      paper=dict(epochs=20),
+                      # the next book scale: each method's step size chosen on 5,000 held-out training images from a
+                      # grid around the book's 0.02 (our choice), on seed 0; the chapter's runs at the chosen ones
+                      next=dict(validation_size=5000, lr_grid=[0.005, 0.01, 0.02, 0.05])),
             _grid_31,
             lambda p: (f"{_split('MNIST', p, 60000, 10000)}, "
-                       f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}")),
+                       + ("" if p["validation_size"] is None else
+                          f"{p['validation_size']:,} of them held out to choose each method's step size from "
+                          f"{p['lr_grid']} (seeds {p['tune_seeds']}), ")
+                       + f"batch size {p['batch_size']}, {p['epochs']} epochs, {_seeds(p)}"),
+            tune=_tune_31),
     Chapter("32-batch-size-one", "Lian & Liu 2019, Figure 1",
             ("lian-fig1", "lian-fig1-fn", "lian-fig1-fn-decoupled", "lian-fig1-fn-exact", "lian-fig1-fn-const"),
             _profiles(dict(seeds=list(range(20)), epochs=200, lr=0.1,
