@@ -236,7 +236,7 @@ _CLAIMS = (
           "optimizes objective (8), equal to FN's (10) up to a reparameterization)", "extension",
           "31-mnist-batch-construction", "unnormalized - FN final test loss, per seed, for FN with MCSGD and with the "
           "decoupled estimator (a part each)", "> 0.05 nats", ("claims.COMPARABLE_NATS",), (_MNIST_GATE,),
-          ("", "")),
+          ("d4540a5", "2026-12-06")),
     Claim("lian-fig5-b32", L, f"{L}, Figure 5 at batches of 32 (CIFAR-10, at most 3 labels per batch)",
           "label-restricted batches: comparable training loss, but BN's test error far behind FN's", "extension",
           "37-renorm-non-iid", "FN - BN final test accuracy, per seed", "> 0.05 (5 points)", ("claims.FAR_ACC",),
