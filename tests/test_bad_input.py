@@ -298,3 +298,171 @@ def test_an_unwritable_results_root_is_found_before_training(tmp_path, monkeypat
     with pytest.raises(results.StoreError, match="cannot be written"):
         run(TrainConfig(**TINY), root=results.results_root("book"))
     assert not trained  # found before any training
+
+
+# ------------------------------------------------------------------------------------------------
+# The classes a bad-input sweep of 813 cases found weak, crashing or silent (each a case or a few)
+# ------------------------------------------------------------------------------------------------
+
+def _layers():
+    from revisit_bn import layers as L
+
+    return L
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda L: L.BatchRenorm2d(3, r_max=float("inf")), "finite r_max"),
+    (lambda L: L.BatchRenorm2d(3, d_max=float("nan")), "finite r_max"),
+    (lambda L: L.BatchRenorm2d(3, r_max="3"), "r_max must be a number"),
+    (lambda L: L.BatchRenorm2d(3, warmup_steps=2.5), "warmup_steps must be an integer"),
+    (lambda L: L.LpNorm2d(3, p=64.0), r"p must be a number in \[1, 16\]"),
+    (lambda L: L.LpNorm2d(3, p=float("nan")), r"p must be a number in \[1, 16\]"),
+    (lambda L: L.NoisyBatchNorm2d(3, noise_std=True), "noise_std must be a finite number"),
+    (lambda L: L.MicroBatch(torch.nn.BatchNorm2d(3), True), "group_size must be an integer"),
+    (lambda L: L.MicroBatch(None, 4), "module must be a normalization layer"),
+    (lambda L: L.PolynomialMomentum(power="0.5"), "power must be a number"),
+    (lambda L: L.ReferenceBatchNorm2d(3, momentum=lambda k: 0.1), "float in \\(0, 1\\] or None"),
+    (lambda L: L.FullNorm2d(3, momentum=lambda: 0.1), "momentum, a callable, must take the step"),
+    (lambda L: L.FullNorm2d(3, momentum=lambda k: None), "must return a rate in \\(0, 1\\]"),
+    (lambda L: L.FullNorm2d(3, eps=float("nan")), "eps must be a positive finite number"),
+    (lambda L: L.FullNorm2d(True), "num_features must be an integer"),
+])
+def test_a_layer_refuses_a_bad_argument_when_made(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(_layers())
+
+
+def test_layers_take_numpy_scalars_as_numbers():
+    import numpy as np
+
+    L = _layers()
+    assert L.FullNorm2d(np.int64(3), momentum=np.float32(0.5)).momentum == pytest.approx(0.5)
+    assert L.LpNorm2d(3, p=np.float32(2.0)).p == 2.0 and L.MicroBatch(torch.nn.BatchNorm2d(3), np.int64(4)).group_size == 4
+    assert L.BatchRenorm2d(3, r_max=np.float64(2.0), warmup_steps=np.int64(10)).warmup_steps == 10
+
+
+@pytest.mark.parametrize("layer", ["BatchRenorm1d", "LpNorm1d"])
+def test_a_training_batch_of_one_value_per_channel_is_refused_as_batchnorm_refuses_it(layer):
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        torch.nn.BatchNorm1d(3)(torch.randn(1, 3))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        getattr(_layers(), layer)(3)(torch.randn(1, 3))
+    assert getattr(_layers(), layer)(3).eval()(torch.randn(1, 3)).shape == (1, 3)  # evaluation: fine
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"experiment": "."}, "plain folder name"),
+    ({"experiment": "a\\b"}, "plain folder name"),
+    ({"model": "vgg11", "dataset": "mnist"}, "takes 32x32 images"),
+    ({"width": 2.0}, "model 'simple' ignores it"),
+    ({"fn_momentum_power": 0.5, "norm": "bn"}, "norm 'bn' ignores it"),
+    ({"norm_group_size": 4, "norm": "none"}, "norm 'none' has none"),
+    ({"batch_order": "label_sorted", "train_subset": 100, "batch_size": 64}, "need a full batch of every label"),
+])
+def test_a_setting_the_model_or_data_would_ignore_or_refuse_is_refused_when_made(changes, message):
+    base = dict(experiment="unit", train_subset=3000, test_subset=500, epochs=1)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**base, **changes})
+
+
+def test_two_equal_configurations_have_one_key():
+    a = TrainConfig(experiment="unit", lr=1, momentum=0)
+    b = a.replace(lr=1.0, momentum=0.0)
+    assert a == b and results.params_key(a.key_params()) == results.params_key(b.key_params())
+    assert type(a.lr) is float
+
+
+def test_label_limited_batches_too_large_for_the_subset_stop_before_training_on_empty_batches():
+    config = TrainConfig(experiment="unit", batch_order="label_limited", batch_size=128, train_subset=200, test_subset=100,
+                         epochs=1)
+    with pytest.raises(ValueError, match="label_limited batches of 128 take pieces of 43 samples"):
+        config.compute()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda c: c.Verdict.of("lian-fig3", "m", "s", "reproduced", parts=[c.Part("a", "contradicted")]),
+     "disagrees with its parts"),
+    (lambda c: c.Verdict.of("lian-fig3", "m", "s", "inconclusive", parts="ab"), "parts must be Part objects"),
+    (lambda c: c.Verdict.of("lian-fig3", "m", "s", "inconclusive", seeds=-5), "seeds must be an integer >= 0"),
+    (lambda c: c.Verdict.of("lian-fig3", None, "s", "inconclusive"), "measured must be a string"),
+    (lambda c: c.effect([0.01, 0.02, 0.03], 0.1, below="False"), "below must be True or False"),
+    (lambda c: c.gate([0.99, 0.98], 0.9, below="no"), "below must be True or False"),
+    (lambda c: c.combine(["reproduced", "contradicted"], ["False", "False"]), "must be True or False"),
+    (lambda c: c.combine("reproduced"), "must be a list"),
+    (lambda c: c.Part("a", "reproduced", vacuous="False"), "vacuous must be True or False"),
+    (lambda c: c.Part("a", "reproduced", seeds=2.7), "seeds must be an integer"),
+    (lambda c: c.Part(None, "reproduced"), "name must be a non-empty string"),
+    (lambda c: c.effect({0: 0.5, 1: 0.6, 2: 0.7}, 0.1), "must be a sequence of numbers"),
+    (lambda c: c.effect("567", 0.1), "must be a sequence of numbers"),
+    (lambda c: c.effect([[1, 2], [3, 4]], 0.1), r"one number per seed \(1-D\)"),
+    (lambda c: c.effect([1e308] * 3, 0.0), "overflow"),
+    (lambda c: c.seed_interval([0.5, 0.6, 0.7], confidence=0.0), "strictly between 0 and 1"),
+    (lambda c: c.family_confidence(2, confidence=1.5), "strictly between 0 and 1"),
+    (lambda c: c.gate([0.95], float("nan")), "bound must be a finite number"),
+])
+def test_a_verdict_input_the_sweep_found_silent_is_refused(call, message):
+    from revisit_bn import claims
+
+    with pytest.raises(ValueError, match=message):
+        call(claims)
+
+
+def test_verdict_rules_take_numpy_scalars_as_numbers():
+    import numpy as np
+
+    from revisit_bn import claims
+
+    assert claims.effect([0.3, 0.31, 0.29], np.float32(0.1), parts=np.int64(2))[-1] == "reproduced"
+    assert claims.family_confidence(np.int64(2)) == pytest.approx(0.975)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: p.pop("replay_steps"), "replay_steps is None"),
+    (lambda p: p.update(replay_steps="eight"), "not a count"),
+    (lambda p: p.update(provenance="cpu"), "provenance is not an object"),
+    (lambda p: p["metrics"].update(test_loss=["0.5"]), "metric 'test_loss' is not a list of numbers"),
+    (lambda p: p.update(steps=[1.0]), "steps is not an object"),
+])
+def test_a_run_file_its_readers_could_not_use_is_refused(edit, message, tmp_path):
+    import json
+    from pathlib import Path
+
+    source = sorted(Path(results.results_root("book"), "large_variance").glob("*.json.gz"))[0]
+    payload = {k: v for k, v in json.loads(results.read_run_text(source)).items() if k != "digest"}
+    edit(payload)
+    path = tmp_path / "large_variance" / source.name
+    results.write_json_atomic(path, payload, digest=True)
+    with pytest.raises(results.StoreError, match=message):
+        results.validate(path)
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"noise_levels": [[1.0, 2.0]]}, "triples"),
+])
+def test_chapter_parameters_of_the_wrong_shape_are_named(bad, message, results_root):
+    with pytest.raises(ValueError, match=message):
+        experiments.setup(CH22, {"profile": "book", "recompute": False, **bad})
+
+
+def test_setup_names_an_unknown_chapter_and_a_bad_namespace():
+    with pytest.raises(ValueError, match="unknown chapter '31'"):
+        experiments.setup("31", {})
+    with pytest.raises(ValueError, match="namespace must be"):
+        experiments.setup("33-large-variance", None)
+    import numpy as np
+
+    assert experiments.setup("11-bn-objective", {"profile": "book", "recompute": np.bool_(False)}).recompute is False
+
+
+@pytest.mark.parametrize("bad,message", [({"lr_decay_epochs": float("inf")}, "finite number > 0"),
+                                         ({"batch_sizes": [0, 128]}, "batch_size must be a positive integer")])
+def test_chapter_36_names_a_parameter_that_would_crash_its_grid(bad, message, results_root):
+    with pytest.raises(ValueError, match=message):
+        experiments.setup("36-resnet18-batch-sizes", {"profile": "book", "recompute": False, **bad})
+
+
+def test_a_dataset_root_that_is_not_a_path_is_named():
+    with pytest.raises(ValueError, match="root must be a folder's path"):
+        load_mnist(123, download=False)
+    with pytest.raises(ValueError, match="root must be a folder's path"):
+        load_cifar10(123, download=False)

@@ -63,5 +63,5 @@ def test_chapter_36_decays_the_step_size_alike_per_epoch_and_checks_a_constant_o
     assert {c.lr_decay_steps for c in equal} == {round(book["lr_decay_epochs"] * 50_000 / min(book["batch_sizes"]))}
     assert all(c.lr_power == 0 for c in spec.grid({**book, "lr_power": 0.0}))  # a constant main grid has no check
     assert len(spec.grid({**book, "lr_power": 0.0})) == len(main)
-    with pytest.raises(ValueError, match="lr_decay_epochs must be a number > 0"):
+    with pytest.raises(ValueError, match="lr_decay_epochs must be a finite number > 0"):
         spec.grid({**book, "lr_decay_epochs": 0})

@@ -346,7 +346,12 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
             failures.append(f"{path} is {bad[path]}: {why}")
             print(f"[{i}/{len(paths)}] {name}: {bad[path].upper()}", file=out, flush=True)
             continue
-        stored, replayed, match = replay(payload)
+        try:
+            stored, replayed, match = replay(payload)
+        except Exception as exc:  # a run this code cannot rebuild is a failure to report, not a crash of verify
+            failures.append(f"{path}: cannot be replayed ({type(exc).__name__}: {exc})")
+            print(f"[{i}/{len(paths)}] {name}: CANNOT REPLAY ({type(exc).__name__}: {exc})", file=out, flush=True)
+            continue
         rule = replay_rule(payload["provenance"])
         line = f"first {len(stored)} step losses {'match' if match else 'DIFFER'} ({rule})"
         if not match:

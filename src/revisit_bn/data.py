@@ -96,6 +96,19 @@ class TensorSplit:
         return TensorSplit(self.images.to(device), self.labels.to(device))
 
 
+def _root(root) -> Path:
+    """A dataset root: a path (``None``: :func:`data_root`).
+
+    Raises:
+        ValueError: ``root`` is not a path or a string.
+    """
+    if root is None:
+        return data_root()
+    if not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be a folder's path (a str or pathlib.Path), got {root!r}")
+    return Path(root)
+
+
 def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[TensorSplit, TensorSplit]:
     """MNIST train (60,000) and test (10,000) splits as standardized tensors.
 
@@ -117,7 +130,7 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
     """
     from torchvision.datasets import MNIST
 
-    root = Path(root) if root is not None else data_root()
+    root = _root(root)
     for name, size in MNIST_RAW_SIZES.items():
         path = root / "MNIST" / "raw" / name
         if path.is_file():
@@ -204,7 +217,7 @@ def load_cifar10(root: Path | str | None = None, download: bool = True) -> tuple
     import numpy as np
     from torchvision.datasets import CIFAR10
 
-    root = Path(root) if root is not None else data_root()
+    root = _root(root)
     npz = root / "cifar10" / "cifar10.npz"
     errors = []
     for allow_download in ((False, True) if download else (False,)):
@@ -589,7 +602,8 @@ def _label_pieces(groups: list[torch.Tensor], piece: int, gen: torch.Generator) 
     pieces: list[torch.Tensor] = []
     for group in groups:
         shuffled = group[torch.randperm(len(group), generator=gen)]
-        pieces.extend(shuffled[: len(group) // piece * piece].split(piece))
+        if len(group) >= piece:  # a label with fewer samples gives no piece (not an empty one)
+            pieces.extend(shuffled[: len(group) // piece * piece].split(piece))
     return [pieces[i] for i in torch.randperm(len(pieces), generator=gen).tolist()]
 
 
@@ -692,6 +706,11 @@ class LabelLimitedOrder(BatchOrder):
         self.batch_size, self.max_labels, self.seed = batch_size, max_labels, int(seed)
         self.piece = -(-batch_size // max_labels)
         self.groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+        short = {int(c): len(g) for c, g in zip(torch.unique(labels), self.groups) if len(g) < self.piece}
+        if short or len(self.groups) < max_labels:
+            raise ValueError(f"label_limited batches of {batch_size} take pieces of {self.piece} samples from each of "
+                             f"{max_labels} labels; labels {short or 'too few'} have fewer in the training set (a "
+                             "train_subset too small for the batch size): use a smaller batch_size or a larger train_subset")
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         pieces, k = _label_pieces(self.groups, self.piece, _epoch_generator(self.seed, epoch)), self.max_labels

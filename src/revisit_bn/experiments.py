@@ -204,8 +204,9 @@ def _check_value(chapter: Chapter, name: str, value: Any) -> None:
         if bad:
             raise ValueError(f"parameter {name} must hold {names(elements)} values (the book profile has {book!r}), "
                              f"got {bad[0]!r} in {value!r}")
-        seen = [repr(v) for v in value]
-        twice = sorted({v for v in seen if seen.count(v) > 1})
+        # 1 and 1.0 are one value (one run): compare numbers as floats, name them as given
+        same = [repr(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v) for v in value]
+        twice = sorted({repr(v) for v, k in zip(value, same) if same.count(k) > 1})
         if twice:  # seeds=[0, 0] would make a table say "2 seeds" over one run
             raise ValueError(f"parameter {name} lists {', '.join(twice)} more than once ({value!r}); list each value once")
 
@@ -444,6 +445,10 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
         revisit_bn.results.StoreError: an unwritable results root (names ``REVISIT_BN_RESULTS``).
         revisit_bn.results.MissingRunsError: runs missing from the store (names ``make results``).
     """
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown chapter {name!r}; chapters are {', '.join(CHAPTERS)}")
+    if not isinstance(namespace, dict):
+        raise ValueError(f"namespace must be the notebook's globals() (a dict), got {type(namespace).__name__}")
     chapter = CHAPTERS[name]
     unknown = unknown_parameters(namespace, chapter.parameters + ("profile", "recompute"))
     if unknown:
@@ -453,7 +458,7 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
     if profile == NEXT:
         raise ValueError(f"profile {NEXT!r} is a book scale still being computed (`make results PROFILE={NEXT}`); a "
                          f"notebook renders it once the chapter's book profile takes its values; choose one of {PROFILES}")
-    recompute = namespace.get("recompute", False)
+    recompute = _plain(namespace.get("recompute", False))
     if not isinstance(recompute, bool):
         raise ValueError(f"parameter recompute must be True or False, got {recompute!r}")
     params = resolve(chapter, profile, {k: namespace.get(k) for k in chapter.parameters})
@@ -692,6 +697,10 @@ def _grid_21(p):
 
 
 def _grid_22(p):
+    bad = [level for level in p["noise_levels"] if not isinstance(level, list) or len(level) != 3]
+    if bad:
+        raise ValueError(f"parameter noise_levels must be a list of [noise_mean_max, noise_scale_max, noise_std] "
+                         f"triples, got {bad[0]!r} in {p['noise_levels']!r}")
     base = _vgg_base(p).replace(lr=p["lr"])
     # noisy BN, and the same noise on the standard network ("noisy_none"), at each noise level
     return [cfg.replace(seed=seed) for cfg in [base.replace(norm="none"), base.replace(norm="bn")] + [
@@ -836,8 +845,10 @@ def _lr_decay_steps_36(p, batch_size: int) -> int:
 def _grid_36(p):
     if p["lr_scaling"] not in ("linear", "none"):
         raise ValueError(f"parameter lr_scaling must be 'linear' or 'none', got {p['lr_scaling']!r}")
-    if not (isinstance(p["lr_decay_epochs"], (int, float)) and p["lr_decay_epochs"] > 0):
-        raise ValueError(f"parameter lr_decay_epochs must be a number > 0, got {p['lr_decay_epochs']!r}")
+    if not (isinstance(p["lr_decay_epochs"], (int, float)) and 0 < p["lr_decay_epochs"] < float("inf")):
+        raise ValueError(f"parameter lr_decay_epochs must be a finite number > 0, got {p['lr_decay_epochs']!r}")
+    if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in p["batch_sizes"]):
+        raise ValueError(f"batch_size must be a positive integer, got {p['batch_sizes']!r} (parameter batch_sizes)")
     base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model=p["model"], width=p["width"],
                        epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], eval_batch_size=500, device=p["device"])

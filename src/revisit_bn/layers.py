@@ -100,6 +100,11 @@ class PolynomialMomentum:
     minimum: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("power", "minimum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not 0.0 < self.power <= 1.0:
             raise ValueError(f"power must lie in (0, 1], got {self.power}")
         if not 0.0 <= self.minimum <= 1.0:
@@ -121,6 +126,42 @@ def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
 
 
 _REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float: a real number (NumPy's and 0-dim tensors' too), not a bool or a string.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not (hasattr(value, "item") and
+                                                                              hasattr(value, "dtype"))):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole(value, name: str, least: int = 0) -> int:
+    """``value`` as an int of at least ``least`` (NumPy's integers too; not a bool or a float).
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    if hasattr(value, "item") and hasattr(value, "dtype") and not isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def _one_value_per_channel(layer, x: torch.Tensor) -> None:
+    """Refuse a training batch with one value per channel, as :class:`torch.nn.BatchNorm2d` does (its statistics
+    would normalize every value to 0)."""
+    if x.numel() // max(x.shape[1], 1) == 1:
+        raise ValueError(f"{type(layer).__name__}: expected more than 1 value per channel when training, got input "
+                         f"size {tuple(x.shape)} (as torch.nn.BatchNorm; use eval() or a larger batch)")
 
 
 def _compute_dtype(x: torch.Tensor, stats: torch.Tensor) -> torch.dtype:
@@ -170,18 +211,25 @@ class _NormBase(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        if isinstance(momentum, (int, float)) and not isinstance(momentum, bool):
-            if not 0.0 < float(momentum) <= 1.0:
+        num_features = _whole(num_features, "num_features", 1)
+        eps = _number(eps, "eps")
+        if not 0 < eps < float("inf"):
+            raise ValueError(f"eps must be a positive finite number, got {eps}")
+        if momentum is not None and not callable(momentum):
+            if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) and not hasattr(momentum, "item"):
+                raise ValueError(f"momentum must be a float in (0, 1], None (cumulative average) or a callable "
+                                 f"step -> rate, got {momentum!r}")
+            momentum = _number(momentum, "momentum")
+            if not 0.0 < momentum <= 1.0:
                 raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
-        elif momentum is not None and not callable(momentum):
-            raise ValueError(
-                f"momentum must be a float in (0, 1], None (cumulative average) or a callable "
-                f"step -> rate, got {momentum!r}"
-            )
+        elif callable(momentum) and not isinstance(momentum, PolynomialMomentum):
+            try:  # an arbitrary schedule is called with the step (an int from 1) for a rate in (0, 1]
+                first = momentum(1)
+            except Exception as exc:
+                raise ValueError(f"momentum, a callable, must take the step (an int from 1) and return a rate in "
+                                 f"(0, 1]; momentum(1) raised {type(exc).__name__}: {exc}") from exc
+            if isinstance(first, bool) or not isinstance(first, (int, float)) or not 0.0 < first <= 1.0:
+                raise ValueError(f"momentum, a callable, must return a rate in (0, 1]; momentum(1) gave {first!r}")
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -502,12 +550,15 @@ class _BatchRenorm(_NormBase):
         if callable(momentum) or momentum is None:
             raise ValueError("BatchRenorm's momentum must be a float in (0, 1]")
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
-        if r_max < 1 or d_max < 0:
-            raise ValueError(f"need r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
-        if not 0 <= warmup_steps <= min(r_ramp_end, d_ramp_end):
+        r_max, d_max = _number(r_max, "r_max"), _number(d_max, "d_max")
+        if not (1 <= r_max < float("inf") and 0 <= d_max < float("inf")):
+            raise ValueError(f"need finite r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
+        warmup_steps = _whole(warmup_steps, "warmup_steps")
+        r_ramp_end, d_ramp_end = _whole(r_ramp_end, "r_ramp_end"), _whole(d_ramp_end, "d_ramp_end")
+        if not warmup_steps <= min(r_ramp_end, d_ramp_end):
             raise ValueError("need 0 <= warmup_steps <= r_ramp_end and <= d_ramp_end")
-        self.r_max, self.d_max = float(r_max), float(d_max)
-        self.warmup_steps, self.r_ramp_end, self.d_ramp_end = int(warmup_steps), int(r_ramp_end), int(d_ramp_end)
+        self.r_max, self.d_max = r_max, d_max
+        self.warmup_steps, self.r_ramp_end, self.d_ramp_end = warmup_steps, r_ramp_end, d_ramp_end
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -537,6 +588,7 @@ class _BatchRenorm(_NormBase):
         self._check_input(x)
         if not self.training or x.shape[0] == 0:
             return _output(self._affine(self._normalize_with_running_stats(self._widened(x))), x)
+        _one_value_per_channel(self, x)
         with torch.no_grad():
             mean, var = _batch_moments(self._widened(x.detach()))
             mean, var = mean.to(self.running_mean.dtype), var.to(self.running_var.dtype)
@@ -605,6 +657,13 @@ class BatchRenorm2d(_BatchRenorm):
 
 
 class _ReferenceBatchNorm(_NormBase):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None) -> None:
+        if callable(momentum):
+            raise ValueError("momentum must be a float in (0, 1] or None (cumulative average), as torch.nn.BatchNorm's; "
+                             f"got a callable {momentum!r}")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Algorithm 1 in training (batch statistics; running averages updated), Algorithm 2 in eval."""
         self._check_input(x)
@@ -657,12 +716,18 @@ class ReferenceBatchNorm2d(_ReferenceBatchNorm):
     _allowed_dims = (4,)
 
 
+# The largest finite p of LpNorm: |x|^p of float32 activations overflows for much larger p (use float("inf")).
+LP_MAX_ORDER = 16.0
+
+
 class _LpNorm(_NormBase):
     def __init__(self, num_features: int, p: float = 1.0, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None, dtype=None) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
-            raise ValueError(f"p must be a number >= 1 or float('inf') (Santurkar et al. use 1, 2 and inf), got {p!r}")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        p = _number(p, "p")
+        if not (1 <= p <= LP_MAX_ORDER or p == float("inf")):
+            raise ValueError(f"p must be a number in [1, {LP_MAX_ORDER:g}] or float('inf') (Santurkar et al. use 1, 2 and inf; "
+                             f"|x|^p of a larger p overflows float32), got {p!r}")
+        if momentum is None or callable(momentum):
             raise ValueError(f"momentum must be a float in (0, 1], got {momentum!r}")
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats, device=device, dtype=dtype)
@@ -710,6 +775,8 @@ class _LpNorm(_NormBase):
         elif x.shape[0] == 0:
             return _output(self._affine(wide), x)
         else:
+            if self.training:
+                _one_value_per_channel(self, x)
             mean, scale = wide.mean(dim=_reduce_dims(x)), self.batch_scale(wide)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
@@ -789,8 +856,9 @@ class MicroBatch(nn.Module):
 
     def __init__(self, module: nn.Module, group_size: int) -> None:
         super().__init__()
-        if not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"module must be a normalization layer (an nn.Module), got {module!r}")
+        group_size = _whole(group_size, "group_size", 1)
         self.module, self.group_size = module, group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -810,7 +878,7 @@ def check_noise(noise_mean_max: float, noise_scale_max: float, noise_std: float)
     """
     for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
                              ("noise_std", noise_std, 0.0)):
-        if not (isinstance(value, (int, float)) and low <= value < float("inf")):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value < float("inf")):
             raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
 
 

@@ -228,7 +228,11 @@ def read_run_text(path: Path) -> str:
     """
     path = Path(path)
     if not path.name.endswith(".gz"):
-        return path.read_text()
+        try:
+            return path.read_text()
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{path} is not a valid run file (not text: {exc}; a compressed run is named .json.gz)") \
+                from exc
     data = path.read_bytes()
     try:
         return gzip.decompress(data).decode()
@@ -337,6 +341,33 @@ def _finite(value: Any) -> bool:
     return value is not None and (not isinstance(value, float) or math.isfinite(value))
 
 
+def _check_structure(path: Path, payload: dict[str, Any]) -> None:
+    """The fields a run's readers and its replay use must have their types: ``params``, ``metrics``, ``steps``,
+    ``tables`` and ``provenance`` objects, ``metrics`` and ``steps`` of lists of numbers (or ``null``),
+    ``replay_steps`` a count no larger than the stored steps."""
+    def numbers(values) -> bool:
+        return isinstance(values, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                                for v in values)
+
+    problems = [f"{name} is not an object" for name in ("params", "metrics", "steps", "provenance")
+                if not isinstance(payload.get(name), dict)]
+    if not isinstance(payload.get("tables", {}), dict):
+        problems.append("tables is not an object")
+    if not problems:
+        problems += [f"metric {k!r} is not a list of numbers" for k, v in payload["metrics"].items() if not numbers(v)]
+        problems += [f"steps {k!r} is not a list of numbers" for k, v in payload["steps"].items() if not numbers(v)]
+        if "train_loss" not in payload["steps"]:
+            problems.append("steps has no train_loss")
+    replay = payload.get("replay_steps")
+    if not isinstance(replay, int) or isinstance(replay, bool) or replay < 0:
+        problems.append(f"replay_steps is {replay!r}, not a count")
+    elif not problems and replay > len(payload["steps"]["train_loss"]):
+        problems.append(f"replay_steps {replay} exceeds the {len(payload['steps']['train_loss'])} stored steps")
+    if problems:
+        raise StoreError(f"{path} is not a valid run file ({'; '.join(problems)}): a damaged or hand-edited run; "
+                         "recompute it with `make results`")
+
+
 def _check_status(path: Path, payload: dict[str, Any]) -> None:
     """A run's ``status`` must say what its losses say: ``"ok"`` with every step loss and metric finite,
     ``"diverged"`` with ``diverged_at`` a step, and something non-finite at or after it."""
@@ -380,8 +411,7 @@ def validate(path: Path) -> dict[str, Any]:
                          "(a file from a newer revisit_bn: update the checkout, or recompute the run)")
     if payload["digest"] != content_digest(payload):
         raise StoreError(f"{path} was changed after it was written: its digest does not match its content")
-    if not isinstance(payload["params"], dict):
-        raise StoreError(f"{path} is not a valid run file (its params are not an object)")
+    _check_structure(path, payload)
     key = params_key(payload["params"])
     if key != run_key(path):
         if legacy_key(payload["params"]) == run_key(path):
@@ -404,6 +434,9 @@ def load(path: Path, params: dict[str, Any], report=None) -> dict[str, Any] | No
     try:
         payload = validate(path)
     except (FileNotFoundError, NotADirectoryError):  # no such file (or a file stands where a folder would be)
+        return None
+    except IsADirectoryError:
+        (report or (lambda msg: warnings.warn(msg, stacklevel=3)))(f"{path} is a folder, not a run file; move it away")
         return None
     except StoreError as exc:
         (report or (lambda msg: warnings.warn(msg, stacklevel=3)))(f"{exc}; it will be recomputed")

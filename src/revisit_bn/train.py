@@ -53,7 +53,7 @@ from .data import (
 )
 from .landscape import TheoremTrace, TrainingProbe, norm_positions
 from .layers import FullNorm1d, PolynomialMomentum, check_noise
-from .models import MODELS, NOISE_DEFAULTS, NORMS, FNRegressor, build_model
+from .models import FN_BACKWARDS, MODELS, NOISE_DEFAULTS, NORMS, FNRegressor, build_model
 
 DEFAULT_THREADS = 2
 
@@ -130,16 +130,21 @@ MAX_SEED = 2**32
 
 def _plain_fields(config) -> None:
     """Replace NumPy scalars in a frozen config's fields by the Python numbers they are (``np.float64(0.02)``
-    is 0.02), so that they validate, and key, as those numbers do."""
+    is 0.02), and whole numbers in float fields by floats (``lr=1`` is ``lr=1.0``), so that they validate,
+    compare and key as those numbers do: two equal configurations have one key."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if isinstance(value, np.generic):
-            object.__setattr__(config, f.name, value.item())
+            value = value.item()
+        if f.type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        object.__setattr__(config, f.name, value)
 
 
 def _check_common(experiment: str, seed: Any, threads: Any, device: Any) -> None:
-    if not isinstance(experiment, str) or not experiment or "/" in experiment or ".." in experiment:
-        raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
+    if not isinstance(experiment, str) or not experiment or experiment.startswith(".") \
+            or any(sep in experiment for sep in ("/", "\\")):
+        raise ValueError(f"experiment must be a plain folder name (no separators, not starting with '.'), got {experiment!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     _positive_int("threads", threads)
@@ -260,6 +265,7 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
         check_batch_order(self.batch_order, self.batch_size)
+        self._check_fit()
         for name in ("train_subset", "test_subset", "norm_group_size", "probe_every", "trace_every"):
             _positive_int(name, getattr(self, name), allow_none=True)
         for name, size in zip(("train_subset", "test_subset"), DATASET_SIZES[self.dataset]):
@@ -306,6 +312,27 @@ class TrainConfig:
         if self.trace_every is not None and (self.norm != "bn" or self.model not in ("simple", "simple_wide")):
             raise ValueError(f"trace_every evaluates the theorems at a BN layer of SimpleNet; got norm={self.norm!r}, "
                              f"model={self.model!r} (use norm='bn', model='simple')")
+
+    def _check_fit(self) -> None:
+        """Settings that the chosen model, norm and data would ignore or could not take, refused when made (two
+        configurations differing only in an ignored setting would be two stored runs of the same numbers)."""
+        if self.model in VGG_MODELS and self.dataset != "cifar10":
+            raise ValueError(f"model {self.model!r} takes 32x32 images (five max-pools): use it with 'cifar10', "
+                             f"not {self.dataset!r}")
+        if self.width != 1.0 and self.model not in WIDTH_MODELS:
+            raise ValueError(f"width (the channel multiplier) applies to {WIDTH_MODELS}; model {self.model!r} ignores it: "
+                             f"leave width at 1.0")
+        if self.fn_momentum_power != 0.0 and self.norm not in FN_BACKWARDS:
+            raise ValueError(f"fn_momentum_power (FN's decaying estimate rate) applies to {tuple(FN_BACKWARDS)}; norm "
+                             f"{self.norm!r} ignores it: leave it at 0.0")
+        if self.norm_group_size is not None and self.norm in ("none", "noisy_none"):
+            raise ValueError(f"norm_group_size splits normalization layers' batches; norm {self.norm!r} has none: leave "
+                             "it None")
+        if self.batch_order in ("label_sorted", "unshuffled") and self.train_subset is not None and \
+                self.dataset in TEN_LABELS and self.train_subset < 10 * self.batch_size:
+            raise ValueError(f"{self.batch_order} batches need a full batch of every label: train_subset="
+                             f"{self.train_subset:,} leaves fewer than {self.batch_size} samples of some of {self.dataset}'s "
+                             f"10 labels; use train_subset >= {10 * self.batch_size:,} or a smaller batch_size")
 
     def key_params(self) -> dict[str, Any]:
         """Everything that determines the numbers: the fields (not ``device``), the data checksum and the code fingerprint."""
@@ -369,6 +396,11 @@ LR_SCHEDULES = ("polynomial", "cosine")
 IMAGE_DATASETS = ("mnist", "cifar10", "mnist_scaled")
 # models of feature vectors (N, D): every other dataset's
 VECTOR_MODELS = ("mlp3", "logreg", "deep_linear")
+# models sized by TrainConfig.width, and the VGGs (which need 32x32 images)
+WIDTH_MODELS = ("vgg11", "vgg16", "resnet18_cifar")
+VGG_MODELS = ("vgg11", "vgg16")
+# datasets of ten balanced labels
+TEN_LABELS = ("mnist", "cifar10", "mnist_scaled")
 
 
 def train_model(

@@ -11,6 +11,7 @@ them (:func:`verdict_rules`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import textwrap
 
@@ -64,10 +65,14 @@ class Part:
     vacuous: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a part's name must be a non-empty string, got {self.name!r}")
         if self.category not in EXPERIMENTAL:
             raise ValueError(f"a part's category must be one of {EXPERIMENTAL}, got {self.category!r}")
-        object.__setattr__(self, "seeds", int(self.seeds))
-        object.__setattr__(self, "vacuous", bool(self.vacuous))
+        if not isinstance(self.interval, str):
+            raise ValueError(f"a part's interval must be its text (e.g. '+0.1 [0.0, 0.2]'), got {self.interval!r}")
+        object.__setattr__(self, "seeds", _count(self.seeds, "a part's seeds"))
+        object.__setattr__(self, "vacuous", _flag(self.vacuous, "a part's vacuous"))
 
 
 def merged(parts) -> str:
@@ -108,13 +113,27 @@ class Verdict:
     parts: tuple = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reproduced", bool(self.reproduced))  # numpy bools are not JSON
+        object.__setattr__(self, "reproduced", _flag(self.reproduced, "reproduced"))  # numpy bools are not JSON
+        for name in ("claim_id", "source", "claim", "measured", "scale", "interval"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"a verdict's {name} must be a string, got {getattr(self, name)!r}")
+        object.__setattr__(self, "seeds", _count(self.seeds, "a verdict's seeds"))
+        if isinstance(self.parts, (str, bytes)) or not all(isinstance(p, Part) for p in self.parts):
+            raise ValueError(f"a verdict's parts must be Part objects, got {self.parts!r}")
         object.__setattr__(self, "parts", tuple(self.parts))
-        object.__setattr__(self, "seeds", int(self.seeds))
         if self.category not in CATEGORIES:
             raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
         if self.reproduced != (self.category in SUPPORTING):
             raise ValueError(f"reproduced={self.reproduced} disagrees with category {self.category!r}")
+        if self.parts:
+            # what its parts give, or less: a failed gate or the training-length rule makes it inconclusive, and
+            # the training-length rule can leave a decided side in part
+            of_parts = merged(self.parts)
+            allowed = {of_parts, "inconclusive"} | ({f"{of_parts} in part"} if of_parts in ("reproduced", "contradicted")
+                                                   else set())
+            if self.category not in allowed:
+                raise ValueError(f"{self.claim_id}: category {self.category!r} disagrees with its parts, which give "
+                                 f"{of_parts!r}")
 
     @classmethod
     def of(cls, claim_id: str, measured: str, scale: str, category: str, seeds: int = 0, interval: str = "",
@@ -186,6 +205,46 @@ class NonFiniteError(ValueError):
     (a probe half with no interval); never averaged into an effect."""
 
 
+def _flag(value, name: str) -> bool:
+    """A true/false option as a bool (NumPy's bool too); a string such as ``"False"`` is refused, not read as true.
+
+    Raises:
+        ValueError: ``value`` is not a bool.
+    """
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _finite_number(value, name: str) -> float:
+    """``value`` as a float: a real, finite number (NumPy's too), not a bool or a string.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _count(value, name: str, least: int = 0) -> int:
+    """``value`` as an int of at least ``least`` (NumPy's integers too; not a bool, a float or a string).
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
 def per_seed(values, what: str = "values"):
     """``values`` as a float array of one value per seed, checked: at least one, every one finite.
 
@@ -193,13 +252,19 @@ def per_seed(values, what: str = "values"):
         ValueError: no values, or a NaN or infinite one (a diverged run's metric is not an effect:
             the verdict must say the run diverged instead); the message names ``what``.
     """
+    from collections.abc import Mapping
+
     import numpy as np
 
+    if isinstance(values, (str, bytes, Mapping)):  # a dict's keys, a string's characters: not seeds' values
+        raise ValueError(f"{what} must be a sequence of numbers, one per seed, got {type(values).__name__} {values!r}")
     try:
         array = np.asarray(list(values), dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be numbers, one per seed, got {values!r}") from exc
-    if array.ndim != 1 or array.size == 0:
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one number per seed (1-D), got an array of shape {array.shape}")
+    if array.size == 0:
         raise ValueError(f"{what}: no per-seed values (a verdict over zero seeds decides nothing); compute its runs first")
     if not np.isfinite(array).all():
         raise NonFiniteError(f"{what} must be finite, one per seed, got {array.tolist()}: a diverged run is reported "
@@ -217,6 +282,9 @@ def seed_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float,
     """
     from scipy import stats
 
+    confidence = _finite_number(confidence, "confidence")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
     values = per_seed(values, "seed_interval's values")
     mean = float(values.mean())
     if len(values) < 2:
@@ -561,11 +629,12 @@ def effect(values, threshold: float, below: bool = False, parts: int = 1) -> tup
         ValueError: no values, a non-finite value (:func:`per_seed`), a non-finite threshold or bad ``parts``.
     """
     values = per_seed(values, "effect's per-seed values")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold != threshold \
-            or abs(threshold) == float("inf"):
-        raise ValueError(f"effect's threshold must be a finite number, got {threshold!r}")
+    threshold = _finite_number(threshold, "effect's threshold")
+    below = _flag(below, "below")
     confidence = family_confidence(parts)
     mean, low, high = seed_interval(values, confidence)
+    if not math.isfinite(mean):  # finite values whose mean overflows (1e308 x 3)
+        raise NonFiniteError(f"effect's per-seed values overflow: their mean is {mean}")
     if below:
         category = threshold_category(-high, -low, -threshold)
         agree = int((values < threshold).sum())
@@ -640,6 +709,8 @@ def gate(values, bound: float, below: bool = False) -> Gate:
             non-finite value (:func:`per_seed`).
     """
     values = per_seed(values, "gate's values (the reference runs' per-seed values)")
+    bound = _finite_number(bound, "gate's bound")
+    below = _flag(below, "below")
     worst = values.max() if below else values.min()
     mean, after = float(values.mean()), float((values.sum() + worst) / (values.size + 1))
     # a mean within float rounding of its bound meets it (three seeds at 0.99 average to 0.98999...)
@@ -672,13 +743,17 @@ def combine(categories, vacuous=None) -> str:
     Raises:
         ValueError: no categories, an unknown one, or ``vacuous`` of another length.
     """
+    if categories is None or isinstance(categories, (str, bytes)):
+        raise ValueError(f"combine: categories must be a list of the parts' categories, got {categories!r}")
     categories = list(categories)
     if not categories:
         raise ValueError("combine: a claim needs at least one part's category")
-    unknown = [c for c in categories if c not in _OUTCOMES]
+    unknown = [c for c in categories if not isinstance(c, str) or c not in _OUTCOMES]
     if unknown:
         raise ValueError(f"combine: unknown part categories {unknown}; parts are {EXPERIMENTAL}")
-    vacuous = [False] * len(categories) if vacuous is None else [bool(v) for v in vacuous]
+    if isinstance(vacuous, (str, bytes)):
+        raise ValueError(f"combine: vacuous must be a list of True/False, one per part, got {vacuous!r}")
+    vacuous = [False] * len(categories) if vacuous is None else [_flag(v, "combine's vacuous") for v in vacuous]
     if len(vacuous) != len(categories):
         raise ValueError(f"combine: {len(vacuous)} vacuous flags for {len(categories)} parts")
     outcomes = set().union(*(_OUTCOMES[c] for c, v in zip(categories, vacuous) if not v))
@@ -706,9 +781,14 @@ def family_confidence(parts: int, confidence: float = CONFIDENCE) -> float:
     Raises:
         ValueError: ``parts`` is not a positive integer.
     """
-    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+    import numpy as np
+
+    if isinstance(parts, (bool, np.bool_)) or not isinstance(parts, (int, np.integer)) or parts < 1:
         raise ValueError(f"parts must be a positive integer (the claim's parts), got {parts!r}")
-    return 1.0 - (1.0 - confidence) / parts
+    confidence = _finite_number(confidence, "confidence")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    return 1.0 - (1.0 - confidence) / int(parts)
 
 
 def _gate(ok: bool, category: str) -> str:
