@@ -1017,3 +1017,38 @@ def test_every_registered_claim_states_the_papers_own_setting():
     assert "not stated" in registry.paper_setting("lian-fig4") and "20 epochs" in registry.paper_setting("lian-fig3")
     with pytest.raises(KeyError, match="not registered"):
         registry.paper_setting("lian-fig99")
+
+
+def test_every_verdict_short_of_reproduced_says_why_in_its_ledger_row():
+    from revisit_bn import ledger as ledger_mod
+
+    reason = ledger_mod.reason
+    assert reason("reproduced", "x 0.5 (>= 0.1)") == ""
+    gate = "BN 0.7 vs FN 0.6; gate: the higher label-restricted training loss 1.590 (>= 1.151, failed)"
+    assert reason("inconclusive", gate) == "gate failed: the higher label-restricted training loss"
+    short = "reproduced at the end but inconclusive one epoch short (...): the training length decides it, inconclusive"
+    assert "training-length rule" in reason("inconclusive", short)
+    assert reason("inconclusive", "BN - FN +0.06 [-0.08, +0.20]", threshold="> 0.05 nats") == (
+        "the interval straddles the threshold (> 0.05 nats)")
+    assert reason("contradicted", "-0.05 [-0.10, -0.01]", threshold="> 0.05").startswith("the interval lies on the other")
+    parts = [{"name": "a", "category": "reproduced"}, {"name": "b", "category": "contradicted"},
+             {"name": "c", "category": "reproduced", "vacuous": True}]
+    assert reason("mixed", "...", parts) == "2 parts: 1 reproduced, 1 contradicted"  # the vacuous part not counted
+    assert reason("inconclusive: runs diverged", "...").startswith("runs diverged")
+
+
+def test_the_ledger_table_has_a_badge_a_reason_and_an_anchor_per_claim_in_four_columns():
+    from revisit_bn import ledger as ledger_mod
+
+    frame = pd.DataFrame([dict(claim_id="lian-fig5", source="Figure 5", claim="FN beats BN", verdict="inconclusive",
+                               measured="gate: the higher label-restricted training loss 2.3 (>= 1.151, failed)",
+                               scale="CIFAR-10", chapter="35-cifar-batch-construction", seeds=3.0,
+                               interval="-0.079 [-0.176, +0.017]", runs=["a", "b"], kind="paper", rule="",
+                               parts=[{"name": "claim", "category": "inconclusive"}])])
+    html = ledger_mod.table_html(frame, paper_ledger=frame.iloc[0:0].assign(claim_id=[]))
+    assert html.count("<th>") == 3  # no paper-profile column without paper verdicts
+    assert '<tr id="claim-lian-fig5">' in html and "background:" in html  # anchor and badge
+    assert "gate failed: the higher label-restricted training loss" in html
+    assert "3 seeds, 2 stored runs" in html and 'href="35-cifar-batch-construction.html#verdict-lian-fig5"' in html
+    with_paper = ledger_mod.table_html(frame, paper_ledger=frame)
+    assert with_paper.count("<th>") == 4 and "paper-scale-35" in with_paper

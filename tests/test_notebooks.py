@@ -65,8 +65,13 @@ def _commented_book_value(comment: str):
 def test_parameter_comments_state_the_specs_book_values(nb):
     # a reader sees these comments first; a promoted profile (3 -> 10 epochs) must not leave them behind
     book = CHAPTERS[nb.stem].profiles["book"]
+    above: list[str] = []  # a comment may sit on the lines above its parameter (code lines fit 88 columns)
     for line in _parameters_cell(nb).splitlines():
         code, _, comment = line.partition("#")
+        if not code.strip():
+            above.append(comment.strip())
+            continue
+        comment, above = comment or " ".join(above), []
         name = code.split("=")[0].strip()
         if name in book:
             assert "book profile:" in comment, f"{nb.stem}: {name}'s comment does not state its book value"
@@ -164,6 +169,18 @@ def test_stored_outputs_hold_no_progress_bar_and_no_line_wider_than_the_output_b
             wide = [line for line in shown.splitlines() if len(line) > OUTPUT_WIDTH]
             assert not wide, f"{nb.stem}: {len(wide)} output lines wider than {OUTPUT_WIDTH} characters: {wide[0]!r}"
         assert "nbval-ignore-output" not in cell.source and "nbval-ignore-output" not in cell.metadata.get("tags", [])
+
+
+CODE_WIDTH = 88  # characters: a code cell's line fits the book's column at 1280 px without scrolling
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_column(nb):
+    # 126 of 145 visible code cells scrolled sideways, with lines up to 144 characters
+    wide = [(i, line) for i, cell in enumerate(nbformat.read(nb, as_version=4).cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_WIDTH]
+    assert not wide, (f"{nb.stem}: {len(wide)} code lines wider than {CODE_WIDTH} characters, first in cell "
+                      f"{wide[0][0]}: {wide[0][1]!r}")
 
 
 THEORY = [nb for nb in NOTEBOOKS if nb.stem[:2] in ("11", "12", "13", "14", "15")]

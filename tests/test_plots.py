@@ -15,7 +15,7 @@ def test_loss_curves_draw_a_labelled_panel_per_order_and_metric():
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss (nats)" for ax in axes)
     assert all(ax.get_yscale() == "log" for ax in axes)
     assert [t.get_text() for t in fig.legends[0].texts] == ["BN", "FN (MCSGD)"]  # one shared legend
-    assert "label-sorted" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
+    assert "one label per batch" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
     assert "shuffled" in axes[2].get_title()
     assert fig._suptitle is None  # the caption is the book's, outside the image
 
@@ -93,8 +93,42 @@ def test_figures_fit_the_books_column_with_at_most_three_panels_a_row():
     frame = pd.DataFrame({"epoch": [1, 2] * 2, "norm": ["fn", "fn", "bn", "bn"], "seed": 0, "test_loss": [1.0, 0.5, 1.1, 0.6],
                           "train_loss": 1.0, "test_acc": 0.5})
     fig = plots.curves(frame, ["train_loss", "test_loss", "test_acc"])
-    width_px = fig.get_figwidth() * fig.dpi
-    assert width_px <= 760 and not any(ax.get_title() == "" for ax in fig.axes)
+    # as wide as the column (shown at 7.2 in: ~740 px), drawn at 150 dpi so that an enlarged figure stays sharp
+    assert fig.get_figwidth() <= plots.COLUMN_WIDTH_IN and fig.dpi >= 150
+    assert not any(ax.get_title() == "" for ax in fig.axes)
     assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
     with pytest.raises(ValueError, match="at most 3 panels"):
         plots.curves(frame, ["train_loss", "test_loss", "test_acc", "train_loss"])
+
+
+def test_tables_figures_and_verdicts_share_one_label_per_method_order_and_metric():
+    from revisit_bn import claims, names
+
+    frame = pd.DataFrame({"norm": ["fn_const", "bn"], "order": ["label_sorted", "shuffled"],
+                          "train_eval_loss": [0.123456, 0.5], "lr": [0.02, 0.02]}).set_index(["norm", "order"])
+    shown = plots.results_table(frame)
+    assert list(shown.index.get_level_values(0)) == ["FN (constant)", "BN"]
+    assert list(shown.index.get_level_values(1)) == ["one label per batch", "shuffled"]
+    assert list(shown.index.names) == ["method", "batches"]
+    assert list(shown.columns) == ["training-set loss, evaluation mode", "step size"]
+    assert shown.iloc[0, 0] == 0.123  # rounded, and the caller's frame is untouched
+    assert frame.index[0] == ("fn_const", "label_sorted")
+    assert all(claims.FN_LABELS[n] == names.NORM_LABELS[n] for n in claims.FN_LABELS)  # verdicts say the same
+    assert plots.NORM_LABELS is names.NORM_LABELS and plots.METRIC_LABELS is names.METRIC_LABELS
+
+
+def test_every_normalization_has_its_own_colour_and_log_axes_label_plain_numbers():
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    colours = [mcolors.to_hex(c) for c in plots.NORM_COLORS.values()]
+    assert len(set(colours)) == len(colours)
+    assert set(plots.NORM_COLORS) == set(plots.NORM_LABELS) - {"noisy_none"}  # drawn in the standard network's shade
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1.5, 4.0])
+    ax.set_yscale("log")
+    plots._finish(fig)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.yaxis.get_minorticklabels() if t.get_text()]
+    assert "2" in labels and not [t for t in labels if "times" in t or "^" in t]  # not "2x10^0"
+    assert plots._log_label(2e-5, plain=False) == "$2\\times10^{-5}$"

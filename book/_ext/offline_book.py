@@ -1,4 +1,4 @@
-"""Sphinx extension: the book loads nothing from another host.
+"""Sphinx extension: the book loads nothing from another host, and numbers figures within chapters.
 
 Jupyter Book v1 always loads ``sphinx_thebe``, which adds to every page a script that names a
 CDN copy of thebe, a second copy of the same constant (a script error in the browser) and, on
@@ -14,6 +14,23 @@ def _detach_thebe(app):
         listeners[:] = [lst for lst in listeners if not getattr(lst.handler, "__module__", "").startswith("sphinx_thebe")]
 
 
+def _number_figures_by_chapter(app, env):
+    """Figures of chapter NN (``notebooks/NN-*``) are numbered NN.1, NN.2, ... in their order on the page,
+    captions and ``{numref}`` alike (Sphinx numbers them 1, 2, ... across the whole book otherwise)."""
+    renumbered = []
+    for docname, by_type in getattr(env, "toc_fignumbers", {}).items():
+        stem = docname.rsplit("/", 1)[-1]
+        chapter = stem.split("-", 1)[0]
+        if not (docname.startswith("notebooks/") and chapter.isdigit()):
+            continue
+        for figtype, numbers in by_type.items():
+            order = sorted(numbers, key=lambda figure_id: numbers[figure_id])
+            by_type[figtype] = {figure_id: (int(chapter), k) for k, figure_id in enumerate(order, start=1)}
+        renumbered.append(docname)
+    return renumbered
+
+
 def setup(app):
     app.connect("builder-inited", _detach_thebe)
+    app.connect("env-get-updated", _number_figures_by_chapter, priority=900)  # after Sphinx's own numbering
     return {"parallel_read_safe": True, "parallel_write_safe": True}

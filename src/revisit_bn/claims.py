@@ -26,13 +26,16 @@ from .checks_santurkar import (  # noqa: F401 (re-exported: chapters read them a
     noisy_shift_halves,
     SHIFT_RATIO,
 )
+from .names import NORM_LABELS
 from .ledger import (  # noqa: F401 (re-exported: chapters read them as claims.<name>)
     by_paper,
     collect,
     compare_scales,
     glue_rules,
     glue_verdicts,
+    reason,
     record,
+    table_html,
 )
 from .probes import (  # noqa: F401 (re-exported: chapters read them as claims.<name>)
     activation_drift,
@@ -115,7 +118,7 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
         scale, category, len(gap), _interval_text(mean, low, high))
 
 
-FN_LABELS = {"fn": "FN (MCSGD)", "fn_decoupled": "FN (decoupled)", "fn_exact": "FN (exact)", "fn_const": "FN (constant)"}
+FN_LABELS = {n: NORM_LABELS[n] for n in ("fn", "fn_decoupled", "fn_exact", "fn_const")}  # the book's one label each
 
 
 def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", order: str = "label_sorted",

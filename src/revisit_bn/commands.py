@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -59,12 +60,23 @@ def run_states(profile: str = "book") -> dict[str, list[Path]]:
     states: dict[str, list[Path]] = {"current": [], "stale": [], "orphaned": [], "damaged": []}
     for path in results_mod.stored_runs(root):
         config = wanted.get(path)
-        if config is None:
-            states["stale" if path in legacy else "orphaned"].append(path)
+        if config is None:  # a format-2 name: computed under any code, its legacy key is not today's
+            states["stale" if path in legacy or _legacy_name_of_wanted(path, wanted) else "orphaned"].append(path)
             continue
         state, _ = run_state(config, root, report=lambda msg: None)
         states["damaged" if state == "missing" else state].append(path)
     return states
+
+
+def _legacy_name_of_wanted(path: Path, wanted) -> bool:
+    """Whether ``path`` is a run of ``wanted`` stored under its format-2 name (a hash holding the code
+    fingerprint of the code that computed it, whatever code that was): ``make migrate`` renames it."""
+    try:
+        params = json.loads(results_mod.read_run_text(path))["params"]
+        target = path.with_name(results_mod.params_key(params) + results_mod.RUN_SUFFIX)
+    except (OSError, ValueError, KeyError, TypeError, results_mod.StoreError):
+        return False
+    return results_mod.legacy_key(params) == results_mod.run_key(path) and target in wanted
 
 
 def stale_runs(profile: str = "book") -> list[Path]:
@@ -395,6 +407,63 @@ def status(profile: str = "book", out=None) -> dict[str, float]:
         for path in states[state]:
             print(f"  {state}: {path}", file=out)
     return minutes
+
+
+def _arithmetic(provenance: dict) -> str:
+    """Where a run was computed, in words: the GPU's name, or the CPU as its provenance records it
+    (runs made before provenance recorded the CPU say so)."""
+    if provenance.get("gpu"):
+        return str(provenance["gpu"])
+    cpu = provenance.get("cpu")
+    return re.sub(r", flags \w+\)", ")", str(cpu)) if cpu else "CPU (model not recorded)"
+
+
+def compute_record(profile: str = "book"):
+    """What computing ``profile``'s runs took, one row per chapter, from the stored runs' provenance.
+
+    Columns: ``chapter``; ``runs`` (needed by the chapter's spec, each run counted under the first
+    chapter that reads it); ``stored`` (current runs in the store); ``minutes`` (summed ``seconds``
+    of their provenance: wall time, an upper bound where other work shared the cores); ``median s``
+    and ``longest s`` (per run); ``computed on`` (the distinct CPUs or GPUs, with how many runs
+    each); ``from`` and ``to`` (the first and last ``created`` date). For the ``book`` profile a last
+    row, ``next (being computed)``, counts the :data:`~revisit_bn.experiments.NEXT` runs stored so far.
+
+    Returns:
+        pandas.DataFrame, empty when ``profile`` needs no runs.
+
+    Raises:
+        ValueError: ``profile`` is not one of the stores' profiles.
+    """
+    import pandas as pd
+
+    from .experiments import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    root = results_mod.results_root(profile)
+    groups: dict[str, list[tuple[Config, dict | None]]] = {}
+    for name, config in profile_configs(profile):
+        state, payload = run_state(config, root, report=lambda m: None)
+        groups.setdefault(name, []).append((config, payload if state == "current" else None))
+    if profile == BOOK:
+        for _, config in profile_configs(NEXT):
+            groups.setdefault(f"{NEXT} (being computed)", []).append((config, run_state(config, root, lambda m: None)[1]))
+    rows = []
+    for name, runs in groups.items():
+        stored = [p["provenance"] for _, p in runs if p is not None]
+        seconds = sorted(p["seconds"] for p in stored)
+        where: dict[str, int] = {}
+        for p in stored:
+            where[_arithmetic(p)] = where.get(_arithmetic(p), 0) + 1
+        dates = sorted(p["created"][:10] for p in stored)
+        rows.append({"chapter": name, "runs": len(runs), "stored": len(stored),
+                     "minutes": round(sum(seconds) / 60, 1),
+                     "median s": round(seconds[len(seconds) // 2], 1) if seconds else None,
+                     "longest s": round(seconds[-1], 1) if seconds else None,
+                     "computed on": "; ".join(f"{k}: {n}" for k, n in sorted(where.items(), key=lambda kv: -kv[1])),
+                     "from": dates[0] if dates else "", "to": dates[-1] if dates else ""})
+    return pd.DataFrame(rows, columns=["chapter", "runs", "stored", "minutes", "median s", "longest s",
+                                       "computed on", "from", "to"])
 
 
 def ensure_recorded(profile: str = "book", notebooks: Path | None = None, run: bool = True) -> list[str]:

@@ -267,7 +267,8 @@ class ChapterRun:
 
         values = ", ".join(f"{k}={v}" for k, v in self.params.items())
         where = "computed now if missing" if self.profile == "ci" else "read from the results store"
-        runs = f"{len(self.configs)} runs ({where})" if self.configs else "no stored runs"
+        runs = (f"{len(self.configs)} runs ({where})" if self.configs
+                else "this page trains nothing and reads no runs of its own")
         return textwrap.fill(f"Profile '{self.profile}': {values}", OUTPUT_WIDTH, subsequent_indent="    ") + f"\n{runs}"
 
     def results(self, configs: list[Config] | None = None) -> list[RunResult]:
@@ -621,6 +622,11 @@ def _profiles(book: dict[str, Any], ci: dict[str, Any] | None = None, paper: dic
     return profiles
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _images(n: int | None, total: int) -> str:
     return f"{n or total:,}"
 
@@ -918,7 +924,7 @@ _CHAPTER_LIST = [
                                  trace_epochs=3, trace_log_every=50)),
             _grid_13,
             lambda p: (f"{p['per_size']:,} random instances per batch size and convexity, m in {p['batch_sizes']}; "
-                       f"MNIST network, {p['trace_train_subset']:,} images, {p['trace_epochs']} epoch(s), both sides every "
+                       f"MNIST network, {p['trace_train_subset']:,} images, {_count(p['trace_epochs'], 'epoch')}, both sides every "
                        f"{p['trace_log_every']} steps")),
     Chapter("14-mcsgd-convergence", "Lian & Liu 2019, Lemma 1, Theorem 2, Corollary 3",
             ("lian-lemma1", "lian-thm2", "lian-cor3", "lian-thm2-decoupled", "lian-cor3-decoupled"),
@@ -1046,6 +1052,7 @@ _CHAPTER_LIST = [
                        f"batches of 32, {p['epochs']} epochs, Batch Renorm at its limits from step "
                        f"{p['brn_warmup_steps'] + p['brn_ramp_steps']}, {_seeds(p)}")),
     Chapter("90-claims-ledger", "every claim the book tests", (), _profiles(dict(run_missing=True), ci=dict(run_missing=False))),
+    Chapter("91-how-computed", "how the book's runs are stored, checked and computed", (), _profiles({})),
 ]
 CHAPTERS: dict[str, Chapter] = {c.name: c for c in _CHAPTER_LIST}
 

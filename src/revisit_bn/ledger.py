@@ -168,3 +168,106 @@ def glue_verdicts(verdicts, prefix: str = "") -> None:
         glue(f"{key}_category", Markdown(f"**{verdict.category}**"), display=False)
         glue(f"{key}_interval", Markdown(verdict.interval or "no interval"), display=False)
         glue(f"{key}_seeds", verdict.seeds, display=False)
+
+
+def reason(verdict: str, measured: str, parts: list | None = None, threshold: str = "") -> str:
+    """Why a verdict is not a plain *reproduced* (or *holds*), in a few words, for the ledger's row
+    (``""`` for those): the rule that moved it (one epoch less, half of the probes, one more seed), the
+    learnability gates that failed, the parts' categories of a claim of several parts, or where the
+    interval lies against the ``threshold``.
+
+    Args:
+        verdict: the recorded verdict (``"inconclusive"``, ``"inconclusive: runs diverged"``, ...).
+        measured: the record's ``measured`` text, which names the gates and the rules that fired.
+        parts: the record's ``parts`` (dicts with ``name`` and ``category``).
+        threshold: the claim's registered threshold (:attr:`revisit_bn.registry.Claim.threshold`).
+    """
+    import re
+
+    category = verdict.split(":")[0]
+    if category in ("reproduced", "holds as printed"):
+        return ""
+    why = []
+    if ":" in verdict:
+        why.append(verdict.split(":", 1)[1].strip())
+    for rule, words in (("the training length decides", "one epoch less changes it (training-length rule)"),
+                        ("the probe schedule decides", "half of the probes change it (probe-schedule rule)"),
+                        ("one more seed", "one more seed like the least favourable changes it")):
+        if rule in measured:
+            why.append(words)
+    failed = re.findall(r"gate: ([^;()]+?) [-+\d.,]+ \([^()]*failed\)", measured)
+    why += [f"gate failed: {name}" for name in dict.fromkeys(failed)]
+    counted = [p["category"] for p in parts or [] if not p.get("vacuous")]
+    if len(counted) > 1:
+        tally = {c: counted.count(c) for c in CATEGORIES if c in counted}
+        why.append(f"{len(counted)} parts: " + ", ".join(f"{n} {c}" for c, n in tally.items()))
+    if not why:
+        side = {"inconclusive": "the interval straddles the threshold",
+                "contradicted": "the interval lies on the other side of the threshold",
+                "holds as corrected": "holds once corrected", "false as printed": "a counterexample"}
+        why.append(side.get(category, category) + (f" ({threshold})" if threshold and category in
+                                                    ("inconclusive", "contradicted") else ""))
+    return "; ".join(why)
+
+
+def table_html(ledger, paper_ledger=None) -> str:
+    """The ledger's table as HTML, one row per claim grouped by category, four columns that fit the
+    text column at 1024 px: the verdict (the chapters' badge, and why it is not *reproduced*:
+    :func:`reason`); the claim (id, source, words, a link to the chapter, the rule's changes after
+    the runs, and folded: what was measured, at which scale); the effect (interval, with the claim's
+    measure and threshold, seeds and stored runs); the claim at the chapter's ``paper`` profile.
+    Each row has the anchor ``claim-<id>``.
+
+    Args:
+        ledger: :func:`collect`'s frame for the book profile.
+        paper_ledger: :func:`collect`'s frame for the ``paper`` profile (``None``: that column is left out).
+    """
+    from html import escape
+
+    from .experiments import CHAPTERS
+    from .registry import CLAIMS, paper_setting
+    from .verdicts import badge
+
+    paper_by_id = {row.claim_id: row for row in paper_ledger.itertuples()} if paper_ledger is not None else {}
+
+    def folded(summary: str, body: str) -> str:
+        return f"<details><summary>{summary}</summary><small>{body}</small></details>"
+
+    def paper_cell(claim_id: str, chapter: str) -> str:
+        setting = folded("the paper's setting", escape(paper_setting(claim_id)))
+        row = paper_by_id.get(claim_id)
+        if row is None:  # a chapter without stored runs decides its statements exactly: no scale to raise
+            return ("exact at any scale" if CHAPTERS[chapter].grid is None else "not stored") + setting
+        interval = f"<br><small>{escape(row.interval)}</small>" if row.interval else ""
+        anchor = f"paper-scale-{chapter.split('-')[0]}"  # the chapter's section on its paper profile
+        return (f'<a href="{chapter}.html#{anchor}">{badge(row.verdict)}</a>{interval}'
+                + folded("its scale", escape(row.scale)) + setting)
+
+    rank = {c: i for i, c in enumerate(CATEGORIES)}
+    ordered = ledger.assign(rank=ledger.verdict.map(lambda v: rank.get(v.split(":")[0], len(rank))))
+    rows = []
+    for r in ordered.sort_values(["rank", "claim_id"]).itertuples():
+        claim = CLAIMS.get(r.claim_id)
+        threshold = claim.threshold if claim else ""
+        parts = r.parts if isinstance(getattr(r, "parts", None), list) else []
+        why = reason(r.verdict, r.measured, parts, threshold)
+        verdict_cell = badge(r.verdict) + (f"<br><small>{escape(why)}</small>" if why else "")
+        chapter = f'<a href="{r.chapter}.html#verdict-{r.claim_id}">chapter {r.chapter.split("-")[0]}</a>'
+        extension = "; <i>the book's extension</i>" if r.kind == "extension" else ""
+        rule = f"<br><small><b>{escape(r.rule)}</b></small>" if r.rule else ""
+        claim_cell = (f"<b>{escape(r.claim_id)}</b> ({chapter})<br><small>{escape(r.source)}{extension}</small>"
+                      f"{rule}<br>{escape(r.claim)}"
+                      + folded("measured, scale", f"{escape(r.measured)}<br><i>Scale:</i> {escape(r.scale)}"))
+        seeds = f"{int(r.seeds)} seeds, " if r.seeds == r.seeds and r.seeds else ""
+        rule_text = "; ".join(x for x in (f"measure: {claim.measure}" if claim else "",
+                                          f"threshold: {threshold}" if threshold else "") if x)
+        runs = f"{len(r.runs)} stored run" + ("" if len(r.runs) == 1 else "s")
+        behind = f"{seeds}{runs}" if len(r.runs) else "exact computation, no stored runs"
+        effect_cell = (escape(r.interval) if isinstance(r.interval, str) and r.interval else "-") + (
+            f"<br><small>{escape(behind)}</small>"
+            + (folded("measure, threshold", escape(rule_text)) if rule_text else ""))
+        cells = [verdict_cell, claim_cell, effect_cell] + ([paper_cell(r.claim_id, r.chapter)] if paper_by_id else [])
+        rows.append(f'<tr id="claim-{escape(r.claim_id)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    heads = ["verdict, and why", "claim", "effect [95 % interval]"] + (["paper profile"] if paper_by_id else [])
+    return ('<table class="ledger"><thead><tr>' + "".join(f"<th>{h}</th>" for h in heads)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")

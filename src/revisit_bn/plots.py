@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib import ticker
 
+from .names import METRIC_LABELS, NORM_LABELS, ORDER_LABELS, display_frame  # noqa: F401 (one label per concept)
 from .verdicts import OUTPUT_WIDTH  # the book's output box; verdict lines share it
 
-NORM_LABELS = {"none": "no normalization", "bn": "BN", "fn": "FN (MCSGD)", "fn_decoupled": "FN, decoupled terms",
-               "fn_exact": "FN, exact derivative", "fn_const": "FN, constant estimates",
-               "brn": "Batch Renorm", "gn": "GroupNorm", "bn_ref": "BN (reference, Alg. 1-2)", "noisy_bn": "noisy BN",
-               "noisy_none": "noisy standard (no BN)", "lp1": "l1 normalization", "lp2": "l2 normalization",
-               "lpinf": "l-inf normalization"}
-ORDER_LABELS = {"label_sorted": "label-sorted batches (one label per batch)", "shuffled": "shuffled batches",
-                "unshuffled": "one label per batch, labels in sequence", "label_limited": "at most 3 labels per batch", "label_pairs": "16 labels x 2 images per batch"}
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
-METRIC_LABELS = {
-    "test_error": "test error",
-    "train_loss": "training loss, training mode (nats)",
-    "train_eval_loss": "training-set loss, evaluation mode (nats)",
-    "test_loss": "test loss, evaluation mode (nats)",
-    "test_acc": "test accuracy",
-}
 
 
 def diverged_suffix(data, column: str, value) -> str:
@@ -33,8 +20,6 @@ def diverged_suffix(data, column: str, value) -> str:
     if "status" not in data:
         return ""
     return " (diverged)" if (data.loc[data[column] == value, "status"] != "ok").any() else ""
-
-
 
 
 def wrapped(text: str, width: int = OUTPUT_WIDTH) -> str:
@@ -53,15 +38,17 @@ def results_table(frame, digits: int = 3, significant: bool = False):
     """``frame`` with its floats rounded for display (``digits`` decimals, or significant digits).
 
     Notebooks ``display()`` the result, so the book shows an HTML table that wraps to the page
-    instead of a fixed-width text dump cut off at the output box's edge.
+    instead of a fixed-width text dump cut off at the output box's edge. Methods, batch orders,
+    metrics and parameters carry the book's display labels (:func:`revisit_bn.names.display_frame`).
     """
     if significant:
-        return frame.map(lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v)
-    return frame.round(digits)
+        return display_frame(frame.map(lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v))
+    return display_frame(frame.round(digits))
 
 
-# Figures are drawn for the book's ~700-px text column: at most 3 panels a row, 7.2 inches at 100 dpi.
-COLUMN_WIDTH_IN, DPI = 7.2, 100
+# Figures are drawn for the book's ~700-px text column: at most 3 panels a row, 7.2 inches; at 150 dpi
+# (1,080 px), sharp when a reader enlarges one (a click opens it alone: _static/enlarge-figures.js).
+COLUMN_WIDTH_IN, DPI = 7.2, 150
 
 
 def set_theme() -> None:
@@ -153,14 +140,13 @@ def loss_curves(frame, metrics=("train_loss", "test_loss"), log_y: bool = True):
 
 
 _CB = sns.color_palette("colorblind", 10)
-# One colour and one marker per normalization for the whole book (seaborn's colorblind palette):
-# every figure that separates normalizations takes them from here.
-NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _CB[5],
-               "fn_const": _CB[6], "none": _CB[7], "fn_exact": _CB[8], "bn_ref": _CB[9]}
-# The colorblind palette has ten colours; the l_p normalizations (chapter 25, drawn only beside the standard
-# network and BN) take the dark shades of three hues that no figure shows next to them.
 _DARK = sns.color_palette("dark", 10)
-NORM_COLORS.update({"lp1": _DARK[3], "lp2": _DARK[4], "lpinf": _DARK[8]})
+# One colour and one marker per normalization for the whole book, no colour used twice: seaborn's
+# colorblind palette, where FN's estimators take dark shades (the palette's brown beside FN's orange and
+# its yellow and light pink on white were hard to tell apart), and the l_p normalizations three more.
+NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _DARK[4],
+               "fn_const": _DARK[5], "none": _CB[7], "fn_exact": _DARK[8], "bn_ref": _CB[9],
+               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6]}
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
                 "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8"}
 # FN's gradient estimators (``backward=``) by the norm name that selects them, for the estimator figures.
@@ -177,7 +163,7 @@ def _norm_of(value):
         return VARIANT_NORMS[value]
     if isinstance(value, str) and value.startswith("noisy BN"):
         return "noisy_bn"
-    if value == "noisy_none" or isinstance(value, str) and value.startswith("noisy standard"):
+    if value == "noisy_none" or isinstance(value, str) and value.startswith(("noisy standard", "noisy, no norm")):
         return "none"  # the standard network's colour, in a lighter shade (see _palette)
     return None
 
@@ -210,7 +196,31 @@ def _value(values, name: str):
     return next((v for v in values if str(v) == name), name)
 
 
+def _log_label(value: float, plain: bool = True) -> str:
+    """A log axis's tick label: a plain number ("2", "0.05", "300") when ``plain``, else a power of
+    ten ("$10^{-5}$", "$2\\times10^{-5}$"); matplotlib's default wrote "$2\\times10^{0}$" for 2."""
+    if plain or value == 0:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"$10^{{{int(exponent)}}}$" if mantissa == "1" else f"${mantissa}\\times10^{{{int(exponent)}}}$"
+
+
+class _PlainLogFormatter(ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label (decades; some minor ticks on a short axis),
+    each labelled by :func:`_log_label`: plain numbers on an axis within [0.001, 10,000], powers of
+    ten on one that reaches beyond."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        low, high = sorted((abs(vmin), abs(vmax)))
+        return _log_label(x, plain=low >= 1e-3 * (1 - 1e-9) and high < 1e4)
+
+
 def _finish(fig):
+    for ax in fig.axes:  # every log axis of the book labels its ticks the same plain way
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+                axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
     plt.close(fig)  # shown by the notebook (glue or display), not twice
     return fig
 

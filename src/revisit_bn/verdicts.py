@@ -169,10 +169,7 @@ class Verdict:
         """A category badge, the claim as a sentence, and what we measured (how the book shows a verdict)."""
         from html import escape
 
-        colour = _BADGE[self.category]
-        badge = (f'<span style="background:{colour};color:white;border-radius:3px;padding:1px 6px;'
-                 f'font-size:85%;font-weight:600">{escape(self.verdict)}</span>')
-        return (f'<div class="verdict" id="verdict-{escape(self.claim_id)}" style="margin:0.4em 0">{badge} '
+        return (f'<div class="verdict" id="verdict-{escape(self.claim_id)}" style="margin:0.4em 0">{badge(self.verdict)} '
                 f'<code>{escape(self.claim_id)}</code> {escape(self.claim)}.'
                 f'<br><span style="color:#555">Measured: {escape(self.measured)}</span></div>')
 
@@ -181,6 +178,16 @@ class Verdict:
         head = textwrap.fill(f"[{self.claim_id}] {self.verdict.upper()}: {self.claim}", width, subsequent_indent="    ")
         body = textwrap.fill(f"measured: {self.measured}", width, initial_indent="    ", subsequent_indent="        ")
         return f"{head}\n{body}"
+
+
+def badge(verdict: str) -> str:
+    """A verdict as the book shows it everywhere, chapters and ledger alike: a coloured badge (HTML) for
+    its category (a verdict such as ``"inconclusive: runs diverged"`` takes its category's colour)."""
+    from html import escape
+
+    colour = _BADGE.get(verdict.split(":")[0], _BADGE["inconclusive"])
+    return (f'<span style="background:{colour};color:white;border-radius:3px;padding:1px 6px;'
+            f'font-size:85%;font-weight:600">{escape(verdict)}</span>')
 
 
 # Differences at or below this are float rounding (float64 sums of a few hundred terms): printed as a bound, not a
