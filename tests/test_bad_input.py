@@ -466,3 +466,115 @@ def test_a_dataset_root_that_is_not_a_path_is_named():
         load_mnist(123, download=False)
     with pytest.raises(ValueError, match="root must be a folder's path"):
         load_cifar10(123, download=False)
+
+
+# --- the second sweep (1,036 cases): silent acceptance in the verdict, ledger and store code ---
+
+
+def test_verdict_functions_refuse_truth_values_nan_and_reversed_intervals():
+    from revisit_bn import verdicts
+
+    with pytest.raises(ValueError, match="not True/False"):
+        verdicts.effect([True, True, True], 0.5)
+    with pytest.raises(ValueError, match="low bound must not exceed"):
+        verdicts.threshold_category(0.5, 0.1, 0.0)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        verdicts.threshold_category(1.0, 2.0, float("nan"))
+    with pytest.raises(ValueError, match="both numbers or both NaN"):
+        verdicts.threshold_category(float("nan"), 1.0, 0.0)
+    assert verdicts.threshold_category(float("nan"), float("nan"), 0.0) == "inconclusive"  # one seed
+    for fn in (verdicts.comparable, verdicts.far_above):
+        with pytest.raises(ValueError, match="finite number"):
+            fn(float("nan"), 1.0)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        verdicts.one_more_seed([1.0, 2.0, 3.0], float("nan"))
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        verdicts.flip_note([0.3, 0.4, 0.5], float("nan"))
+
+
+def test_an_exact_check_is_decided_only_by_true_or_false():
+    import numpy as np
+    import sympy as sp
+
+    from revisit_bn import claims
+
+    with pytest.raises(ValueError, match=r"printed\['a'\] must be True or False"):
+        claims.check_exact("lian-sec4-sampling", {"a": "no"}, "s")
+    with pytest.raises(ValueError, match="undecided SymPy query"):
+        claims.check_exact("lian-sec4-sampling", {"a": None}, "s")
+    ok = claims.check_exact("lian-sec4-sampling", {"a": np.bool_(True), "b": sp.true}, "s")
+    assert ok.category == "holds as printed"
+
+
+def test_the_ledger_refuses_what_is_not_a_record():
+    import pandas as pd
+
+    from revisit_bn import ledger, names
+
+    with pytest.raises(ValueError, match="verdict must be a recorded verdict"):
+        ledger.reason("nonsense", "")
+    with pytest.raises(ValueError, match="verdict must be a recorded verdict"):
+        ledger.reason(None, "")
+    with pytest.raises(ValueError, match="parts must be the record's parts"):
+        ledger.reason("inconclusive", "", parts="abc")
+    with pytest.raises(ValueError, match="ledger must be a frame of recorded verdicts"):
+        ledger.table_html(None)
+    with pytest.raises(ValueError, match="missing columns"):
+        ledger.table_html(pd.DataFrame({"claim_id": ["x"]}))
+    with pytest.raises(ValueError, match="runs must be a list of run keys"):
+        ledger.record(claims_verdict(), "32-batch-size-one", profile="ci", runs="abc")
+    with pytest.raises(ValueError, match="frame must be a pandas DataFrame"):
+        names.display_frame({"norm": ["bn"]})
+
+
+def claims_verdict():
+    from revisit_bn import verdicts
+
+    return verdicts.Verdict.of("lian-fig1", "m", "s", "inconclusive")
+
+
+def test_commands_name_a_bad_chapter_list_or_shard_before_any_work():
+    from revisit_bn import commands
+
+    with pytest.raises(ValueError, match=r"chapters must be a list of names"):
+        commands.compute_missing("ci", chapters="32-batch-size-one")
+    with pytest.raises(ValueError, match=r"experiments must be a list of names"):
+        commands.compute_missing("ci", experiments="santurkar_dln")
+    with pytest.raises(ValueError, match=r"shard must be \(k, n\)"):
+        commands.compute_missing("ci", shard="0/4")
+
+
+def test_a_folder_where_a_run_file_goes_is_an_error_before_training(tmp_path):
+    from revisit_bn import store
+    from revisit_bn.results import StoreError
+    from revisit_bn.train import TrainConfig
+
+    config = TrainConfig(experiment="blocked", dataset="linear_teacher", model="mlp3", norm="none", epochs=1,
+                         batch_size=8, train_subset=64, test_subset=32)
+    store.store_path(config, tmp_path).mkdir(parents=True)
+    with pytest.raises(StoreError, match="nothing was trained"):
+        store.run(config, root=tmp_path)
+
+
+def test_store_helpers_refuse_damaged_counts_and_clean_numpy_nan():
+    import numpy as np
+
+    from revisit_bn import results, store
+
+    assert results.finite_or_none([np.float32("nan"), np.array([np.nan, 1.0])]) == [None, [None, 1.0]]
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        results.compact_steps({"steps": {"train_loss": [1.0] * 10}}, limit=0)
+    with pytest.raises(results.StoreError, match="steps_every must be a positive integer"):
+        results.compact_steps({"steps": {"train_loss": [1.0] * 10}, "steps_every": 0}, limit=5)
+    with pytest.raises(results.StoreError, match="replay_steps must be a positive integer"):
+        store.replay({"replay_steps": 0, "params": {}, "steps": {"train_loss": []}, "provenance": {}})
+    assert results.stored_runs("/nonexistent-folder-of-runs") == []  # a str root as well
+
+
+def test_setup_names_a_profile_or_filter_of_the_wrong_type():
+    from revisit_bn import experiments
+
+    with pytest.raises(ValueError, match="parameter profile must be one of"):
+        experiments.setup("32-batch-size-one", {"profile": ["ci"]})
+    with pytest.raises(ValueError, match="where must be a dict of run filters"):
+        experiments.setup("32-batch-size-one", {"profile": "ci"}, where="experiment")

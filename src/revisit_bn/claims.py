@@ -579,6 +579,27 @@ def check_renorm_improves(frame, scale: str, setting: str, claim_id: str) -> Ver
         scale, _gate(ok, category), len(get("bn")), _interval_text(mean, low, high))
 
 
+def _decided(claim_id: str, name: str, checks) -> dict[str, bool]:
+    """``checks`` with each outcome as a bool: Python's, NumPy's or SymPy's true/false. Anything else (a
+    string, None from an undecided SymPy query, a number) is refused: it would read as "holds" by truth value.
+
+    Raises:
+        ValueError: naming the claim, the argument and the check.
+    """
+    import numpy as np
+
+    if not isinstance(checks, dict):
+        raise ValueError(f"{claim_id}: {name} must be a dict of check -> True/False, got {type(checks).__name__}")
+    out = {}
+    for check, ok in checks.items():
+        if isinstance(ok, (bool, np.bool_)) or type(ok).__name__ in ("BooleanTrue", "BooleanFalse"):
+            out[check] = bool(ok)
+        else:
+            raise ValueError(f"{claim_id}: {name}[{check!r}] must be True or False (an exact check's outcome), "
+                             f"got {ok!r}; an undecided SymPy query (None) decides nothing")
+    return out
+
+
 def check_exact(claim_id: str, printed: dict[str, bool], scale: str, corrected: dict[str, bool] | None = None,
                 correction: str = "", note: str = "") -> Verdict:
     """A mathematical statement decided by exact (SymPy) computations, in the categories for mathematics.
@@ -604,6 +625,8 @@ def check_exact(claim_id: str, printed: dict[str, bool], scale: str, corrected: 
         raise ValueError(f"{claim_id}: printed must name at least one check, e.g. {{'identity (10) = (8)': True}}")
     if corrected is not None and (not corrected or not correction):
         raise ValueError(f"{claim_id}: a corrected statement needs its checks (corrected) and its words (correction)")
+    printed = _decided(claim_id, "printed", printed)
+    corrected = _decided(claim_id, "corrected", corrected) if corrected is not None else None
     text = lambda checks: "; ".join(f"{name}: {'holds' if ok else 'fails'}" for name, ok in checks.items())  # noqa: E731
     measured = text(printed)
     if all(printed.values()):

@@ -168,6 +168,11 @@ def compute_missing(profile: str = "book", chapters: Iterable[str] | None = None
             experiment that no run of the profile has.
         revisit_bn.results.StoreError: the results root cannot be written (checked before any work).
     """
+    for name, names in (("chapters", chapters), ("experiments", experiments)):
+        if isinstance(names, str) or (names is not None and not all(isinstance(x, str) for x in names)):
+            raise ValueError(f"{name} must be a list of names (e.g. [{names!r}]) or None, got {names!r}")
+    if not (isinstance(shard, tuple) and len(shard) == 2):
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, e.g. (0, 4) for the first of 4 processes; got {shard!r}")

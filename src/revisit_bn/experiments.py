@@ -456,6 +456,10 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for chapter {name}; its parameters are "
                          f"profile, recompute, {', '.join(chapter.parameters)}")
     profile = namespace.get("profile", "book")
+    if not isinstance(profile, str):
+        raise ValueError(f"parameter profile must be one of {PROFILES} (a str), got {profile!r}")
+    if where is not None and not isinstance(where, dict):
+        raise ValueError(f"where must be a dict of run filters (e.g. {{'experiment': 'santurkar_dln'}}), got {where!r}")
     if profile == NEXT:
         raise ValueError(f"profile {NEXT!r} is a book scale still being computed (`make results PROFILE={NEXT}`); a "
                          f"notebook renders it once the chapter's book profile takes its values; choose one of {PROFILES}")
@@ -548,7 +552,7 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
 
     If ``chapter`` is rendered at ``profile`` already, or that profile's runs are not all stored
     (see :func:`stored_profile`), prints one line saying so and returns ``(None, [])``. Otherwise
-    prints where the runs were computed (:meth:`ChapterRun.made_on`) and each verdict's line,
+    prints where the runs were computed (:meth:`ChapterRun.made_on`), displays each verdict (its badge),
     records the verdicts in ``profile``'s claims (the ledger's papers'-scale column) and
     displays :func:`revisit_bn.ledger.compare_scales` of both scales.
 
@@ -584,9 +588,9 @@ def beside(chapter: ChapterRun, verdicts: list, verdicts_of: Callable[[ChapterRu
     print(textwrap.fill(f"The '{profile}' profile: {scale}. Computed: {other.made_on()}.", OUTPUT_WIDTH,
                         subsequent_indent="    "))
     found = verdicts_of(other)
-    for verdict in found:
+    for verdict in found:  # shown as every verdict of the book is: its badge, the claim, what was measured
         other.record(verdict)
-        print(verdict.line())
+        display(verdict)
     mine, theirs = labels or (chapter.profile, profile)
     import pandas as pd
 

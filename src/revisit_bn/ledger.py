@@ -36,6 +36,11 @@ def record(verdict: Verdict, chapter: str, profile: str = "book", params: dict |
     """
     from .results import code_fingerprint, write_json_atomic
 
+    if not isinstance(verdict, Verdict):
+        raise ValueError(f"record: verdict must be a Verdict (verdicts.Verdict), got {type(verdict).__name__}")
+    for name, keys in (("runs", runs), ("diverged", diverged)):
+        if isinstance(keys, str) or (keys is not None and not all(isinstance(k, str) for k in keys)):
+            raise ValueError(f"record: {name} must be a list of run keys (str), got {keys!r}")
     payload = {**dataclasses.asdict(verdict), "parts": verdict.part_list(), "chapter": chapter, "verdict": verdict.verdict,
                "profile": profile, "params": params or {}, "runs": sorted(runs or []), "code": code_fingerprint()}
     if diverged:
@@ -184,6 +189,14 @@ def reason(verdict: str, measured: str, parts: list | None = None, threshold: st
     """
     import re
 
+    if not isinstance(verdict, str) or verdict.split(":")[0] not in CATEGORIES:
+        raise ValueError(f"verdict must be a recorded verdict, one of {list(CATEGORIES)} (optionally followed by "
+                         f"': why'), got {verdict!r}")
+    if not isinstance(measured, str):
+        raise ValueError(f"measured must be the record's measured text (a str), got {type(measured).__name__}")
+    if parts is not None and (not isinstance(parts, list) or not all(isinstance(p, dict) and "category" in p
+                                                                      for p in parts)):
+        raise ValueError(f"parts must be the record's parts, a list of dicts with a 'category', got {parts!r}")
     category = verdict.split(":")[0]
     if category in ("reproduced", "holds as printed"):
         return ""
@@ -228,6 +241,22 @@ def table_html(ledger, paper_ledger=None) -> str:
     from .registry import CLAIMS, paper_setting
     from .verdicts import badge
 
+    import pandas as pd
+
+    needed = {"claim_id", "source", "claim", "measured", "scale", "verdict", "chapter", "seeds", "interval", "runs",
+              "kind", "rule"}
+    for name, frame in (("ledger", ledger), ("paper_ledger", paper_ledger)):
+        if frame is None and name == "paper_ledger":
+            continue
+        if not isinstance(frame, pd.DataFrame) or (len(frame) and needed - set(frame.columns)):
+            missing = sorted(needed - set(frame.columns)) if isinstance(frame, pd.DataFrame) else "all"
+            raise ValueError(f"{name} must be a frame of recorded verdicts as collect() gives them; "
+                             f"missing columns: {missing}")
+    if any(not isinstance(v, str) for v in ledger.verdict):
+        raise ValueError("ledger: every row needs its verdict as text; a missing one (NaN) means a damaged record")
+    unknown = sorted(set(ledger.chapter) - set(CHAPTERS)) if len(ledger) else []
+    if unknown:
+        raise ValueError(f"ledger names chapters {unknown} that have no spec in revisit_bn.experiments")
     paper_by_id = {row.claim_id: row for row in paper_ledger.itertuples()} if paper_ledger is not None else {}
 
     def folded(summary: str, body: str) -> str:

@@ -48,6 +48,8 @@ def display_frame(frame):
     index levels, and column and index names (:data:`METRIC_LABELS`, :data:`COLUMN_LABELS`). Returns a copy."""
     import pandas as pd
 
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a pandas DataFrame (a table to label), got {type(frame).__name__}")
     out = frame.copy()
     for column in out.columns:
         if column in VALUE_LABELS:

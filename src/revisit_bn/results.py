@@ -114,6 +114,7 @@ def check_writable(root: Path) -> None:
     Raises:
         StoreError: the folder cannot be created or written.
     """
+    root = Path(root)  # a str root as well
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check.", suffix=".tmp")
@@ -241,7 +242,10 @@ def read_run_text(path: Path) -> str:
 
 
 def finite_or_none(value: Any) -> Any:
-    """``value`` with every non-finite float (in lists and dicts too) replaced by ``None`` (strict JSON)."""
+    """``value`` with every non-finite float (in lists and dicts too; NumPy's floats and arrays as well)
+    replaced by ``None`` (strict JSON)."""
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a NumPy scalar or array: its Python form
+        value = value.tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, list):
@@ -273,8 +277,12 @@ def compact_steps(payload: dict[str, Any], limit: int = MAX_STEP_LOSSES) -> dict
     payload already thinned enough comes back unchanged; one thinned with a stride too fine for
     ``limit`` is thinned further, to a multiple of its stride (so that every step it keeps was kept).
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer (step losses a run keeps), got {limit!r}")
     steps = payload.get("steps") or {}
     every = payload.get("steps_every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise StoreError(f"a run's steps_every must be a positive integer, got {every!r}: the file is damaged")
     total = payload.get("steps_total") or max((len(v) for v in steps.values()), default=0)
     if total <= limit:
         return payload
@@ -563,6 +571,7 @@ def clean_temporary(root: Path) -> list[Path]:
 def stored_runs(root: Path) -> list[Path]:
     """Every run file under a profile's folder (the ``claims`` folder and the validation index excluded),
     sorted; files of the earlier uncompressed format (``<key>.json``) too, so that they show as stale."""
+    root = Path(root)  # a str root as well
     if not root.is_dir():
         return []
     return sorted(p for pattern in (f"*/*{RUN_SUFFIX}", "*/*.json") for p in root.glob(pattern)

@@ -146,7 +146,8 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
     Raises:
         DatasetNotFoundError: the dataset is missing offline or damaged (see :mod:`revisit_bn.data`).
-        revisit_bn.results.StoreError: the store cannot be written (checked before any training).
+        revisit_bn.results.StoreError: the store cannot be written, or a folder stands where the run's file
+            goes (checked before any training).
     """
     if not recompute:
         stored = lookup(config, root)
@@ -154,6 +155,11 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
             return stored
     path = store_path(config, root)
     results_mod.check_writable(path.parent.parent)  # before training, not after it
+    if path.is_dir() or path.parent.exists() and not path.parent.is_dir():
+        blocked = path if path.is_dir() else path.parent
+        raise results_mod.StoreError(f"{blocked} is in the way of the run file {path.name}: a "
+                                     f"{'folder' if blocked.is_dir() else 'file'} where the store writes; move it "
+                                     "away (nothing was trained)")
     payload = compute(config, progress=progress)
     results_mod.write_json_atomic(path, payload, digest=True)
     return RunResult.from_payload(payload, cached=False, path=path)
@@ -233,9 +239,15 @@ def replay(payload: dict[str, Any], device: str = "cpu") -> tuple[list[float], l
 
     Returns:
         ``(stored, replayed, match)``.
+
+    Raises:
+        revisit_bn.results.StoreError: ``replay_steps`` is not a positive integer.
     """
-    config = config_from_params(payload["params"], device=device)
     k = payload["replay_steps"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise results_mod.StoreError(f"a run's replay_steps must be a positive integer, got {k!r}: nothing to "
+                                     "replay would vouch for nothing (the file is damaged)")
+    config = config_from_params(payload["params"], device=device)
     stored = payload["steps"]["train_loss"][:k]
     replayed = config.compute(progress=False, max_steps=k)["steps"]["train_loss"][:k]
     as32 = lambda vals: np.array([np.nan if v is None else v for v in vals], dtype=np.float32)  # noqa: E731

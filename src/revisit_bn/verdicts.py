@@ -266,9 +266,13 @@ def per_seed(values, what: str = "values"):
     if isinstance(values, (str, bytes, Mapping)):  # a dict's keys, a string's characters: not seeds' values
         raise ValueError(f"{what} must be a sequence of numbers, one per seed, got {type(values).__name__} {values!r}")
     try:
-        array = np.asarray(list(values), dtype=float)
+        listed = list(values)
+        array = np.asarray(listed, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be numbers, one per seed, got {values!r}") from exc
+    if any(isinstance(v, (bool, np.bool_)) for v in listed) or np.asarray(listed).dtype == bool:
+        raise ValueError(f"{what} must be numbers, one per seed, not True/False (a count or a fraction of "
+                         f"seeds is a number), got {values!r}")
     if array.ndim != 1:
         raise ValueError(f"{what} must be one number per seed (1-D), got an array of shape {array.shape}")
     if array.size == 0:
@@ -304,9 +308,20 @@ def seed_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float,
 
 
 def threshold_category(low: float, high: float, threshold: float) -> str:
-    """``reproduced`` if the interval lies above ``threshold``, ``contradicted`` if below, else ``inconclusive``."""
+    """``reproduced`` if the interval lies above ``threshold``, ``contradicted`` if below, else ``inconclusive``.
+
+    Raises:
+        ValueError: a non-finite ``threshold``, bounds that are not numbers, ``low > high``, or one bound
+            NaN without the other (both NaN: one seed, no interval: inconclusive).
+    """
+    threshold = _finite_number(threshold, "threshold")
+    low, high = _bound(low, "low"), _bound(high, "high")
+    if (low != low) != (high != high):
+        raise ValueError(f"an interval's bounds are both numbers or both NaN (one seed), got [{low}, {high}]")
     if low != low:  # NaN: one seed, no interval
         return "inconclusive"
+    if low > high:
+        raise ValueError(f"an interval's low bound must not exceed its high bound, got [{low}, {high}]")
     if low > threshold:
         return "reproduced"
     if high < threshold:
@@ -314,14 +329,33 @@ def threshold_category(low: float, high: float, threshold: float) -> str:
     return "inconclusive"
 
 
+def _bound(value, name: str) -> float:
+    """An interval bound as a float: a number (NumPy's too), NaN allowed (no interval), not a bool or string."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
 def comparable(a: float, b: float) -> bool:
-    """Whether two losses are comparable (ratio <= 2 or difference <= 0.05 nats)."""
+    """Whether two losses are comparable (ratio <= 2 or difference <= 0.05 nats).
+
+    Raises:
+        ValueError: a loss that is not a finite number (a diverged run is reported, not compared).
+    """
+    a, b = _finite_number(a, "comparable's first loss"), _finite_number(b, "comparable's second loss")
     lo, hi = sorted((a, b))
     return hi - lo <= COMPARABLE_NATS or (lo > 0 and hi / lo <= COMPARABLE_RATIO)
 
 
 def far_above(a: float, b: float) -> bool:
-    """Whether loss ``a`` is far above ``b`` (>= 2x and >= 0.1 nats larger)."""
+    """Whether loss ``a`` is far above ``b`` (>= 2x and >= 0.1 nats larger).
+
+    Raises:
+        ValueError: a loss that is not a finite number.
+    """
+    a, b = _finite_number(a, "far_above's first loss"), _finite_number(b, "far_above's second loss")
     return a - b >= FAR_NATS and a >= FAR_RATIO * b
 
 
@@ -666,7 +700,8 @@ def one_more_seed(values, threshold: float, below: bool = False, parts: int = 1)
     import numpy as np
 
     confidence = family_confidence(parts)
-    signed = np.asarray(list(values), dtype=float) * (-1.0 if below else 1.0)
+    threshold = _finite_number(threshold, "one_more_seed's threshold")
+    signed = per_seed(values, "one_more_seed's per-seed values") * (-1.0 if _flag(below, "below") else 1.0)
     limit = -threshold if below else threshold
     now = threshold_category(*seed_interval(signed, confidence)[1:], limit)
     if now == "inconclusive":
