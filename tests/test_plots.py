@@ -15,6 +15,7 @@ def test_loss_curves_draw_a_labelled_panel_per_order_and_metric():
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss (nats)" for ax in axes)
     assert all(ax.get_yscale() == "log" for ax in axes)
     assert [t.get_text() for t in fig.legends[0].texts] == ["BN", "FN (MCSGD)"]  # one shared legend
+    assert fig.legends[0].get_title().get_text() == "method"  # the tables' word for it
     assert "one label per batch" in axes[0].get_title() and "test loss" in axes[1].get_title()  # Figure 4 first
     assert "shuffled" in axes[2].get_title()
     assert fig._suptitle is None  # the caption is the book's, outside the image

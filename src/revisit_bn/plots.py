@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib import ticker
 
-from .names import METRIC_LABELS, NORM_LABELS, ORDER_LABELS, display_frame  # noqa: F401 (one label per concept)
+from .names import METRIC_LABELS, NORM_LABELS, ORDER_LABELS, display_frame, label  # noqa: F401 (one label per concept)
 from .verdicts import OUTPUT_WIDTH  # the book's output box; verdict lines share it
 
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
@@ -125,7 +125,7 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, log_y: boo
             if log_y and "loss" in metric:
                 ax.set_yscale("log")
     _shared_legend(fig, axes, lambda h: str(labels.get(_value(hues, h), h)) + diverged_suffix(frame, hue, _value(hues, h)),
-                   title=hue.replace("_", " "))
+                   title=label(hue).replace("_", " "))
     return _finish(fig)
 
 
@@ -431,5 +431,37 @@ def step_size_sweep(last, metric: str, chosen: dict | None = None, labels: dict 
         ax.scatter([lr], [y], s=160, facecolors="none", edgecolors=palette[norm], linewidths=1.5, zorder=5)
     ax.set(xscale="log", yscale="log", xlabel="step size", ylabel="loss (nats)",
            title=METRIC_LABELS.get(metric, metric) + ", last epoch")
-    _shared_legend(fig, axes, lambda h: str(labels.get(h, h)), title="norm")
+    _shared_legend(fig, axes, lambda h: str(labels.get(h, h)), title=label("norm"))
     return _finish(fig)
+
+
+class ZeroCheck:
+    """An exact (SymPy) check that an expression simplifies to zero, shown as rendered math
+    (``text/latex``: ``where  expression = 0  (holds)``) with the same line in plain text for a
+    terminal and for nbval (``"<where><text> simplifies to 0: True"``).
+
+    Args:
+        latex: the expression in LaTeX, without the ``= 0``.
+        text: the same expression in plain text.
+        holds: the check's outcome (``True``, ``False``, or SymPy's undecided ``None``).
+        where: what the check is taken at, e.g. ``"m = 3"`` (printed before the expression).
+    """
+
+    def __init__(self, latex: str, text: str, holds, where: str = ""):
+        self.latex, self.text, self.holds, self.where = latex, text, holds, where
+
+    def _repr_latex_(self) -> str:
+        outcome = {True: "holds", False: "fails"}.get(self.holds, "undecided")
+        where = f"\\text{{{self.where}:}}\\quad " if self.where else ""
+        return f"$$ {where}{self.latex} = 0 \\qquad \\text{{({outcome})}} $$"
+
+    def __repr__(self) -> str:
+        where = f"{self.where}: " if self.where else ""
+        return wrapped(f"{where}{self.text} simplifies to 0: {self.holds}")
+
+
+def show_zero(latex: str, text: str, holds, where: str = "") -> None:
+    """Display a :class:`ZeroCheck` (rendered math in the book, the plain line elsewhere)."""
+    from IPython.display import display
+
+    display(ZeroCheck(latex, text, holds, where))
