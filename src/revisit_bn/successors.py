@@ -95,7 +95,8 @@ def _ema_scan(values: torch.Tensor, start: torch.Tensor, decay: float,
 
 
 class _NormModule(nn.Module):
-    """Input checks and the affine map shared by the layers here."""
+    """Input checks, ``reset_parameters`` and the affine map shared by the layers here (each defines
+    ``reset_running_stats``)."""
 
     _allowed_dims: tuple[int, ...] = ()
 
@@ -110,6 +111,13 @@ class _NormModule(nn.Module):
         if x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels in input "
                              f"of shape {tuple(x.shape)}; the channel dimension is dim 1")
+
+    def reset_parameters(self) -> None:
+        """Running state reset; ``weight`` to 1 and ``bias`` to 0."""
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
 
     def _affine(self, y: torch.Tensor) -> torch.Tensor:
         if not self.affine:
@@ -208,13 +216,6 @@ class _OnlineNorm(_NormModule):
         self.grad_error_y.zero_()
         self.grad_error_mean.zero_()
         self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        """Running state reset; ``weight`` to 1 and ``bias`` to 0."""
-        self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, alpha_fwd={self.alpha_fwd}, alpha_bkw={self.alpha_bkw}, "
@@ -546,13 +547,6 @@ class MABN2d(_NormModule):
         self.sq_mean_window.zero_()
         self.grad_xhat_window.zero_()
         self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        """Running state reset; ``weight`` to 1 and ``bias`` to 0."""
-        self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
