@@ -27,6 +27,17 @@ def _randomize_affine(layer, gen):
         layer.bias.copy_(torch.randn(layer.num_features, generator=gen, dtype=layer.bias.dtype))
 
 
+def _assert_steps_match(layer, batches, upstreams, expected):
+    """Train ``layer`` on each batch in turn; its output, input gradient and parameter gradients equal the
+    reference's at every step."""
+    for x, upstream, (out_ref, grad_ref, param_ref) in zip(batches, upstreams, expected):
+        out, grad, params = _step(layer, x, upstream)
+        torch.testing.assert_close(out, out_ref, **TOL)
+        torch.testing.assert_close(grad, grad_ref, **TOL)
+        for got, want in zip(params, param_ref):
+            torch.testing.assert_close(got, want, **TOL)
+
+
 def _step(layer, x, upstream):
     """One training step: output, input gradient, and the affine parameters' gradients (then zeroed)."""
     x = x.clone().requires_grad_()
@@ -101,12 +112,7 @@ def test_online_norm_matches_plain_reference_over_steps(cls, tail, layer_scaling
     upstreams = [torch.randn((n,) + tail, generator=gen, dtype=F64) for n in sizes]
     expected, state = _online_reference(batches, upstreams, layer.weight.detach(), layer.bias.detach(),
                                         alpha_f, alpha_b, eps, layer_scaling)
-    for x, upstream, (out_ref, grad_ref, param_ref) in zip(batches, upstreams, expected):
-        out, grad, params = _step(layer, x, upstream)
-        torch.testing.assert_close(out, out_ref, **TOL)
-        torch.testing.assert_close(grad, grad_ref, **TOL)
-        for got, want in zip(params, param_ref):
-            torch.testing.assert_close(got, want, **TOL)
+    _assert_steps_match(layer, batches, upstreams, expected)
     buffers = (layer.running_mean, layer.running_var, layer.grad_error_y, layer.grad_error_mean)
     for buffer, want in zip(buffers, state):
         torch.testing.assert_close(buffer, want, **TOL)
@@ -234,12 +240,7 @@ def test_mabn_matches_plain_reference_over_steps():
         batches, upstreams, layer.weight.detach(), layer.bias.detach(), eps, momentum, window, warmup, r_max,
         renorm_start)
     assert clipped > 0  # the renormalization's clipping is exercised
-    for x, upstream, (out_ref, grad_ref, param_ref) in zip(batches, upstreams, expected):
-        out, grad, params = _step(layer, x, upstream)
-        torch.testing.assert_close(out, out_ref, **TOL)
-        torch.testing.assert_close(grad, grad_ref, **TOL)
-        for got, want in zip(params, param_ref):
-            torch.testing.assert_close(got, want, **TOL)
+    _assert_steps_match(layer, batches, upstreams, expected)
     torch.testing.assert_close(layer.running_var, running, **TOL)
     # the window buffers hold the last `window` iterations' chi^2_B and Psi_B in ring order
     order = [(len(scales) - window + k) % window for k in range(window)]

@@ -119,6 +119,15 @@ class _NormModule(nn.Module):
             nn.init.ones_(self.weight)
             nn.init.zeros_(self.bias)
 
+    def _init_affine(self, factory: dict) -> None:
+        """``weight`` and ``bias`` of ``num_features`` (set by ``reset_parameters``), or ``None`` without ``affine``."""
+        if self.affine:
+            self.weight = nn.Parameter(torch.empty(self.num_features, **factory))
+            self.bias = nn.Parameter(torch.empty(self.num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
     def _affine(self, y: torch.Tensor) -> torch.Tensor:
         if not self.affine:
             return y
@@ -196,12 +205,7 @@ class _OnlineNorm(_NormModule):
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.alpha_fwd, self.alpha_bkw, self.eps = num_features, alpha_fwd, alpha_bkw, eps
         self.affine, self.layer_scaling = affine, layer_scaling
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._init_affine(factory)
         self.register_buffer("running_mean", torch.zeros(num_features, **factory))
         self.register_buffer("running_var", torch.ones(num_features, **factory))
         self.register_buffer("grad_error_y", torch.zeros(num_features, **factory))
@@ -529,12 +533,7 @@ class MABN2d(_NormModule):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.buffer_size, self.warmup_iters, self.affine = buffer_size, warmup_iters, affine
         self.r_max, self.renorm_start = r_max, renorm_start
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._init_affine(factory)
         self.register_buffer("running_var", torch.ones(num_features, **factory))
         self.register_buffer("sq_mean_window", torch.zeros(buffer_size, num_features, **factory))
         self.register_buffer("grad_xhat_window", torch.zeros(buffer_size, num_features, **factory))
