@@ -420,6 +420,11 @@ class _FullNorm(_NormBase):
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.backward == "mcsgd" else f", backward={self.backward!r}")
 
+    def _batch_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch mean and population variance ``(C,)`` the estimates take in (the batch of this
+        process; :class:`revisit_bn.distributed.CrossWorkerFullNorm2d` takes those of every worker's)."""
+        return _batch_moments(x)
+
     def current_rate(self) -> float:
         r"""The estimate rate :math:`\alpha_k` for the step ``k = num_batches_tracked`` (>= 1), as a float."""
         rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked)
@@ -439,7 +444,7 @@ class _FullNorm(_NormBase):
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked, self.running_mean.dtype)
-            batch_mean, batch_var = _batch_moments(x.detach())
+            batch_mean, batch_var = self._batch_statistics(x.detach())
             running_mean, running_var = self.running_mean, self.running_var
             if batch_mean.dtype != running_mean.dtype:  # reduced-precision inputs, float32 estimates
                 batch_mean, batch_var = batch_mean.to(running_mean.dtype), batch_var.to(running_var.dtype)

@@ -65,7 +65,7 @@ FORMAT = 3
 # Formats this code reads (see the module docstring); a file of any other is refused by :func:`validate`.
 KNOWN_FORMATS = (2, 3)
 # Parameters that name the code a run was computed with: recorded in its file, left out of its key.
-CODE_FIELDS = ("code", "bounds_code", "bias_code")
+CODE_FIELDS = ("code", "bounds_code", "bias_code", "distributed_code")
 # The validation index of a profile's folder (:class:`ValidationIndex`).
 VALIDATION_INDEX = "validated.json"
 # The first this many SGD steps of every run are replayed by `make verify` and the test suite.

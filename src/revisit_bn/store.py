@@ -19,10 +19,11 @@ import numpy as np
 
 from . import results as results_mod
 from .bounds import BoundsConfig
+from .distributed import DistributedConfig
 from .gradient_bias import GradientBiasConfig
 from .train import McsgdConfig, TrainConfig, resolve_device
 
-Config = TrainConfig | McsgdConfig | BoundsConfig | GradientBiasConfig
+Config = TrainConfig | McsgdConfig | BoundsConfig | GradientBiasConfig | DistributedConfig
 
 
 @dataclass
@@ -99,7 +100,8 @@ def compute(config: Config, progress: bool = False) -> dict[str, Any]:
     nonfinite_metric = any(v is None or not math.isfinite(v) for vals in out["metrics"].values() for v in vals)
     if diverged_at is None and nonfinite_metric:
         diverged_at = len(losses)  # the losses were finite, the evaluation after the last step was not
-    prov = results_mod.provenance(str(resolve_device(config.device)), time.perf_counter() - start, config.threads)
+    device = config.run_device if isinstance(config, DistributedConfig) else str(resolve_device(config.device))
+    prov = results_mod.provenance(device, time.perf_counter() - start, config.threads)
     return results_mod.compact_steps(results_mod.finite_or_none({
         "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
@@ -167,9 +169,9 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
 def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
     """Rebuild the config of a stored run from its ``params`` (the key fields ``data``, ``code``,
-    ``bounds_code`` and ``bias_code`` dropped)."""
-    fields = {k: v for k, v in params.items() if k not in ("data", "code", "bounds_code", "bias_code")}
-    cls = (McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields
+    ``bounds_code``, ``bias_code`` and ``distributed_code`` dropped)."""
+    fields = {k: v for k, v in params.items() if k not in ("data", *results_mod.CODE_FIELDS)}
+    cls = (DistributedConfig if "workers" in fields else McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields
            else GradientBiasConfig if "max_exact" in fields else TrainConfig)
     return cls(**fields, device=device)
 
