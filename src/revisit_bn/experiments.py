@@ -27,6 +27,7 @@ from . import results as results_mod
 from .bounds import BoundsConfig
 from .gradient_bias import GradientBiasConfig
 from .data import DATASET_SIZES, LARGE_VARIANCE_RANGES
+from .distributed import DistributedConfig
 from .store import Config, RunResult, lookup, run, run_state, store_path
 from .train import McsgdConfig, TrainConfig
 
@@ -314,6 +315,8 @@ class ChapterRun:
         varied = [f.name for f in dataclasses.fields(configs[0])
                   if f.name != "device" and len({getattr(c, f.name) for c in configs}) > 1]
         always = (["model", "norm", "batch_order", "batch_size", "lr", "seed"] if isinstance(configs[0], TrainConfig)
+                  else ["method", "workers", "labels_per_worker", "batch_size", "lr", "seed"]
+                  if isinstance(configs[0], DistributedConfig)
                   else ["method", "seed"] if isinstance(configs[0], McsgdConfig) else ["seed"])
         columns = list(dict.fromkeys(always + varied))
         frames = []
@@ -902,6 +905,46 @@ def _grid_37(p):
             + [microbatch.replace(norm=n, seed=s) for n in p["norms"] for s in p["seeds"]])
 
 
+# --- 39: data-parallel training on label-skewed shards ---
+
+def _dp_base(p, workers: int, skew: int, method: str, seed: int, lr: float) -> DistributedConfig:
+    """One run of chapter 39: ``workers`` workers of ``global_batch / workers`` samples a step, each with ``skew`` labels."""
+    if p["global_batch"] % workers:
+        raise ValueError(f"parameter global_batch={p['global_batch']} must split evenly over workers={workers}")
+    return DistributedConfig(experiment="distributed_label_skew", dataset=p["dataset"], model=p["model"], method=method,
+                             workers=workers, labels_per_worker=skew, train_size=p["train_size"],
+                             batch_size=p["global_batch"] // workers, epochs=p["epochs"], lr=lr,
+                             momentum=p["sgd_momentum"], width=p["width"], validation_size=p["validation_size"],
+                             test_subset=p["test_subset"], seed=seed)
+
+
+def _tune_39(p):
+    """Each method's step size, chosen on the validation split with i.i.d. shards (``tune_workers`` workers,
+    ``tune_seeds``) from ``lr_grid``; the same step size at every skew and worker count (a practitioner tunes once)."""
+    if not set(p["tune_seeds"]) <= set(p["seeds"]):
+        raise ValueError(f"parameter tune_seeds must be among seeds {p['seeds']}, got {p['tune_seeds']}")
+    if p["tune_workers"] not in p["workers"] or 10 not in p["skews"]:
+        raise ValueError(f"parameter tune_workers ({p['tune_workers']}) must be one of workers {p['workers']}, and the "
+                         f"i.i.d. skew 10 one of skews {p['skews']}: the tuning runs are the chapter's own")
+    runs = [_dp_base(p, p["tune_workers"], 10, m, s, lr) for m in p["methods"] for s in p["tune_seeds"]
+            for lr in p["lr_grid"]]
+    return Tuning(runs, lambda c: c.method)
+
+
+def _grid_39(p, step_sizes=None):
+    lr = (lambda m: step_sizes[m]) if step_sizes is not None else (lambda m: p["lr_grid"][0])
+    return [_dp_base(p, k, c, m, s, lr(m)) for k in p["workers"] for c in p["skews"] for m in p["methods"]
+            for s in p["seeds"]]
+
+
+def _scale_39(p) -> str:
+    data = "MNIST, SimpleNet" if p["dataset"] == "mnist" else f"CIFAR-10, {p['model']} at width {p['width']:g}"
+    return (f"{data}; {p['train_size']:,} training images split over K = {p['workers']} workers, each holding c of the "
+            f"10 labels, c in {p['skews']}; {p['global_batch']} images a step over all workers; "
+            f"{_count(p['epochs'], 'epoch')}; step sizes chosen on {p['validation_size']:,} held-out images from "
+            f"{p['lr_grid']}; {_seeds(p)}")
+
+
 def _seeds(p) -> str:
     return f"{len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}"
 
@@ -1055,6 +1098,19 @@ _CHAPTER_LIST = [
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batches of 32, {p['epochs']} epochs, Batch Renorm at its limits from step "
                        f"{p['brn_warmup_steps'] + p['brn_ramp_steps']}, {_seeds(p)}")),
+    Chapter("39-data-parallel-label-skew", "Lian & Liu 2019, Section 1; Hsieh et al. 2020: data-parallel workers with "
+            "label-skewed shards", ("lian-sec1-distributed", "hsieh-bn-skew", "hsieh-gn-recovers", "ddp-rank0-buffers",
+                                    "sync-bn-skew", "fn-distributed-skew"),
+            _profiles(dict(seeds=[0, 1, 2], methods=["bn", "sync_bn", "fn_decoupled", "gn", "none"], workers=[2, 4, 8],
+                           skews=[5, 10], dataset="mnist", model="simple", width=1.0, train_size=12_000, global_batch=120,
+                           epochs=2, sgd_momentum=0.9, lr_grid=[0.01, 0.03, 0.1], tune_workers=2, tune_seeds=[0],
+                           validation_size=5000, test_subset=None),
+                      ci=dict(seeds=[0], workers=[2], train_size=400, global_batch=20, epochs=1, lr_grid=[0.03],
+                              validation_size=500, test_subset=500),
+                      # the chapter-35 network at a scale where it learns, on a GPU machine (gloo; NCCL with K GPUs)
+                      paper=dict(dataset="cifar10", model="vgg11", width=0.25, train_size=40_000, global_batch=160,
+                                 epochs=10, lr_grid=[0.01, 0.03, 0.1])),
+            _grid_39, _scale_39, tune=_tune_39),
     Chapter("90-claims-ledger", "every claim the book tests", (), _profiles(dict(run_missing=True), ci=dict(run_missing=False))),
     Chapter("91-how-computed", "how the book's runs are stored, checked and computed", (), _profiles({})),
 ]

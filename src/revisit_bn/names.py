@@ -12,8 +12,11 @@ NORM_LABELS = {
     "fn": "FN (MCSGD)", "fn_decoupled": "FN (decoupled)", "fn_exact": "FN (exact)", "fn_const": "FN (constant)",
     "brn": "Batch Renorm", "gn": "GroupNorm", "noisy_bn": "noisy BN", "noisy_none": "noisy standard (no BN)",
     "lp1": "l1 normalization", "lp2": "l2 normalization", "lpinf": "l-inf normalization",
+    "sync_bn": "cross-worker BN", "bn_pooled": "BN (pooled statistics)",
 }
-"""Methods (a run's ``norm``). FN's labels name its gradient estimator (chapter 15)."""
+"""Methods (a run's ``norm``, or a data-parallel run's ``method``, :mod:`revisit_bn.distributed`; ``bn_pooled`` is
+local BN evaluated with running statistics pooled over the workers). FN's labels name its gradient estimator
+(chapter 15)."""
 
 ORDER_LABELS = {
     "label_sorted": "one label per batch", "shuffled": "shuffled", "unshuffled": "labels in sequence",
@@ -28,11 +31,12 @@ METRIC_LABELS = {
 }
 """Per-epoch metrics (:class:`revisit_bn.train.RunResult`); losses in nats, accuracies as fractions."""
 
-COLUMN_LABELS = {"norm": "method", "order": "batches", "lr": "step size", "batch_size": "batch size",
+COLUMN_LABELS = {"norm": "method", "method": "method", "workers": "workers K", "labels_per_worker": "labels per worker c",
+                 "order": "batches", "lr": "step size", "batch_size": "batch size",
                  "seed": "seed", "epoch": "epoch", "model": "network"}
 """A run's parameters as table headers."""
 
-VALUE_LABELS = {"norm": NORM_LABELS, "order": ORDER_LABELS}
+VALUE_LABELS = {"norm": NORM_LABELS, "method": NORM_LABELS, "order": ORDER_LABELS}
 
 
 def label(name) -> str:

@@ -146,9 +146,10 @@ _DARK = sns.color_palette("dark", 10)
 # its yellow and light pink on white were hard to tell apart), and the l_p normalizations three more.
 NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _DARK[4],
                "fn_const": _DARK[5], "none": _CB[7], "fn_exact": _DARK[8], "bn_ref": _CB[9],
-               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6]}
+               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6], "sync_bn": _DARK[0], "bn_pooled": _CB[5]}
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
-                "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8"}
+                "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8", "sync_bn": "p",
+                "bn_pooled": "H"}
 # FN's gradient estimators (``backward=``) by the norm name that selects them, for the estimator figures.
 ESTIMATOR_NORMS = {"mcsgd": "fn", "decoupled": "fn_decoupled", "exact": "fn_exact", "constant": "fn_const"}
 # Chapter 22's variant names, mapped to the normalization whose colour they take.
@@ -465,3 +466,54 @@ def show_zero(latex: str, text: str, holds, where: str = "") -> None:
     from IPython.display import display
 
     display(ZeroCheck(latex, text, holds, where))
+
+
+def skew_last_epoch(frame, metric: str = "test_acc"):
+    """One row per data-parallel run at its last epoch (chapter 39), with local BN twice: ``method`` ``"bn"``
+    (rank 0's running statistics) and ``"bn_pooled"`` (``<metric>_pooled``: statistics pooled over the workers).
+
+    Args:
+        frame: an epochs frame of :class:`revisit_bn.distributed.DistributedConfig` runs (``method``, ``workers``,
+            ``labels_per_worker``, ``seed``, ``epoch``, ``metric``).
+
+    Returns:
+        A :class:`pandas.DataFrame` with ``method, workers, labels_per_worker, seed`` and ``metric``.
+    """
+    import pandas as pd
+
+    keys = ["method", "workers", "labels_per_worker", "seed"]
+    last = frame[frame.epoch == frame.groupby(keys).epoch.transform("max")]
+    pooled = f"{metric}_pooled"
+    rows = [last[keys + [metric]]]
+    if pooled in last.columns:
+        bn = last[last.method == "bn"]
+        rows.append(bn[keys].assign(method="bn_pooled", **{metric: bn[pooled].to_numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def by_skew(last, metric: str = "test_acc", y_label: str = "test accuracy"):
+    """Chapter 39: final ``metric`` against the labels each worker holds, a panel per worker count K.
+
+    Points are means over seeds, bars their range; the x axis runs from the most skewed shards to the
+    i.i.d. ones (10 labels per worker).
+
+    Args:
+        last: :func:`skew_last_epoch`'s rows.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    workers = sorted(last.workers.unique())
+    methods = [m for m in NORM_COLORS if m in set(last.method)]
+    rank = {m: i for i, m in enumerate(("bn", "bn_pooled", "sync_bn", "fn_decoupled", "gn", "none"))}
+    methods.sort(key=lambda m: rank.get(m, len(rank)))
+    skews = sorted(last.labels_per_worker.unique())
+    fig, axes = _figure(1, len(workers), row_height=2.6, sharey=True)
+    for ax, k in zip(axes[0], workers):
+        part = last[last.workers == k]
+        sns.pointplot(data=part, x="labels_per_worker", y=metric, hue="method", hue_order=methods, order=skews,
+                      palette=_palette(methods), markers=[_markers(methods)[m] for m in methods], linestyles="-",
+                      errorbar=("pi", 100), dodge=0.4, ax=ax)
+        ax.set(title=f"K = {k} workers", xlabel="labels per worker c", ylabel=y_label if k == workers[0] else "")
+    _shared_legend(fig, axes, lambda name: NORM_LABELS.get(name, name), title="method")
+    return _finish(fig)

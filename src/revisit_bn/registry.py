@@ -47,7 +47,8 @@ class Claim:
 
     Attributes:
         claim_id: the id chapters and the ledger name it by.
-        paper: ``"Lian & Liu 2019"``, ``"Santurkar et al. 2018"``, ``"Ioffe 2017"`` or ``"this book"``.
+        paper: ``"Lian & Liu 2019"``, ``"Santurkar et al. 2018"``, ``"Ioffe 2017"``, ``"Hsieh et al. 2020"`` or
+            ``"this book"``.
         source: the section, figure, equation or statement (as the ledger shows it).
         words: the claim in one line.
         kind: ``"paper"`` or ``"extension"`` (:data:`KINDS`).
@@ -84,6 +85,7 @@ class Claim:
 
 
 L, S, I, B = "Lian & Liu 2019", "Santurkar et al. 2018", "Ioffe 2017", "this book"
+H = "Hsieh et al. 2020"
 _MNIST_GATE = "BN with shuffled batches reaches 98 % test accuracy (claims.MNIST_GATE)"
 _CIFAR_GATE = "BN with shuffled batches reaches 70 % test accuracy (claims.CIFAR_GATE)"
 _TRAIN_GATE = "BN's final training loss below ln 10 / 2 = 1.15 nats (claims.TRAIN_GATE_NATS)"
@@ -93,6 +95,11 @@ _FIG4 = ("BN - FN final test loss, per seed, at comparable final training losses
 _FIG4_SOURCE = "Figure 4 (MNIST, single-label batches of 64)"
 _FIG1_FN = ("FN's final loss on the 3 samples below its first-epoch loss, per seed", "a fall > 0.05 nats",
             ("claims.COMPARABLE_NATS",))
+_SKEW_COST = ("{m} skew cost: test accuracy with i.i.d. shards (c = 10) minus with label-skewed shards (c = 5), per "
+              "seed, mean over the worker counts K")
+_DIST_GATE = ("BN with i.i.d. shards reaches 95 % test accuracy, mean over K "
+              "(checks_distributed.DIST_MNIST_GATE)")
+_DIST_ROOM = "the skew costs BN >= 1 point of test accuracy (claims.BETTER_ACC)"
 _EXACT = "exact computation (SymPy identities, exact minimizers, counterexamples)"
 _RANDOM = "violations on random instances, counted, and an exact counterexample where one exists"
 
@@ -328,6 +335,34 @@ _CLAIMS = (
            "the setting costs BN >= 2 points (claims.RENORM_ROOM_ACC)",
            "GroupNorm fits the non-i.i.d. batches: " + _TRAIN_GATE.replace("BN's", "its")), ("f575888", "2026-11-22"),
           (_ROOM_GATE, _CH37_EPOCHS)),
+    # --- data-parallel workers with label-skewed shards (chapter 39) ---
+    Claim("lian-sec1-distributed", L, f"{L}, Section 1 (on Figure 3: workers whose local datasets differ)",
+          "when each worker of a distributed run holds a local dataset and the local datasets are very different, "
+          "BN's batch dependence hurts", "paper", "39-data-parallel-label-skew", _SKEW_COST.format(m="BN's"),
+          "> 0.01 (1 point)", ("claims.BETTER_ACC",), (_DIST_GATE,), ("", "2026-12-07")),
+    Claim("hsieh-bn-skew", H, f"{H} (BN under label-skewed partitions; as the book's notes summarize it)",
+          "label skew across workers costs BN more accuracy than GroupNorm", "paper", "39-data-parallel-label-skew",
+          "BN's minus GroupNorm's skew cost (" + _SKEW_COST.format(m="each one's") + ")", "> 0.01 (1 point)",
+          ("claims.BETTER_ACC",), (_DIST_GATE, _DIST_GATE.replace("BN", "GroupNorm")), ("", "2026-12-07")),
+    Claim("hsieh-gn-recovers", H, f"{H} (GroupNorm under label-skewed partitions; as the book's notes summarize it)",
+          "GroupNorm recovers much of the accuracy BN loses to label skew", "paper", "39-data-parallel-label-skew",
+          "GroupNorm - BN test accuracy with skewed shards (c = 5), per seed, mean over K", "> 0.01 (1 point)",
+          ("claims.BETTER_ACC",), (_DIST_GATE, _DIST_ROOM), ("", "2026-12-07")),
+    Claim("ddp-rank0-buffers", B, f"{B} (DistributedDataParallel's default buffer broadcast)",
+          "with label-skewed shards, evaluating BN with rank 0's running statistics (what DDP's default broadcast "
+          "leaves every worker) costs test accuracy against statistics pooled over the workers", "extension",
+          "39-data-parallel-label-skew",
+          "BN's test accuracy with pooled minus with rank 0's running statistics, skewed shards (c = 5), per seed, "
+          "mean over K", "> 0.01 (1 point)", ("claims.BETTER_ACC",), (_DIST_GATE,), ("", "2026-12-07")),
+    Claim("sync-bn-skew", B, f"{B} (cross-worker BN: batch moments all-reduced every step)",
+          "cross-worker BN removes BN's skew cost: its accuracy with skewed shards is within 1 point of i.i.d. shards",
+          "extension", "39-data-parallel-label-skew", _SKEW_COST.format(m="cross-worker BN's"), "< 0.01 (1 point)",
+          ("claims.BETTER_ACC",), (_DIST_GATE.replace("BN", "cross-worker BN"), _DIST_ROOM), ("", "2026-12-07")),
+    Claim("fn-distributed-skew", L, f"{L}, Sections 5-6 (FN, decoupled estimator, estimates all-reduced)",
+          "FN with its estimates taken over all workers removes BN's skew cost: its accuracy with skewed shards is "
+          "within 1 point of i.i.d. shards", "extension", "39-data-parallel-label-skew",
+          _SKEW_COST.format(m="FN's (decoupled)"), "< 0.01 (1 point)", ("claims.BETTER_ACC",),
+          (_DIST_GATE.replace("BN", "FN"), _DIST_ROOM), ("", "2026-12-07")),
     # --- this book ---
     Claim("bn-objective-batch-size-one", B, f"{B} (why BN fails at batch size 1, Lian & Liu 2019, Figure 1)",
           "with batches of one sample, BN's objective (9) contains no input: training fits only the shift and leaves "
@@ -360,6 +395,8 @@ def claim(claim_id: str) -> Claim:
 _MNIST_64 = "MNIST, batch size 64, the network of Figure 6; its widths, the step size and the epochs not stated"
 _CIFAR_3 = "CIFAR-10, at most 3 labels per batch; the network, the batch size and the epochs not stated"
 _THEORY = "a statement about the algorithm: no experiment of its own"
+_HSIEH = ("label-skewed partitions across workers; the paper's text is not among the book's sources, so its networks, "
+          "partitions and schedules are not stated here")
 _SANTURKAR_VGG = ("VGG on CIFAR-10, about 83 % test accuracy with BN reported; its width, epochs, batch size and "
                   "schedule not stated")
 PAPER_SETTINGS = {
@@ -392,6 +429,10 @@ PAPER_SETTINGS = {
     "santurkar-lp-dln": "not in the paper (its network for Section 3.3 is named only in figures we could not read)",
     "ioffe-microbatch": "Inception-v3 on ImageNet, batches of 32 in microbatches of 4",
     "ioffe-noniid": "Inception-v3 on ImageNet, batches of 32 holding 16 labels x 2 images",
+    "lian-sec1-distributed": "a remark on Figure 3: no distributed experiment in the paper",
+    "hsieh-bn-skew": _HSIEH, "hsieh-gn-recovers": _HSIEH,
+    "ddp-rank0-buffers": "not in a paper (DistributedDataParallel's default, broadcast_buffers=True)",
+    "sync-bn-skew": "not in a paper", "fn-distributed-skew": "not in the paper",
     "bn-objective-batch-size-one": "the book's own statement", "fn-decoupled-unbiased": "the book's own statement",
 }
 
