@@ -269,3 +269,25 @@ def test_a_run_through_torchrun_is_stored_and_replays_with_its_workers(tmp_path)
     stored, replayed, match = replay(payload)
     assert match and stored == replayed[: len(stored)]
     assert run(config, root=tmp_path).cached
+
+
+def test_local_bn_through_torchrun_records_both_evaluations():
+    """The "bn" path: the pooled statistics' collective inside training, and one value of each metric an epoch."""
+    config = DistributedConfig("dp_test", method="bn", workers=2, labels_per_worker=5, train_size=200,
+                               batch_size=20, epochs=2, test_subset=200, validation_size=500, lr=0.02)
+    out = config.compute()
+    metrics = out["metrics"]
+    assert set(metrics) == {"epoch", "train_loss", "test_loss", "test_acc", "val_loss", "val_acc", "test_loss_pooled",
+                            "test_acc_pooled", "val_loss_pooled", "val_acc_pooled"}
+    assert all(len(values) == 2 for values in metrics.values())
+    assert all(0.0 <= a <= 1.0 for a in metrics["test_acc_pooled"] + metrics["val_acc"])
+    assert len(out["steps"]["train_loss"]) == 10
+
+
+def test_an_nccl_run_is_rebuilt_for_the_gpus_it_needs():
+    key = DistributedConfig("dp", backend="nccl").key_params()
+    rebuilt = config_from_params(key)  # replay's default device is "cpu", which NCCL cannot use
+    assert rebuilt.backend == "nccl" and rebuilt.device == "auto"
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(RuntimeError, match="one GPU per worker"):
+            rebuilt.compute(max_steps=1)

@@ -10,16 +10,19 @@ of the training set with ``c`` of the 10 labels (:func:`label_skew_shards`), wit
 parameter gradients), and one of five methods (:data:`DIST_METHODS`):
 
 - ``"bn"``: :class:`torch.nn.BatchNorm2d` on each worker's own batch (local statistics). Evaluated
-  twice: with rank 0's running statistics, which is what DDP's default leaves every worker with
-  (``broadcast_buffers=True`` copies rank 0's buffers to the others before every forward), and with
-  the running statistics *pooled* over the workers (:func:`pool_running_stats`);
+  twice: with rank 0's running statistics, which is what DDP's default leaves on rank 0, the worker
+  that usually evaluates and checkpoints (``broadcast_buffers=True`` also copies rank 0's buffers to
+  the others before every training forward), and with the running statistics *pooled* over the
+  workers (:func:`pool_running_stats`);
 - ``"sync_bn"``: cross-worker BN, whose batch moments are all-reduced every step
   (:class:`CrossWorkerBatchNorm2d`; :class:`torch.nn.SyncBatchNorm` refuses CPU tensors, PyTorch
   issue 78081);
 - ``"fn_decoupled"``: FN with the decoupled estimator (:class:`revisit_bn.layers.FullNorm2d`),
   its estimates taking every worker's batch moments (:class:`CrossWorkerFullNorm2d`) and its
   gradient terms averaged over workers after each backward (:func:`average_fn_terms`);
-- ``"gn"``: :class:`torch.nn.GroupNorm`, no batch statistics;
+- ``"gn"``: :class:`torch.nn.GroupNorm` with :func:`revisit_bn.models.group_count` groups, no batch
+  statistics (in SimpleNet, whose 16 and 32 channels give 16 and 32 groups, that is instance
+  normalization: one channel a group);
 - ``"none"``: no normalization.
 
 Training with ``broadcast_buffers=False``: in training mode BN's forward does not read its

@@ -171,6 +171,8 @@ def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
     """Rebuild the config of a stored run from its ``params`` (the key fields ``data``, ``code``,
     ``bounds_code``, ``bias_code`` and ``distributed_code`` dropped)."""
     fields = {k: v for k, v in params.items() if k not in ("data", *results_mod.CODE_FIELDS)}
+    if "workers" in fields and fields.get("backend") == "nccl" and device == "cpu":
+        device = "auto"  # an NCCL run's workers take the GPUs (a replay on a machine without them says so)
     cls = (DistributedConfig if "workers" in fields else McsgdConfig if "method" in fields else BoundsConfig if "per_size" in fields
            else GradientBiasConfig if "max_exact" in fields else TrainConfig)
     return cls(**fields, device=device)
