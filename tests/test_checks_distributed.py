@@ -55,11 +55,11 @@ def test_measures_are_per_seed_means_over_the_worker_counts():
     assert cost.round(9).tolist() == expected.round(9).tolist()
     assert abs(cost.mean() - 0.12) < 0.004  # (0.07 + 0.17) / 2 at the last epoch, mean over K, up to the jitter
     assert cd.skewed(frame) == {2: 5, 4: 5}
-    assert cd._skew_text(frame) == "c = 5"
+    assert cd.skew_text(frame) == "c = 5"
     stronger = pd.concat([frame, frame[frame.labels_per_worker == 5].assign(labels_per_worker=2, workers=5),
                           frame[frame.labels_per_worker == 10].assign(workers=5).drop_duplicates()])
     assert cd.skewed(stronger) == {2: 5, 4: 5, 5: 2}
-    assert cd._skew_text(stronger) == "c = 2 (K = 5), 5 (K = 2, 4)"
+    assert cd.skew_text(stronger) == "c = 2 (K = 5), 5 (K = 2, 4)"
 
 
 def test_a_network_that_did_not_learn_leaves_every_verdict_inconclusive():

@@ -36,7 +36,7 @@ def skewed(frame) -> dict[int, int]:
     return {int(k): int(c) for k, c in frame.groupby("workers").labels_per_worker.min().items()}
 
 
-def _skew_text(frame) -> str:
+def skew_text(frame) -> str:
     """``"c = 5"``, or ``"c = 5 (K = 2, 4), 2 (K = 5)"`` where the most skewed setting differs by K."""
     by_c: dict[int, list[int]] = {}
     for k, c in skewed(frame).items():
@@ -149,7 +149,7 @@ def check_skew_hurts_bn(frame, scale: str, dataset: str = "mnist") -> Verdict:
     """Lian & Liu (2019), Section 1: label skew across workers hurts BN. Per seed: BN's skew cost (DDP's default:
     rank 0's running statistics) against :data:`BETTER_ACC`. Gate: BN learned with i.i.d. shards."""
     return _verdict("lian-sec1-distributed", skew_cost(frame, "bn"),
-                    f"BN test accuracy i.i.d. {per_seed(frame, 'bn', IID).mean():.3f} vs {_skew_text(frame)} "
+                    f"BN test accuracy i.i.d. {per_seed(frame, 'bn', IID).mean():.3f} vs {skew_text(frame)} "
                     f"{per_seed(frame, 'bn', 'skewed').mean():.3f}; skew cost", scale,
                     [_learned_text(frame, "bn", dataset)])
 
@@ -171,7 +171,7 @@ def check_gn_recovers(frame, scale: str, dataset: str = "mnist") -> Verdict:
     gn, bn = per_seed(frame, "gn", "skewed"), per_seed(frame, "bn", "skewed")
     values = difference(frame, ("gn", "skewed", "test_acc"), ("bn", "skewed", "test_acc"))
     return _verdict("hsieh-gn-recovers", values,
-                    f"test accuracy at {_skew_text(frame)}: GroupNorm {gn.mean():.3f}, BN {bn.mean():.3f}; "
+                    f"test accuracy at {skew_text(frame)}: GroupNorm {gn.mean():.3f}, BN {bn.mean():.3f}; "
                     "GroupNorm - BN", scale, [_learned_text(frame, "bn", dataset), _room(frame)])
 
 
@@ -181,7 +181,7 @@ def check_rank0_buffers(frame, scale: str, dataset: str = "mnist") -> Verdict:
     pooled, rank0 = per_seed(frame, "bn", "skewed", "test_acc_pooled"), per_seed(frame, "bn", "skewed")
     values = difference(frame, ("bn", "skewed", "test_acc_pooled"), ("bn", "skewed", "test_acc"))
     return _verdict("ddp-rank0-buffers", values,
-                    f"BN test accuracy at {_skew_text(frame)}: rank 0's statistics {rank0.mean():.3f}, pooled "
+                    f"BN test accuracy at {skew_text(frame)}: rank 0's statistics {rank0.mean():.3f}, pooled "
                     f"{pooled.mean():.3f}; pooled - rank 0", scale, [_learned_text(frame, "bn", dataset)])
 
 
