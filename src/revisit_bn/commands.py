@@ -46,7 +46,8 @@ def kept_configs(profile: str) -> list[tuple[str, Config]]:
     """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
     ``book`` store also the :data:`~revisit_bn.experiments.NEXT` runs being computed."""
     store = store_profile(profile)
-    return profile_configs(store) + (profile_configs(NEXT) if store == BOOK else [])  # a run in both: harmless twice
+    # stale_ok: after a code edit, a tuned chapter's runs at its chosen step sizes stay kept (and migrate replays them)
+    return profile_configs(store, stale_ok=True) + (profile_configs(NEXT, stale_ok=True) if store == BOOK else [])
 
 
 def run_states(profile: str = "book") -> dict[str, list[Path]]:

@@ -70,11 +70,14 @@ class Chapter:
         """The chapter's parameter names (those of its ``book`` profile), in order."""
         return tuple(self.profiles["book"])
 
-    def configs(self, profile: str = "book", root: Path | None = None, **overrides: Any) -> list[Config]:
+    def configs(self, profile: str = "book", root: Path | None = None, stale_ok: bool = False,
+                **overrides: Any) -> list[Config]:
         """The validated runs of ``profile`` (with ``overrides``), duplicates removed, in grid order.
 
         For a profile that tunes its step sizes (:class:`Tuning`): its tuning runs and, once they are all
-        stored under ``root`` (default the profile's store), the runs at each method's chosen step size.
+        stored under ``root`` (default the profile's store), the runs at each method's chosen step size;
+        ``stale_ok``: chosen from tuning runs stored under other code too (which runs the store keeps, for
+        ``make migrate`` and ``make status``: after a code edit the chosen runs stay needed, not orphaned).
         """
         if not self.grid:
             return []
@@ -82,7 +85,7 @@ class Chapter:
         tuning = self.tune(params) if self.tune else None
         if tuning is None:
             return _unique(self.grid(params))
-        choice = tuning.choose(root or results_mod.results_root(store_profile(profile)))
+        choice = tuning.choose(root or results_mod.results_root(store_profile(profile)), stale_ok=stale_ok)
         return _unique(tuning.runs + (self.grid(params, choice) if choice is not None else []))
 
 
@@ -135,8 +138,9 @@ class Tuning:
     runs: list
     method: Callable[[Any], Any]
 
-    def choose(self, root: Path) -> StepSizes | None:
-        """Each method's step size from the tuning runs stored under ``root``; ``None`` while any is not current.
+    def choose(self, root: Path, stale_ok: bool = False) -> StepSizes | None:
+        """Each method's step size from the tuning runs stored under ``root``; ``None`` while any is not current
+        (``stale_ok``: not stored; a run stored under other code counts with its stored numbers).
 
         The rule: per method, the mean over tuning seeds of the last epoch's ``val_loss``; a step size at
         which a run diverged never wins; the lowest mean wins, the smaller step size on a tie. A method whose
@@ -146,9 +150,10 @@ class Tuning:
 
         rows = []
         for config in self.runs:
-            stored = lookup(config, root)
-            if stored is None:
+            state, payload = run_state(config, root, report=lambda message: None)
+            if state == "missing" or (state == "stale" and not stale_ok):
                 return None
+            stored = RunResult.from_payload(payload, cached=True)
             last = stored.metrics.get("val_loss", [None])[-1] if stored.metrics.get("val_loss") else None
             ok = stored.status == "ok" and last is not None and math.isfinite(last)
             rows.append({"method": self.method(config), "lr": config.lr, "seed": config.seed,
@@ -1141,15 +1146,16 @@ def chapter(name: str) -> Chapter:
     return CHAPTERS[name]
 
 
-def profile_configs(profile: str, chapters: Iterable[str] | None = None) -> list[tuple[str, Config]]:
+def profile_configs(profile: str, chapters: Iterable[str] | None = None,
+                    stale_ok: bool = False) -> list[tuple[str, Config]]:
     """``(chapter, config)`` of every run a profile needs (each run once, under the first chapter that reads it).
 
-    For :data:`NEXT`, the runs of the chapters that have that profile."""
+    For :data:`NEXT`, the runs of the chapters that have that profile. ``stale_ok``: see :meth:`Chapter.configs`."""
     out, seen = [], set()
     for name in chapters or CHAPTERS:
         if profile == NEXT and NEXT not in chapter(name).profiles:  # only chapters whose next scale is being computed
             continue
-        for config in chapter(name).configs(profile):
+        for config in chapter(name).configs(profile, stale_ok=stale_ok):
             if config not in seen:
                 seen.add(config)
                 out.append((name, config))

@@ -256,22 +256,22 @@ _CLAIMS = (
           ("f5c5893", "2026-12-04")),
     # --- Santurkar et al. 2018 ---
     Claim("santurkar-factc1", S, f"{S}, Appendix Fact C.1",
-          "BN's backward pass is gamma/sigma times g minus its projections on 1 and y_hat (each with 1/m)", "paper",
+          "BN's backward pass is γ/σ times g minus its projections on 1 and ŷ (each with 1/m)", "paper",
           "12-bn-gradient-hessian", _EXACT + "; torch autograd at a random point", registered=("0850562", "2026-12-05")),
     Claim("santurkar-thm4.1", S, f"{S}, Theorem 4.1", "BN's gradient norm obeys Theorem 4.1's bound", "paper",
           "13-bound-checks", _RANDOM + "; the bound traced on a training layer", registered=("f575888", "2026-11-22")),
-    Claim("santurkar-thm4.2", S, f"{S}, Theorem 4.2 (general form, eps = 0)",
-          "BN's curvature along its gradient obeys Theorem 4.2's general form (eps = 0, as stated)", "paper",
+    Claim("santurkar-thm4.2", S, f"{S}, Theorem 4.2 (general form, ε = 0)",
+          "BN's curvature along its gradient obeys Theorem 4.2's general form (ε = 0, as stated)", "paper",
           "13-bound-checks", _RANDOM, registered=("f575888", "2026-11-22")),
     Claim("santurkar-thm4.2-conditional", S, f"{S}, Theorem 4.2 (conditional form)",
           "if H also preserves the relative norms of g and BN's gradient, BN's curvature along its gradient is at most "
-          "gamma^2/sigma^2 (g^T H g - <g, y_hat> ||v||^2 / (m gamma))", "paper", "12-bn-gradient-hessian",
+          "γ²/σ² (gᵀHg − ⟨g, ŷ⟩ ‖v‖² / (m γ))", "paper", "12-bn-gradient-hessian",
           _RANDOM + "; SymPy identities of the correction", registered=("0850562", "2026-12-05")),
     Claim("santurkar-lemma4.5", S, f"{S}, Lemma 4.5",
-          "BN's closest optimum is nearer the initialization: ||W0 - W_hat*||^2 <= ||W0 - W*||^2 - (||W*||^2 - <W*, "
-          "W0>)^2 / ||W*||^2", "paper", "12-bn-gradient-hessian", _EXACT, registered=("0850562", "2026-12-05")),
+          "BN's closest optimum is nearer the initialization: ‖W₀ − Ŵ*‖² ≤ ‖W₀ − W*‖² − (‖W*‖² − ⟨W*, "
+          "W₀⟩)² / ‖W*‖²", "paper", "12-bn-gradient-hessian", _EXACT, registered=("0850562", "2026-12-05")),
     Claim("santurkar-obs4.3", S, f"{S}, Observation 4.3",
-          "for any batch and weights, BN with gamma = sigma and beta = mu reproduces the standard network's "
+          "for any batch and weights, BN with γ = σ and β = μ reproduces the standard network's "
           "activations, so every minimum of the standard network's loss on that batch is also one of BN's", "paper",
           "11-bn-objective", _EXACT, registered=("c739cd2", "2026-12-05")),
     Claim("santurkar-fig1", S, f"{S}, Figure 1 (VGG on CIFAR-10, learning rates 0.1 and 0.5)",
@@ -312,8 +312,8 @@ _CLAIMS = (
           "seed", "ratios > 1; loss gap < 0.05 nats", ("checks_santurkar.LARGER_RATIO", "claims.COMPARABLE_NATS"),
           (_TRAIN_GATE,), ("af45a3d", "2026-12-03"), (_SCALE_DRIFT,)),
     # --- Santurkar et al.: the book's extensions ---
-    Claim("santurkar-thm4.2-eps", S, f"{S}, Theorem 4.2 (general form), with eps > 0",
-          "the general form also holds for BN as implemented, with eps > 0 in the variance", "extension",
+    Claim("santurkar-thm4.2-eps", S, f"{S}, Theorem 4.2 (general form), with ε > 0",
+          "the general form also holds for BN as implemented, with ε > 0 in the variance", "extension",
           "13-bound-checks", _RANDOM, registered=("f844a04", "2026-11-22")),
     Claim("santurkar-lp-dln", S, f"{S}, Section 3.3 (l_p normalization, p = 1, 2, inf), deep linear network",
           "in a deep linear network, too, l_p normalization (p = 1, 2, inf) shifts the activations' distribution more "
