@@ -142,3 +142,37 @@ def test_deep_linear_network_without_norm_is_one_linear_map_of_preserved_scale()
     assert model(2 * x).allclose(2 * model(x), atol=1e-5)  # linear
     with pytest.raises(ValueError, match="depth"):
         DeepLinearNet(norm_layer("none", 1), 32, 10, depth=1)
+
+
+@pytest.mark.parametrize("kind,cls_name", [("online", "OnlineNorm2d"), ("mabn", "MABN2d"),
+                                           ("frn", "FilterResponseNormTlu2d"), ("evonorm", "EvoNorm2dS0")])
+def test_the_successors_build_in_simple_net_as_their_papers_wire_them(kind, cls_name):
+    from revisit_bn.successors import CenteredConv2d
+
+    model = SimpleNet(kind, in_channels=1, image_size=28)
+    assert [type(m).__name__ for m in model.features if type(m).__name__ == cls_name] == [cls_name, cls_name]
+    relus = [m for m in model.features if isinstance(m, nn.ReLU)]
+    assert len(relus) == (0 if kind in ("frn", "evonorm") else 2)  # FRN's TLU and EvoNorm-S0 are their activation
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert all(isinstance(c, CenteredConv2d) == (kind == "mabn") and c.bias is None for c in convs)
+    model.train()
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)  # none of them needs a batch of more than one
+    if kind == "evonorm":  # GroupNorm's groups: 16 of 16 channels, 32 of 32
+        assert [m.groups for m in model.features if type(m).__name__ == cls_name] == [16, 32]
+
+
+def test_two_dimensional_successors_refuse_vectors_and_torchvision_models():
+    from types import SimpleNamespace
+
+    from revisit_bn.models import build_model
+    from revisit_bn.successors import OnlineNorm1d
+
+    assert isinstance(norm_layer("online", 1)(4), OnlineNorm1d)
+    for kind in ("mabn", "frn", "evonorm"):
+        with pytest.raises(ValueError, match="not with dim=1"):
+            norm_layer(kind, 1)
+    config = SimpleNamespace(model="vgg11", norm="frn", norm_momentum=0.1, fn_momentum_power=0.0, norm_group_size=None,
+                             brn_warmup_steps=1, brn_ramp_steps=1, noise_mean_max=1.0, noise_scale_max=2.0,
+                             noise_std=0.5, width=0.125)
+    with pytest.raises(ValueError, match="runs in SimpleNet only"):
+        build_model(config, 3, 32, 10)

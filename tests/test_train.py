@@ -246,3 +246,40 @@ def test_training_gives_the_caller_back_its_torch_settings():
     torch.manual_seed(123)
     McsgdConfig(method="sgd", steps=20, num_logs=2).compute()
     assert torch.equal(torch.rand(3), expected) and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_precise_bn_evaluates_with_population_statistics_and_trains_as_without_it(mnist):
+    from revisit_bn.train import precise_statistics
+
+    plain = TrainConfig(**SMALL, validation_size=2_000)
+    precise = plain.replace(precise_bn=True)
+    a, b = plain.compute(), precise.compute()
+    assert a["steps"] == b["steps"]  # the same training, step for step
+    for name in ("train_loss", "train_eval_loss", "test_loss", "test_acc", "val_loss", "val_acc"):
+        assert a["metrics"][name] == b["metrics"][name], name
+    m = b["metrics"]
+    assert set(m) - set(a["metrics"]) == {"test_loss_precise", "test_acc_precise", "val_loss_precise", "val_acc_precise"}
+    assert len(m["test_acc_precise"]) == 2 and m["test_acc_precise"][-1] > 0.6
+    assert m["test_loss_precise"] != m["test_loss"]  # other statistics, other numbers
+    assert "precise_bn" not in plain.key_params() and precise.key_params()["precise_bn"] is True
+    # the statistics: the plain mean over the batches of each batch's mean and unbiased variance; state restored
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(2))
+    images = torch.randn(12, 2, 3, 3) * 3 + 1
+    split = type("Split", (), {"images": images, "__len__": lambda self: 12})()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    saved = precise_statistics(net, split, 4, seed=0, epoch=1)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0 * 1_000_003 + 1))
+    batches = [images[i] for i in order.split(4)]
+    assert torch.allclose(net[0].running_mean, torch.stack([x.mean((0, 2, 3)) for x in batches]).mean(0), atol=1e-6)
+    assert torch.allclose(net[0].running_var, torch.stack([x.var((0, 2, 3)) for x in batches]).mean(0), atol=1e-5)
+    assert net[0].momentum == 0.1
+    assert all(torch.equal(saved[k], before[k]) for k in before)
+    with pytest.raises(ValueError, match="batch_size must lie in"):
+        precise_statistics(net, split, 13, seed=0, epoch=1)
+    with pytest.raises(ValueError, match="precise_bn recomputes BatchNorm"):
+        plain.replace(norm="gn", precise_bn=True)
+    with pytest.raises(ValueError, match="precise_bn must be True or False"):
+        plain.replace(precise_bn=1)
+    with pytest.raises(ValueError, match="runs in SimpleNet only"):
+        TrainConfig(experiment="unit", dataset="cifar10", model="vgg11", norm="mabn")

@@ -131,12 +131,17 @@ class Tuning:
     Attributes:
         runs: the tuning runs.
         method: ``config -> key``: which method a run is (e.g. its norm, batch order and schedule).
+        views: optional ``config -> [(key, metric), ...]``: the methods a run stands for, each with the validation
+            loss it is judged by (default ``[(method(config), "val_loss")]``). A run evaluated two ways (BN with and
+            without recomputed population statistics, ``val_loss_precise``) is then two methods, each tuned on its
+            own evaluation.
 
     Source: our rule, registered before the runs (the chapter states its grid); the papers give no step sizes.
     """
 
     runs: list
     method: Callable[[Any], Any]
+    views: Callable[[Any], list] | None = None
 
     def choose(self, root: Path, stale_ok: bool = False) -> StepSizes | None:
         """Each method's step size from the tuning runs stored under ``root``; ``None`` while any is not current
@@ -154,10 +159,11 @@ class Tuning:
             if state == "missing" or (state == "stale" and not stale_ok):
                 return None
             stored = RunResult.from_payload(payload, cached=True)
-            last = stored.metrics.get("val_loss", [None])[-1] if stored.metrics.get("val_loss") else None
-            ok = stored.status == "ok" and last is not None and math.isfinite(last)
-            rows.append({"method": self.method(config), "lr": config.lr, "seed": config.seed,
-                         "val_loss": last if ok else float("nan"), "diverged": not ok})
+            for method, metric in (self.views(config) if self.views else [(self.method(config), "val_loss")]):
+                last = stored.metrics[metric][-1] if stored.metrics.get(metric) else None
+                ok = stored.status == "ok" and last is not None and math.isfinite(last)
+                rows.append({"method": method, "lr": config.lr, "seed": config.seed,
+                             "val_loss": last if ok else float("nan"), "diverged": not ok})
         frame = pd.DataFrame(rows)
         table = (frame.groupby(["method", "lr"], sort=False)
                  .agg(val_loss=("val_loss", "mean"), seeds=("seed", "count"), diverged=("diverged", "sum"))
@@ -910,6 +916,100 @@ def _grid_37(p):
             + [microbatch.replace(norm=n, seed=s) for n in p["norms"] for s in p["seeds"]])
 
 
+# --- 38: FN beside BN's successors ---
+
+# Chapter 38's methods: a norm name of revisit_bn.models.NORMS, or "bn_precise" (BN's runs evaluated with population
+# statistics recomputed after each epoch: TrainConfig.precise_bn).
+SUCCESSOR_METHODS = ("none", "bn", "bn_precise", "brn", "fn", "fn_decoupled", "gn", "frn", "evonorm", "online", "mabn")
+# Methods whose normalization of a sample does not depend on which samples share its batch: per sample (GroupNorm,
+# FRN, EvoNorm-S0), none, or over the samples before it (Online Normalization, which treats a batch as its samples in
+# sequence). Splitting a batch into microbatches changes nothing for them, so their runs of a microbatch setting are
+# those of the shuffled one (one run stands for both).
+GROUPING_FREE = ("none", "gn", "frn", "evonorm", "online")
+# Chapter 38's batch settings: batch order and normalization group size.
+SETTINGS_38 = {"single_label": ("label_sorted", None), "label_limited": ("label_limited", None),
+               "shuffled": ("shuffled", None), "micro2": ("shuffled", 2), "micro4": ("shuffled", 4)}
+
+
+def setting_38(config) -> str:
+    """The chapter-38 setting a run trains in (:data:`SETTINGS_38`), from its batch order and group size."""
+    for name, (order, group) in SETTINGS_38.items():
+        if (config.batch_order, config.norm_group_size) == (order, group):
+            return name
+    raise ValueError(f"run {config.label()} is in none of chapter 38's settings {list(SETTINGS_38)}")
+
+
+def _check_38(p) -> None:
+    unknown = [m for m in p["methods"] if m not in SUCCESSOR_METHODS]
+    if unknown:
+        raise ValueError(f"parameter methods holds {unknown}; choose from {list(SUCCESSOR_METHODS)}")
+    unknown = [s for s in p["settings"] if s not in SETTINGS_38]
+    if unknown:
+        raise ValueError(f"parameter settings holds {unknown}; choose from {list(SETTINGS_38)}")
+    if "shuffled" not in p["settings"]:
+        raise ValueError(f"parameter settings must hold 'shuffled' (the reference, and the runs of the methods "
+                         f"{list(GROUPING_FREE)} under microbatches), got {p['settings']}")
+    if "bn_precise" in p["methods"] and "bn" not in p["methods"]:
+        raise ValueError("parameter methods holds 'bn_precise' but not 'bn': BN's precise statistics are an evaluation "
+                         "of BN's runs")
+    if not set(p["tune_seeds"]) <= set(p["seeds"]):
+        raise ValueError(f"parameter tune_seeds must be among seeds {p['seeds']}, got {p['tune_seeds']}")
+
+
+def _run_38(p, method: str, setting: str, seed: int, lr: float) -> TrainConfig:
+    """The run of ``method`` in ``setting`` (a grouping-free method's microbatch run is its shuffled one)."""
+    if method in GROUPING_FREE and SETTINGS_38[setting][1] is not None:
+        setting = "shuffled"
+    order, group = SETTINGS_38[setting]
+    norm = "bn" if method == "bn_precise" else method
+    return TrainConfig(experiment="successors", dataset=p["dataset"], model=p["model"], norm=norm, batch_order=order,
+                       norm_group_size=group, batch_size=p["batch_size"], epochs=p["epochs"], lr=lr,
+                       momentum=p["sgd_momentum"], seed=seed, train_subset=p["train_subset"],
+                       test_subset=p["test_subset"], validation_size=p["validation_size"],
+                       brn_warmup_steps=p["brn_warmup_steps"], brn_ramp_steps=p["brn_ramp_steps"],
+                       precise_bn=norm == "bn", device=p["device"])
+
+
+def _cells_38(p) -> list[tuple[str, str]]:
+    """The ``(method, setting)`` pairs the chapter reports, in its order."""
+    return [(m, s) for s in p["settings"] for m in p["methods"]]
+
+
+def _views_38(config) -> list:
+    s = setting_38(config)
+    if config.norm == "bn":
+        return [(("bn", s), "val_loss"), (("bn_precise", s), "val_loss_precise")]
+    return [((config.norm, s), "val_loss")]
+
+
+def _tune_38(p):
+    """Each method's step size in each setting, chosen on the validation split from ``lr_grid`` (on
+    ``tune_seeds``); BN and BN with precise statistics each on their own validation loss, from the same runs."""
+    _check_38(p)
+    runs = [_run_38(p, m, s, seed, lr) for m, s in _cells_38(p) if m != "bn_precise"
+            for seed in p["tune_seeds"] for lr in p["lr_grid"]]
+    return Tuning(_unique(runs), lambda c: (c.norm, setting_38(c)), views=_views_38)
+
+
+def _grid_38(p, step_sizes=None):
+    _check_38(p)
+
+    def lr(m, s):
+        if step_sizes is None:
+            return p["lr_grid"][0]
+        shared = "shuffled" if m in GROUPING_FREE and SETTINGS_38[s][1] is not None else s
+        return step_sizes[(m, shared)]
+
+    return _unique([_run_38(p, m, s, seed, lr(m, s)) for m, s in _cells_38(p) for seed in p["seeds"]])
+
+
+def _scale_38(p) -> str:
+    data = "MNIST, SimpleNet" if p["dataset"] == "mnist" else f"CIFAR-10, SimpleNet at widths 32, 64 ({p['model']})"
+    return (f"{data}; {_split('', p, DATASET_SIZES[p['dataset']][0] - p['validation_size'], DATASET_SIZES[p['dataset']][1]).strip()}; "
+            f"batch size {p['batch_size']}, {_count(p['epochs'], 'epoch')}, SGD momentum {p['sgd_momentum']}; each method's "
+            f"step size per setting chosen on {p['validation_size']:,} held-out images from {p['lr_grid']}; {_seeds(p)}")
+
+
 # --- 39: data-parallel training on label-skewed shards ---
 
 def _dp_base(p, workers: int, skew: int, method: str, seed: int, lr: float) -> DistributedConfig:
@@ -1113,6 +1213,22 @@ _CHAPTER_LIST = [
             lambda p: (f"{_split('CIFAR-10', p, 50000, 10000)}, "
                        f"batches of 32, {p['epochs']} epochs, Batch Renorm at its limits from step "
                        f"{p['brn_warmup_steps'] + p['brn_ramp_steps']}, {_seeds(p)}")),
+    Chapter("38-successors", "FN beside BN's successors: PreciseBN (Wu & Johnson 2021), GroupNorm (Wu & He 2018), FRN "
+            "(Singh & Krishnan 2020), EvoNorm (Liu et al. 2020), Online Normalization (Chiley et al. 2019), MABN (Yan et "
+            "al. 2020), Batch Renorm", ("wu-precisebn", "wu-he-gn-batch2", "chiley-online-norm", "yan-mabn-small-batch",
+                                        "successors-single-label"),
+            _profiles(dict(seeds=[0, 1, 2, 3, 4], methods=list(SUCCESSOR_METHODS),
+                           settings=["single_label", "shuffled", "micro2", "micro4"], dataset="mnist", model="simple",
+                           batch_size=64, epochs=2, sgd_momentum=0.9, train_subset=12_000, test_subset=None,
+                           validation_size=5000, lr_grid=[0.01, 0.03, 0.1], tune_seeds=[0], brn_warmup_steps=50,
+                           brn_ramp_steps=150, device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=640, test_subset=500, validation_size=500,
+                              lr_grid=[0.03], brn_warmup_steps=2, brn_ramp_steps=4),
+                      # chapter 35's label-limited CIFAR-10 batches, in the SimpleNet every method runs in, for a GPU
+                      paper=dict(seeds=[0, 1, 2], settings=["label_limited", "shuffled", "micro2", "micro4"],
+                                 dataset="cifar10", model="simple_wide", epochs=30, train_subset=None,
+                                 brn_warmup_steps=2000, brn_ramp_steps=8000)),
+            _grid_38, _scale_38, tune=_tune_38),
     Chapter("39-data-parallel-label-skew", "Lian & Liu 2019, Section 1; Hsieh et al. 2020: data-parallel workers with "
             "label-skewed shards", ("lian-sec1-distributed", "hsieh-bn-skew", "hsieh-gn-recovers", "ddp-rank0-buffers",
                                     "sync-bn-skew", "fn-distributed-skew"),

@@ -27,9 +27,16 @@ from .layers import (
     ReferenceBatchNorm1d,
     ReferenceBatchNorm2d,
 )
+from .successors import MABN2d, CenteredConv2d, OnlineNorm1d, OnlineNorm2d
 
 NORMS = ("none", "bn", "fn", "fn_decoupled", "fn_exact", "fn_const", "brn", "gn", "bn_ref", "noisy_bn", "noisy_none",
-         "lp1", "lp2", "lpinf")
+         "lp1", "lp2", "lpinf", "online", "mabn", "frn", "evonorm")
+# Normalizations that include their activation (FRN's TLU, EvoNorm-S0's swish-like numerator): a network puts no ReLU
+# after them, as their papers replace "norm - ReLU" by the layer.
+ACTIVATION_NORMS = ("frn", "evonorm")
+# Normalizations the book runs in SimpleNet only: the two above (a torchvision model puts its own ReLU after every norm
+# layer) and MABN, which the paper pairs with centred convolution weights (:class:`~revisit_bn.successors.CenteredConv2d`).
+SIMPLE_ONLY_NORMS = ("frn", "evonorm", "mabn")
 # Santurkar et al.'s l_p normalizations (Section 3.3) by norm name: the order p of LpNorm2d.
 LP_ORDERS = {"lp1": 1.0, "lp2": 2.0, "lpinf": float("inf")}
 # FN's gradient estimators by norm name (FullNorm2d's ``backward``).
@@ -78,11 +85,18 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     ``"lp1"``, ``"lp2"``, ``"lpinf"`` (:class:`~revisit_bn.layers.LpNorm2d` with p = 1, 2, inf,
     ``momentum`` as BN's; Santurkar et al. 2018, Section 3.3).
 
+    BN's successors (chapter 38), each at its paper's hyperparameters: ``"online"``
+    (:class:`~revisit_bn.successors.OnlineNorm1d`/``2d``, Chiley et al. 2019: ``alpha_fwd`` 0.999, ``alpha_bkw``
+    0.99), ``"mabn"`` (:class:`~revisit_bn.successors.MABN2d`, Yan et al. 2020: window 16, warm-up 100, ``r_max`` 5
+    from iteration 1000; 2-D only), and, as timm ships them (2-D only, each including its activation:
+    :data:`ACTIVATION_NORMS`), ``"frn"`` (``timm.layers.FilterResponseNormTlu2d``, Singh & Krishnan 2020) and
+    ``"evonorm"`` (``timm.layers.EvoNorm2dS0``, Liu et al. 2020, with :func:`group_count` groups as GroupNorm).
+
     Returns:
         A callable taking ``num_features`` and returning a fresh layer.
 
     Raises:
-        ValueError: unknown ``kind`` or ``dim``.
+        ValueError: unknown ``kind`` or ``dim``, or a 2-D-only kind with ``dim=1``.
 
     Source: Lian & Liu (2019), Section 6 (BN vs FN in the same network).
     """
@@ -116,6 +130,20 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
     elif kind == "bn_ref":
         cls = ReferenceBatchNorm1d if dim == 1 else ReferenceBatchNorm2d
         make = lambda c: cls(c, momentum=momentum)
+    elif kind == "online":
+        cls = OnlineNorm1d if dim == 1 else OnlineNorm2d
+        make = lambda c: cls(c)
+    elif kind in ("mabn", "frn", "evonorm"):
+        if dim != 2:
+            raise ValueError(f"norm {kind!r} normalizes (N, C, H, W) feature maps only; use it in a convolutional "
+                             "model, not with dim=1")
+        if kind == "mabn":
+            make = lambda c: MABN2d(c)
+        else:
+            from timm.layers import EvoNorm2dS0, FilterResponseNormTlu2d  # imported here: timm takes a second to load
+
+            make = ((lambda c: FilterResponseNormTlu2d(c)) if kind == "frn"
+                    else (lambda c: EvoNorm2dS0(c, groups=group_count(c))))
     else:
         raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
     if group_size is not None:
@@ -295,9 +323,11 @@ class SimpleNet(nn.Module):
     standardized across that label's samples, which erases the label from the features and stops
     even BN from lowering its training loss -- contrary to the paper's report that BN's training
     loss falls in that setting. The head reads the flattened feature maps (not a global average),
-so the spatial pattern of a digit, which per-channel normalization preserves, reaches it.
-Convolutions have no bias when a normalization follows (its shift
-    takes that role).
+    so the spatial pattern of a digit, which per-channel normalization preserves, reaches it.
+    Convolutions have no bias when a normalization follows (its shift takes that role). With a
+    normalization that includes its activation (:data:`ACTIVATION_NORMS`: FRN+TLU, EvoNorm-S0) a block
+    has no ReLU; with ``"mabn"`` its convolutions centre their weights
+    (:class:`~revisit_bn.successors.CenteredConv2d`), as Yan et al. (2020) pair them.
 
     Args:
         norm: a name of :data:`NORMS` (see :func:`norm_layer`).
@@ -333,10 +363,12 @@ Convolutions have no bias when a normalization follows (its shift
             raise ValueError(f"image_size must be divisible by {2 ** len(widths)} (one 2x2 pooling per block), got {image_size}")
         norm2d = norm_factory or norm_layer(norm, 2, momentum, fn_momentum_power)
         bias = norm == "none"
+        conv = CenteredConv2d if norm == "mabn" else nn.Conv2d
         layers: list[nn.Module] = []
         channels = in_channels
         for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=bias), norm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            act = [] if norm in ACTIVATION_NORMS else [nn.ReLU(inplace=True)]
+            layers += [conv(channels, width, 3, padding=1, bias=bias), norm2d(width), *act, nn.MaxPool2d(2)]
             channels = width
         self.features = nn.Sequential(*layers)
         side = image_size // 2 ** len(widths)
@@ -419,7 +451,8 @@ def build_model(config, in_channels: int, image_size: int, num_classes: int) -> 
         num_classes: output logits.
 
     Raises:
-        ValueError: unknown ``config.model`` or ``config.norm``.
+        ValueError: unknown ``config.model`` or ``config.norm``, or a norm of :data:`SIMPLE_ONLY_NORMS` with
+            another model.
     """
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of {MODELS}")
@@ -427,6 +460,9 @@ def build_model(config, in_channels: int, image_size: int, num_classes: int) -> 
     factory = norm_layer(config.norm, dim, config.norm_momentum, config.fn_momentum_power, config.norm_group_size,
                          config.brn_warmup_steps, config.brn_ramp_steps,
                          (config.noise_mean_max, config.noise_scale_max, config.noise_std))
+    if config.norm in SIMPLE_ONLY_NORMS and config.model not in ("simple", "simple_wide"):
+        raise ValueError(f"norm {config.norm!r} runs in SimpleNet only (model 'simple' or 'simple_wide'), where its "
+                         f"activation or centred convolutions are wired in; got model {config.model!r}")
     if config.model == "deep_linear":
         return DeepLinearNet(factory, in_channels, num_classes)
     if config.model in VGG_CONFIGS:

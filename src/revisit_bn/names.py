@@ -13,10 +13,16 @@ NORM_LABELS = {
     "brn": "Batch Renorm", "gn": "GroupNorm", "noisy_bn": "noisy BN", "noisy_none": "noisy standard (no BN)",
     "lp1": "l1 normalization", "lp2": "l2 normalization", "lpinf": "l-inf normalization",
     "sync_bn": "cross-worker BN", "bn_pooled": "BN (pooled statistics)",
+    "bn_precise": "BN (precise statistics)", "online": "Online Norm", "mabn": "MABN", "frn": "FRN+TLU",
+    "evonorm": "EvoNorm-S0",
 }
 """Methods (a run's ``norm``, or a data-parallel run's ``method``, :mod:`revisit_bn.distributed`; ``bn_pooled`` is
-local BN evaluated with running statistics pooled over the workers). FN's labels name its gradient estimator
-(chapter 15)."""
+local BN evaluated with running statistics pooled over the workers; ``bn_precise`` is BN evaluated with population
+statistics recomputed after training, PreciseBN). FN's labels name its gradient estimator (chapter 15)."""
+
+SETTING_LABELS = {"single_label": "one label per batch", "label_limited": "at most 3 labels per batch",
+                  "shuffled": "shuffled", "micro2": "microbatches of 2", "micro4": "microbatches of 4"}
+"""Chapter 38's batch settings (:data:`revisit_bn.experiments.SETTINGS_38`)."""
 
 ORDER_LABELS = {
     "label_sorted": "one label per batch", "shuffled": "shuffled", "unshuffled": "labels in sequence",
@@ -31,17 +37,17 @@ METRIC_LABELS = {
 }
 """Per-epoch metrics (:class:`revisit_bn.train.RunResult`); losses in nats, accuracies as fractions."""
 
-COLUMN_LABELS = {"norm": "method", "method": "method", "workers": "workers K", "labels_per_worker": "labels per worker c",
+COLUMN_LABELS = {"norm": "method", "method": "method", "setting": "batches", "workers": "workers K", "labels_per_worker": "labels per worker c",
                  "order": "batches", "lr": "step size", "batch_size": "batch size",
                  "seed": "seed", "epoch": "epoch", "model": "network"}
 """A run's parameters as table headers."""
 
-VALUE_LABELS = {"norm": NORM_LABELS, "method": NORM_LABELS, "order": ORDER_LABELS}
+VALUE_LABELS = {"norm": NORM_LABELS, "method": NORM_LABELS, "order": ORDER_LABELS, "setting": SETTING_LABELS}
 
 
 def label(name) -> str:
     """The display label of a method, batch order, metric or parameter ``name`` (``name`` itself when it has none)."""
-    for table in (NORM_LABELS, ORDER_LABELS, METRIC_LABELS, COLUMN_LABELS):
+    for table in (NORM_LABELS, ORDER_LABELS, SETTING_LABELS, METRIC_LABELS, COLUMN_LABELS):
         if isinstance(name, str) and name in table:
             return table[name]
     return str(name)

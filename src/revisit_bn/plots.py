@@ -146,10 +146,12 @@ _DARK = sns.color_palette("dark", 10)
 # its yellow and light pink on white were hard to tell apart), and the l_p normalizations three more.
 NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _DARK[4],
                "fn_const": _DARK[5], "none": _CB[7], "fn_exact": _DARK[8], "bn_ref": _CB[9],
-               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6], "sync_bn": _DARK[0], "bn_pooled": _CB[5]}
+               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6], "sync_bn": _DARK[0], "bn_pooled": _CB[5],
+               # BN's successors (chapter 38): Paul Tol's indigo, teal and olive, black, and the dark palette's rust
+               "bn_precise": "#332288", "frn": "#44aa99", "evonorm": "#999933", "online": "#000000", "mabn": _DARK[1]}
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
                 "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8", "sync_bn": "p",
-                "bn_pooled": "H"}
+                "bn_pooled": "H", "bn_precise": "$p$", "frn": "$f$", "evonorm": "$e$", "online": "$o$", "mabn": "$m$"}
 # FN's gradient estimators (``backward=``) by the norm name that selects them, for the estimator figures.
 ESTIMATOR_NORMS = {"mcsgd": "fn", "decoupled": "fn_decoupled", "exact": "fn_exact", "constant": "fn_const"}
 # Chapter 22's variant names, mapped to the normalization whose colour they take.

@@ -47,8 +47,9 @@ class Claim:
 
     Attributes:
         claim_id: the id chapters and the ledger name it by.
-        paper: ``"Lian & Liu 2019"``, ``"Santurkar et al. 2018"``, ``"Ioffe 2017"``, ``"Hsieh et al. 2020"`` or
-            ``"this book"``.
+        paper: ``"Lian & Liu 2019"``, ``"Santurkar et al. 2018"``, ``"Ioffe 2017"``, ``"Hsieh et al. 2020"``,
+            one of BN's successors of chapter 38 (``"Wu & Johnson 2021"``, ``"Wu & He 2018"``,
+            ``"Chiley et al. 2019"``, ``"Yan et al. 2020"``) or ``"this book"``.
         source: the section, figure, equation or statement (as the ledger shows it).
         words: the claim in one line.
         kind: ``"paper"`` or ``"extension"`` (:data:`KINDS`).
@@ -86,6 +87,7 @@ class Claim:
 
 L, S, I, B = "Lian & Liu 2019", "Santurkar et al. 2018", "Ioffe 2017", "this book"
 H = "Hsieh et al. 2020"
+WJ, WH, CH, Y = "Wu & Johnson 2021", "Wu & He 2018", "Chiley et al. 2019", "Yan et al. 2020"
 _MNIST_GATE = "BN with shuffled batches reaches 98 % test accuracy (claims.MNIST_GATE)"
 _CIFAR_GATE = "BN with shuffled batches reaches 70 % test accuracy (claims.CIFAR_GATE)"
 _TRAIN_GATE = "BN's final training loss below ln 10 / 2 = 1.15 nats (claims.TRAIN_GATE_NATS)"
@@ -100,6 +102,10 @@ _SKEW_COST = ("{m} skew cost: test accuracy with i.i.d. shards (c = 10) minus wi
 _DIST_GATE = ("BN with i.i.d. shards reaches 95 % test accuracy on MNIST (checks_distributed.DIST_MNIST_GATE), 70 % on "
               "CIFAR-10 (claims.CIFAR_GATE), mean over K")
 _DIST_ROOM = "the skew costs BN >= 1 point of test accuracy (claims.BETTER_ACC)"
+_SUCC_GATE = ("{m} with shuffled batches reaches 95 % test accuracy on MNIST (checks_successors.SUCCESSORS_MNIST_GATE), "
+              "70 % on CIFAR-10 (claims.CIFAR_GATE)")
+_SUCC_ROOM = "the setting costs BN >= 1 point of test accuracy against shuffled batches (claims.BETTER_ACC)"
+_SUCC_RULE = "each method at its own step size, chosen per setting on the validation split"
 _EXACT = "exact computation (SymPy identities, exact minimizers, counterexamples)"
 _RANDOM = "violations on random instances, counted, and an exact counterexample where one exists"
 
@@ -365,6 +371,32 @@ _CLAIMS = (
           "accuracy to the skew", "extension", "39-data-parallel-label-skew",
           _SKEW_COST.format(m="FN's (decoupled)"), "< 0.01 (1 point)", ("claims.BETTER_ACC",),
           (_DIST_GATE.replace("BN", "FN"), _DIST_ROOM), ("f9b77b9", "2026-12-07")),
+    # --- BN's successors, on the same batches (chapter 38) ---
+    Claim("wu-precisebn", WJ, f"{WJ}, \"Rethinking 'Batch' in BatchNorm\" (PreciseBN: population statistics "
+          "recomputed after training)", "BN's running averages are inconsistent with its training-time statistics, and "
+          "population statistics recomputed on the training data (PreciseBN) fix it: under one label per batch, BN "
+          "evaluated with them is more accurate than with its running averages", "paper", "38-successors",
+          f"BN's test accuracy with precise minus with running statistics, one label per batch (label-limited on "
+          f"CIFAR-10), per seed; {_SUCC_RULE}", "> 0.01 (1 point)", ("claims.BETTER_ACC",),
+          (_SUCC_GATE.format(m="BN"), _SUCC_ROOM)),
+    Claim("wu-he-gn-batch2", WH, f"{WH}, Group Normalization (batch size 2)",
+          "at a batch of 2 samples, GroupNorm is more accurate than BN", "paper", "38-successors",
+          f"GroupNorm - BN test accuracy with microbatches of 2, per seed; {_SUCC_RULE}", "> 0.01 (1 point)",
+          ("claims.BETTER_ACC",), (_SUCC_GATE.format(m="BN"), _SUCC_GATE.format(m="GroupNorm"))),
+    Claim("chiley-online-norm", CH, f"{CH}, Online Normalization",
+          "Online Normalization, which needs no batch, is as accurate as BN with whole batches", "paper",
+          "38-successors", f"BN (whole shuffled batches) - Online Norm test accuracy, per seed; {_SUCC_RULE}",
+          "< 0.01 (1 point)", ("claims.BETTER_ACC",), (_SUCC_GATE.format(m="BN"),)),
+    Claim("yan-mabn-small-batch", Y, f"{Y}, Moving Average Batch Normalization (small batches)",
+          "MABN recovers what small batches cost BN: with batches of 2 it is more accurate than BN", "paper",
+          "38-successors", f"MABN - BN test accuracy with microbatches of 2, per seed; {_SUCC_RULE}",
+          "> 0.01 (1 point)", ("claims.BETTER_ACC",),
+          (_SUCC_GATE.format(m="BN"), _SUCC_GATE.format(m="MABN"), _SUCC_ROOM)),
+    Claim("fn-vs-successors", L, f"{L}, Sections 5-6, beside BN's successors (FN, decoupled estimator)",
+          "under one label per batch, FN is as accurate as the best of BN's successors and controls", "extension",
+          "38-successors", "the best other method's (best by its mean) minus FN's (decoupled) test accuracy, one label "
+          f"per batch (label-limited on CIFAR-10), per seed; {_SUCC_RULE}", "< 0.01 (1 point)",
+          ("claims.BETTER_ACC",), (_SUCC_GATE.format(m="FN"), _SUCC_ROOM)),
     # --- this book ---
     Claim("bn-objective-batch-size-one", B, f"{B} (why BN fails at batch size 1, Lian & Liu 2019, Figure 1)",
           "with batches of one sample, BN's objective (9) contains no input: training fits only the shift and leaves "
@@ -399,6 +431,7 @@ _CIFAR_3 = "CIFAR-10, at most 3 labels per batch; the network, the batch size an
 _THEORY = "a statement about the algorithm: no experiment of its own"
 _HSIEH = ("label-skewed partitions across workers; the paper's text is not among the book's sources, so its networks, "
           "partitions and schedules are not stated here")
+_SUCCESSORS = "{setting} (quoted second-hand: the paper's text is not among the book's sources)"
 _SANTURKAR_VGG = ("VGG on CIFAR-10, about 83 % test accuracy with BN reported; its width, epochs, batch size and "
                   "schedule not stated")
 PAPER_SETTINGS = {
@@ -435,6 +468,13 @@ PAPER_SETTINGS = {
     "hsieh-bn-skew": _HSIEH, "hsieh-gn-recovers": _HSIEH,
     "ddp-rank0-buffers": "not in a paper (DistributedDataParallel's default, broadcast_buffers=True)",
     "sync-bn-skew": "not in a paper", "fn-distributed-skew": "not in the paper",
+    "wu-precisebn": _SUCCESSORS.format(setting="its networks and data not stated here"),
+    "wu-he-gn-batch2": _SUCCESSORS.format(setting="ResNet-50 on ImageNet, 2 images per GPU: 10.6 % lower error than BN"),
+    "chiley-online-norm": _SUCCESSORS.format(setting="ResNet-20 on CIFAR-10 at batch size 1: 92.3 % vs BN's 92.2 % "
+                                             "(median of 5)"),
+    "yan-mabn-small-batch": _SUCCESSORS.format(setting="ResNet-50 on ImageNet, normalization batch 2: 23.67 % error vs "
+                                               "BN's 35.22 % (BN at batch 32: 23.41 %)"),
+    "fn-vs-successors": "not in a paper (the book's comparison)",
     "bn-objective-batch-size-one": "the book's own statement", "fn-decoupled-unbiased": "the book's own statement",
 }
 

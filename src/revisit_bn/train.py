@@ -14,6 +14,8 @@ Per epoch a network run records
 - ``val_loss``, ``val_acc``: the validation split held out of the training set, in evaluation mode
   (only for a run with ``validation_size``: step sizes are chosen on it);
 - ``test_loss``, ``test_acc``: the test set in evaluation mode;
+- ``test_loss_precise``, ``test_acc_precise`` (and ``val_loss_precise``, ``val_acc_precise``): the same
+  with BN's population statistics recomputed on the training set (only for a run with ``precise_bn``);
 
 and per SGD step the batch's loss before the step. Losses are in nats (natural-log
 cross-entropy), accuracies are fractions in [0, 1]. A run whose loss stops being finite ends
@@ -53,7 +55,7 @@ from .data import (
 )
 from .landscape import TheoremTrace, TrainingProbe, norm_positions
 from .layers import FullNorm1d, PolynomialMomentum, check_noise
-from .models import FN_BACKWARDS, MODELS, NOISE_DEFAULTS, NORMS, FNRegressor, build_model
+from .models import FN_BACKWARDS, MODELS, NOISE_DEFAULTS, NORMS, SIMPLE_ONLY_NORMS, FNRegressor, build_model
 
 DEFAULT_THREADS = 2
 
@@ -205,6 +207,10 @@ class TrainConfig:
             :math:`\gamma_k = \mathrm{lr}\,\tfrac12\,(1 + \cos(\pi k / K))` over the run's ``K`` SGD steps
             (:class:`torch.optim.lr_scheduler.CosineAnnealingLR`; Loshchilov & Hutter 2017, without restarts),
             with ``lr_power`` 0.
+        precise_bn: also evaluate, after each epoch, with population statistics recomputed on the training set
+            (Wu & Johnson 2021's PreciseBN, :func:`precise_statistics`), recorded as ``test_loss_precise``,
+            ``test_acc_precise`` (and ``val_loss_precise``, ``val_acc_precise``); the run's other numbers and
+            its training are those of the same run without it. BN (``norm="bn"``) only.
         threads: torch's intra-op thread count while training (float32 sums depend on it, so it
             is part of the key). Default 2, the CI machine's core count.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; recorded in the provenance, not part of the key.
@@ -243,10 +249,11 @@ class TrainConfig:
     augment: bool = False
     validation_size: int | None = None
     lr_schedule: str = "polynomial"
+    precise_bn: bool = False
     threads: int = DEFAULT_THREADS
     device: str = field(default="auto", compare=False)
     # Fields added after runs were stored: at their default they are left out of the key, so that those runs keep it.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("augment", "validation_size", "lr_schedule")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("augment", "validation_size", "lr_schedule", "precise_bn")
     # Chapters read the per-epoch metrics and tables; of a long run's step losses about this many are kept
     # (results.compact_steps): every step of chapter 31's 20 epochs would take 230 kB a run.
     max_step_losses: ClassVar[int] = 2_000
@@ -325,6 +332,14 @@ class TrainConfig:
         if self.fn_momentum_power != 0.0 and self.norm not in FN_BACKWARDS:
             raise ValueError(f"fn_momentum_power (FN's decaying estimate rate) applies to {tuple(FN_BACKWARDS)}; norm "
                              f"{self.norm!r} ignores it: leave it at 0.0")
+        if self.norm in SIMPLE_ONLY_NORMS and self.model not in ("simple", "simple_wide"):
+            raise ValueError(f"norm {self.norm!r} runs in SimpleNet only; use model 'simple' or 'simple_wide', not "
+                             f"{self.model!r}")
+        if not isinstance(self.precise_bn, bool):
+            raise ValueError(f"precise_bn must be True or False, got {self.precise_bn!r}")
+        if self.precise_bn and self.norm != "bn":
+            raise ValueError(f"precise_bn recomputes BatchNorm's population statistics; norm {self.norm!r} has none: use "
+                             "it with norm='bn' or leave it False")
         if self.norm_group_size is not None and self.norm in ("none", "noisy_none"):
             raise ValueError(f"norm_group_size splits normalization layers' batches; norm {self.norm!r} has none: leave "
                              "it None")
@@ -390,6 +405,43 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> tu
 EPOCH_METRICS = ("epoch", "train_loss", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")
 # recorded after them by a run with a validation split
 VALIDATION_METRICS = ("val_loss", "val_acc")
+# recorded after those by a run with precise_bn (the test and validation sets under recomputed population statistics)
+PRECISE_METRICS = ("test_loss_precise", "test_acc_precise")
+PRECISE_VALIDATION_METRICS = ("val_loss_precise", "val_acc_precise")
+
+
+@torch.no_grad()
+def precise_statistics(model: nn.Module, split: TensorSplit, batch_size: int, seed: int, epoch: int) -> dict:
+    """Recompute every BatchNorm layer's population statistics on ``split``; return the state to restore after.
+
+    One pass over ``split`` in a shuffled order (its own generator, seeded by ``seed`` and ``epoch``: the
+    training's random stream is not touched), in batches of ``batch_size`` (the last, smaller one dropped), the
+    network in training mode as it trains (so microbatches normalize as in training), each layer's statistics
+    the plain average of the batches' (:func:`torch.optim.swa_utils.update_bn`: BN's unbiased batch variance).
+
+    Args:
+        model: a network with :class:`torch.nn.BatchNorm2d` layers (any other layer is left alone).
+        split: the training split, images ``(N, C, H, W)`` on the model's device.
+        batch_size: samples per batch, at most ``N``.
+
+    Returns:
+        The model's ``state_dict`` before the update (cloned): load it to continue training as if nothing ran.
+
+    Raises:
+        ValueError: ``batch_size`` larger than the split.
+
+    Source: Wu & Johnson (2021), "Rethinking 'Batch' in BatchNorm", Section 3 (PreciseBN: population statistics
+    recomputed after training with the model fixed). Our choice: one pass over the training set at the training
+    batch size, after every epoch.
+    """
+    if not 1 <= batch_size <= len(split):
+        raise ValueError(f"batch_size must lie in [1, {len(split)}] (the split's size), got {batch_size}")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(split), generator=generator).to(split.images.device)
+    batches = [split.images[idx] for idx in order.split(batch_size) if len(idx) == batch_size]
+    torch.optim.swa_utils.update_bn(batches, model)
+    return saved
 # how a run's step size moves (TrainConfig.lr_schedule)
 LR_SCHEDULES = ("polynomial", "cosine")
 # datasets of images (N, C, H, W), which augment can crop and flip and the convolutional models take
@@ -455,7 +507,10 @@ def train_model(
         elif config.lr_power > 0:
             decay = lambda k: (1.0 + k / config.lr_decay_steps) ** -config.lr_power  # noqa: E731
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
-        metrics: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS + (VALIDATION_METRICS if val_split is not None else ())}
+        names = EPOCH_METRICS + (VALIDATION_METRICS if val_split is not None else ())
+        if config.precise_bn:
+            names += PRECISE_METRICS + (PRECISE_VALIDATION_METRICS if val_split is not None else ())
+        metrics: dict[str, list[float]] = {k: [] for k in names}
         fill = cifar_padding_fill().to(device) if config.dataset == "cifar10" else 0.0
         probes = []
         if config.probe_every is not None:
@@ -501,6 +556,12 @@ def train_model(
             values = (epoch, train_loss, tr_loss, tr_acc, te_loss, te_acc)
             if val_split is not None:
                 values += evaluate(model, val_split, config.eval_batch_size)
+            if config.precise_bn:
+                saved = precise_statistics(model, train_split, config.batch_size, config.seed, epoch)
+                values += evaluate(model, test_split, config.eval_batch_size)
+                if val_split is not None:
+                    values += evaluate(model, val_split, config.eval_batch_size)
+                model.load_state_dict(saved)
             for name, value in zip(metrics, values):
                 metrics[name].append(value)
             bar.update(1)

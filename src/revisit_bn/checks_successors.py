@@ -1,0 +1,236 @@
+"""Chapter 38's claims, checked on its runs: FN beside BN's successors on the same batches. Each check returns a
+:class:`revisit_bn.verdicts.Verdict` by the rules of :mod:`revisit_bn.verdicts`.
+
+The chapter trains each method (:data:`revisit_bn.experiments.SUCCESSOR_METHODS`) in each batch setting
+(:data:`revisit_bn.experiments.SETTINGS_38`) at its own step size, chosen per setting on the validation split. Every
+measure here is read at each run's last epoch, per seed, from :func:`cells`: one row per method, setting and seed at
+that method's chosen step size (BN with precise statistics from BN's runs, at its own step size, with the
+``*_precise`` metrics; a method whose normalization ignores how samples are grouped from its shuffled runs in the
+microbatch settings).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .experiments import GROUPING_FREE, SETTINGS_38, SUCCESSOR_METHODS
+from .names import NORM_LABELS as _LABELS
+from .names import SETTING_LABELS
+from .verdicts import (BETTER_ACC, CIFAR_GATE, Verdict, _gate, _gate_text, _interval_text, effect, gate,
+                       seed_interval)
+
+# Chapter 38's learnability gate on MNIST (our choice, registered before its runs): BN with shuffled batches reaches
+# this test accuracy. Chapter 39's, for the same reason: 2 epochs of 12,000 images, not chapter 31's 10 of 55,000.
+SUCCESSORS_MNIST_GATE = 0.95
+_METRICS = ("test_acc", "test_loss", "val_loss")
+
+
+def _shared(method: str, setting: str) -> str:
+    """The setting whose runs stand for ``(method, setting)``: the shuffled one for a grouping-free method under
+    microbatches."""
+    return "shuffled" if method in GROUPING_FREE and SETTINGS_38[setting][1] is not None else setting
+
+
+def cells(frame, step_sizes, methods=SUCCESSOR_METHODS, settings=None):
+    """Each method's last-epoch numbers in each setting at its chosen step size: a DataFrame with columns
+    ``method, setting, seed, lr, status, test_acc, test_loss, val_loss`` (accuracies as fractions, losses in nats).
+
+    Args:
+        frame: the chapter's ``chapter.frame()`` (per-epoch metrics with ``norm, batch_order, norm_group_size, lr,
+            seed, status``).
+        step_sizes: ``{(method, setting): lr}`` (the chapter's ``step_sizes``); a microbatch setting of a
+            grouping-free method reads the shuffled one's.
+        methods, settings: which to read (default: every method; the settings the frame holds).
+
+    Raises:
+        ValueError: a column missing, or no run of a method in a setting at its step size (the message names them).
+    """
+    import pandas as pd
+
+    missing = {"norm", "batch_order", "lr", "seed", "epoch", "status", "test_acc"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"the frame of chapter 38's runs lacks columns {sorted(missing)}; use chapter.frame()")
+    groups = frame["norm_group_size"] if "norm_group_size" in frame.columns else pd.Series(None, index=frame.index)
+    groups = groups.map(lambda g: None if g is None or (isinstance(g, float) and math.isnan(g)) else int(g))
+    if settings is None:
+        present = {(order, None if g is None or g != g else int(g)) for order, g in zip(frame.batch_order, groups)}
+        settings = [s for s, key in SETTINGS_38.items() if key in present]
+    rows = []
+    for setting in settings:
+        for method in methods:
+            shared = _shared(method, setting)
+            order, group = SETTINGS_38[shared]
+            lr = step_sizes[(method, shared)]
+            norm = "bn" if method == "bn_precise" else method
+            grouped = groups.isna() if group is None else groups == group
+            chosen = frame[(frame.norm == norm) & (frame.batch_order == order) & grouped & (frame.lr == lr)]
+            if chosen.empty:
+                raise ValueError(f"no run of {method!r} in setting {setting!r} at its step size {lr}; compute the "
+                                 "chapter's runs")
+            last = chosen[chosen.epoch == chosen.groupby("seed").epoch.transform("max")]
+            suffix = "_precise" if method == "bn_precise" else ""
+            for _, row in last.iterrows():
+                rows.append({"method": method, "setting": setting, "seed": int(row.seed), "lr": lr,
+                             "status": row.status,
+                             **{m: row.get(m + suffix, float("nan")) for m in _METRICS}})
+    return pd.DataFrame(rows)
+
+
+def per_seed(table, method: str, setting: str, metric: str = "test_acc"):
+    """``metric`` of ``method`` in ``setting`` per seed (a :class:`pandas.Series` indexed by seed).
+
+    Raises:
+        ValueError: no such rows (the message names the method and setting).
+    """
+    rows = table[(table.method == method) & (table.setting == setting)]
+    if rows.empty:
+        raise ValueError(f"no row of method {method!r} in setting {setting!r}; the table has methods "
+                         f"{sorted(set(table.method))} and settings {sorted(set(table.setting))}")
+    return rows.set_index("seed")[metric].sort_index()
+
+
+def difference(table, a: tuple[str, str], b: tuple[str, str], metric: str = "test_acc"):
+    """Per seed: ``metric`` of ``a`` minus of ``b``, each a ``(method, setting)``, on the seeds both trained.
+
+    Raises:
+        ValueError: the two sides trained different seeds (a run missing: the message names them).
+    """
+    left, right = per_seed(table, *a, metric), per_seed(table, *b, metric)
+    if set(left.index) != set(right.index):
+        raise ValueError(f"{a} and {b} trained different seeds: {sorted(set(left.index) ^ set(right.index))} on one "
+                         "side only; compute the missing runs")
+    return left - right
+
+
+def learnability_gate(dataset: str) -> float:
+    """The chapter's gate on BN's shuffled test accuracy: :data:`SUCCESSORS_MNIST_GATE` on MNIST, the book's
+    :data:`revisit_bn.verdicts.CIFAR_GATE` on CIFAR-10.
+
+    Raises:
+        ValueError: another dataset.
+    """
+    if dataset not in ("mnist", "cifar10"):
+        raise ValueError(f"dataset must be 'mnist' or 'cifar10' (chapter 38's), got {dataset!r}")
+    return SUCCESSORS_MNIST_GATE if dataset == "mnist" else CIFAR_GATE
+
+
+def _gated(values, bound: float, what: str) -> tuple[bool, str]:
+    if not all(math.isfinite(v) for v in values):  # a diverged run: the gate cannot pass
+        return False, f"gate: {what}: a run diverged (failed)"
+    g = gate(values, bound)
+    return g.ok, _gate_text(g, bound, what)
+
+
+def _learned(table, method: str, dataset: str) -> tuple[bool, str]:
+    return _gated(per_seed(table, method, "shuffled"), learnability_gate(dataset),
+                  f"{_LABELS[method]}'s test accuracy, shuffled batches")
+
+
+def _room(table, setting: str) -> tuple[bool, str]:
+    return _gated(difference(table, ("bn", "shuffled"), ("bn", setting)), BETTER_ACC,
+                  f"what {SETTING_LABELS[setting]} cost BN in test accuracy")
+
+
+def _verdict(claim_id: str, values, what: str, scale: str, gates: list[tuple[bool, str]],
+             below: bool = False) -> Verdict:
+    if not all(math.isfinite(v) for v in values):  # a diverged run: no number to compare (the ledger names the run)
+        return Verdict.of(claim_id, f"{what}: a run diverged (no finite test accuracy); " + "; ".join(t for _, t in gates),
+                          scale, "inconclusive", len(values))
+    mean, low, high, agree, category = effect(values, BETTER_ACC, below=below)
+    ok = all(g for g, _ in gates)
+    sign = "<" if below else ">"
+    return Verdict.of(claim_id, f"{what} {_interval_text(mean, low, high)} ({agree}/{len(values)} seeds {sign} "
+                      f"{BETTER_ACC}); " + "; ".join(text for _, text in gates),
+                      scale, _gate(ok, category), len(values), _interval_text(mean, low, high))
+
+
+def _acc(table, method: str, setting: str) -> str:
+    return f"{_LABELS[method]} {per_seed(table, method, setting).mean():.3f}"
+
+
+def check_precise_bn(table, scale: str, dataset: str = "mnist", setting: str = "single_label") -> Verdict:
+    """Wu & Johnson (2021): population statistics recomputed after training (PreciseBN) fix BN's train/test
+    inconsistency. Per seed, under ``setting`` (one label per batch): BN's test accuracy with precise statistics minus
+    with its running averages, each at its own step size, against :data:`BETTER_ACC`. Gates: BN learned; the setting
+    costs BN at least :data:`BETTER_ACC` (room)."""
+    return _verdict("wu-precisebn", difference(table, ("bn_precise", setting), ("bn", setting)),
+                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'bn_precise', setting)}, "
+                    f"{_acc(table, 'bn', setting)}; precise - running", scale,
+                    [_learned(table, "bn", dataset), _room(table, setting)])
+
+
+def check_gn_small_batch(table, scale: str, dataset: str = "mnist", setting: str = "micro2") -> Verdict:
+    """Wu & He (2018): GroupNorm is more accurate than BN at batch size 2. Per seed, with microbatches of 2: GroupNorm
+    minus BN test accuracy against :data:`BETTER_ACC`. Gates: both learned with shuffled batches."""
+    return _verdict("wu-he-gn-batch2", difference(table, ("gn", setting), ("bn", setting)),
+                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'gn', setting)}, "
+                    f"{_acc(table, 'bn', setting)}; GroupNorm - BN", scale,
+                    [_learned(table, "bn", dataset), _learned(table, "gn", dataset)])
+
+
+def check_online_norm(table, scale: str, dataset: str = "mnist") -> Verdict:
+    """Chiley et al. (2019): Online Normalization, which needs no batch, matches BN: per seed, BN's test accuracy
+    with whole shuffled batches minus Online Normalization's, below :data:`BETTER_ACC`. Gate: BN learned."""
+    return _verdict("chiley-online-norm", difference(table, ("bn", "shuffled"), ("online", "shuffled")),
+                    f"test accuracy, shuffled batches: {_acc(table, 'bn', 'shuffled')}, "
+                    f"{_acc(table, 'online', 'shuffled')}; BN - Online Norm", scale,
+                    [_learned(table, "bn", dataset)], below=True)
+
+
+def check_mabn(table, scale: str, dataset: str = "mnist", setting: str = "micro2") -> Verdict:
+    """Yan et al. (2020): MABN recovers BN at small batches. Per seed, with microbatches of 2: MABN minus BN test
+    accuracy against :data:`BETTER_ACC`. Gates: both learned with shuffled batches; the setting costs BN at least
+    :data:`BETTER_ACC` (room: there is something to recover)."""
+    return _verdict("yan-mabn-small-batch", difference(table, ("mabn", setting), ("bn", setting)),
+                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'mabn', setting)}, "
+                    f"{_acc(table, 'bn', setting)}; MABN - BN", scale,
+                    [_learned(table, "bn", dataset), _learned(table, "mabn", dataset), _room(table, setting)])
+
+
+def best_other(table, setting: str, exclude: tuple[str, ...] = ("fn", "fn_decoupled")) -> str:
+    """The method other than ``exclude`` with the highest mean test accuracy in ``setting`` (the earlier in
+    :data:`revisit_bn.experiments.SUCCESSOR_METHODS` on a tie)."""
+    rows = table[(table.setting == setting) & ~table.method.isin(exclude)]
+    means = rows.groupby("method", sort=False).test_acc.mean()
+    order = {m: i for i, m in enumerate(SUCCESSOR_METHODS)}
+    return max(means.index, key=lambda m: (means[m], -order.get(m, 0)))
+
+
+def check_fn_against_successors(table, scale: str, dataset: str = "mnist", setting: str = "single_label") -> Verdict:
+    """The book's question: is FN (decoupled) as accurate as the best of the other methods under ``setting``? Per
+    seed: the best other method's test accuracy (best by its mean) minus FN's, below :data:`BETTER_ACC`. Taking
+    the best by its mean favours the others, against FN. Gates: FN learned with shuffled batches; the setting
+    costs BN at least :data:`BETTER_ACC` (room)."""
+    best = best_other(table, setting)
+    return _verdict("fn-vs-successors", difference(table, (best, setting), ("fn_decoupled", setting)),
+                    f"test accuracy, {SETTING_LABELS[setting]}: best other method {_acc(table, best, setting)}, "
+                    f"{_acc(table, 'fn_decoupled', setting)}; best other - FN", scale,
+                    [_learned(table, "fn_decoupled", dataset), _room(table, setting)], below=True)
+
+
+def verdicts(table, scale: str, dataset: str = "mnist", label_setting: str = "single_label") -> list[Verdict]:
+    """Chapter 38's five verdicts, in its order of claims; ``label_setting``: the label-skewed setting
+    (``"single_label"`` on MNIST, ``"label_limited"`` on CIFAR-10)."""
+    return [check_precise_bn(table, scale, dataset, label_setting), check_gn_small_batch(table, scale, dataset),
+            check_online_norm(table, scale, dataset), check_mabn(table, scale, dataset),
+            check_fn_against_successors(table, scale, dataset, label_setting)]
+
+
+def summary(table, metric: str = "test_acc", digits: int = 3):
+    """Method x setting: ``"mean [low, high]"`` of ``metric`` over seeds (a t-interval,
+    :func:`revisit_bn.verdicts.seed_interval`; one seed: the value alone), a DataFrame indexed by method label with
+    one column per setting label, in the chapter's order."""
+    import pandas as pd
+
+    out = {}
+    for setting in dict.fromkeys(table.setting):
+        column = {}
+        for method in dict.fromkeys(table.method):
+            values = per_seed(table, method, setting, metric)
+            if len(values) > 1:
+                mean, low, high = seed_interval(values)
+                column[_LABELS[method]] = f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+            else:
+                column[_LABELS[method]] = f"{values.iloc[0]:.{digits}f}"
+        out[SETTING_LABELS[setting]] = column
+    return pd.DataFrame(out)
