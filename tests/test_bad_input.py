@@ -578,3 +578,61 @@ def test_setup_names_a_profile_or_filter_of_the_wrong_type():
         experiments.setup("32-batch-size-one", {"profile": ["ci"]})
     with pytest.raises(ValueError, match="where must be a dict of run filters"):
         experiments.setup("32-batch-size-one", {"profile": "ci"}, where="experiment")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: _layers().FullNorm2d(3, affine="False"), "affine must be True or False"),
+    (lambda: _layers().FullNorm2d(3, track_running_stats="no"), "track_running_stats must be True or False"),
+    (lambda: _layers().FullNorm2d(2)(torch.ones(2, 2, 3, 3, dtype=torch.int64)), "normalizes floating-point tensors"),
+    (lambda: _layers().LpNorm2d(2)(torch.randn(2, 2, 3, 3, dtype=torch.complex64)), "normalizes floating-point"),
+    (lambda: __import__("revisit_bn.models").models.group_count(0), "num_channels must be an integer >= 1"),
+    (lambda: __import__("revisit_bn.models").models.norm_layer("gn")(0), "num_channels must be an integer >= 1"),
+    (lambda: __import__("revisit_bn.models").models.SimpleNet("bn", widths=(0, 32)), "widths must be one or more"),
+    (lambda: __import__("revisit_bn.models").models.vgg("vgg11", __import__("revisit_bn.models").models.norm_layer("bn"),
+                                                        width=float("inf")), "width must be a positive finite"),
+    (lambda: _subset(-1), r"size \(the subset's samples\) must be an integer >= 1"),
+    (lambda: _subset(True), r"size \(the subset's samples\) must be an integer >= 1"),
+    (lambda: __import__("revisit_bn.data").data.random_crop_flip(torch.zeros(2, 3, 8, 8), torch.Generator(), 2,
+                                                                  float("nan")), "fill must be finite"),
+])
+def test_bad_sizes_dtypes_and_flags_the_sweep_found_silent_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _subset(size):
+    from revisit_bn.data import TensorSplit, subset
+
+    return subset(TensorSplit(torch.zeros(10, 1, 2, 2), torch.zeros(10, dtype=torch.long)), size, 0)
+
+
+def test_numpy_integers_are_sizes_and_a_rate_at_step_zero_is_one():
+    import numpy as np
+
+    from revisit_bn.data import TensorSplit, hold_out, make_batch_order
+
+    split = TensorSplit(torch.zeros(10, 1, 2, 2), torch.arange(10) % 2)
+    assert len(hold_out(split, np.int64(3))[1]) == 3
+    order = make_batch_order("shuffled", split.labels, np.int64(2), np.int64(1))
+    assert [len(b) for b in order.batches(1)] == [2] * 5
+    assert _layers().PolynomialMomentum(0.5)(0) == 1.0 and _layers().PolynomialMomentum(0.5)(4) == 0.5
+    with pytest.raises(ValueError, match="step must be an integer"):
+        _layers().PolynomialMomentum(0.5)(-1)
+
+
+@pytest.mark.parametrize("name", ["OnlineNorm2d", "MABN2d"])
+def test_a_successor_keeps_its_statistics_on_a_batch_that_is_not_finite(name):
+    from revisit_bn import successors
+
+    torch.manual_seed(0)
+    layer = getattr(successors, name)(3).train()
+    layer(torch.randn(4, 3, 5, 5) + 2.0).sum().backward()
+    before = {k: v.clone() for k, v in layer.named_buffers()}
+    bad = torch.randn(4, 3, 5, 5, requires_grad=True)
+    with torch.no_grad():
+        bad[:, 1] = float("nan")
+    layer(bad).sum().backward()
+    stats = "running_var" if name == "MABN2d" else "running_mean"
+    after = dict(layer.named_buffers())
+    assert torch.isfinite(after[stats]).all() and after[stats][1] == before[stats][1]  # channel 1 kept
+    assert all(torch.isfinite(v.float()).all() for v in after.values())  # no buffer poisoned for later batches

@@ -463,7 +463,13 @@ def dataset_checksum(name: str) -> str:
 
 
 def subset(split: TensorSplit, size: int | None, seed: int) -> TensorSplit:
-    """A seeded random subset of ``size`` samples (``None`` or ``size >= len(split)``: the whole split)."""
+    """A seeded random subset of ``size`` samples (``None`` or ``size >= len(split)``: the whole split).
+
+    Raises:
+        ValueError: ``size`` not ``None`` or an integer >= 1 (naming it).
+    """
+    if size is not None:
+        size = _integer(size, "size (the subset's samples)")
     if size is None or size >= len(split):
         return split
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size]
@@ -501,7 +507,7 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
         ``(N, C, H, W)``, a new tensor on ``images``' device.
 
     Raises:
-        ValueError: ``images`` is not 4-D, or ``padding`` is negative.
+        ValueError: ``images`` is not 4-D, ``padding`` is negative, or ``fill`` is not finite.
 
     Source: He et al. (2016), Section 4.2 (the augmentation of Lee et al. 2015), the usual CIFAR-10
     recipe; Santurkar et al. (2018) do not say which augmentation they used (our choice).
@@ -510,6 +516,8 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     if not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    if not torch.isfinite(torch.as_tensor(fill, dtype=torch.float64)).all():
+        raise ValueError(f"fill must be finite (a number, or one per channel), got {fill!r}")
     n, c, h, w = images.shape
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5
@@ -537,9 +545,10 @@ def hold_out(split: TensorSplit, size: int) -> tuple[TensorSplit, TensorSplit]:
     Raises:
         ValueError: ``size`` is not a positive integer smaller than the split.
     """
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size < len(split):
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or not 0 < size < len(split):
         raise ValueError(f"validation_size must be a positive integer below the training set's {len(split):,} samples, "
                          f"got {size!r}")
+    size = int(size)
     held = torch.zeros(len(split), dtype=torch.bool)
     held[torch.randperm(len(split), generator=torch.Generator().manual_seed(VALIDATION_SEED))[:size]] = True
     return TensorSplit(split.images[~held], split.labels[~held]), TensorSplit(split.images[held], split.labels[held])
@@ -550,9 +559,21 @@ def hold_out(split: TensorSplit, size: int) -> tuple[TensorSplit, TensorSplit]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+def _integer(value, name: str, least: int = 1) -> int:
+    """``value`` as a Python int of at least ``least``: an int or a NumPy integer, not a bool or a float.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -587,7 +608,7 @@ class ShuffledOrder(BatchOrder):
     name = "shuffled"
 
     def __init__(self, num_samples: int, batch_size: int, seed: int = 0) -> None:
-        _check_batch_size(batch_size)
+        batch_size = _check_batch_size(batch_size)
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         self.num_samples, self.batch_size, self.seed = int(num_samples), batch_size, int(seed)
@@ -635,7 +656,7 @@ class LabelSortedOrder(BatchOrder):
     name = "label_sorted"
 
     def __init__(self, labels: torch.Tensor, batch_size: int, seed: int = 0) -> None:
-        _check_batch_size(batch_size)
+        batch_size = _check_batch_size(batch_size)
         if labels.dim() != 1:
             raise ValueError(f"labels must have shape (N,), got {tuple(labels.shape)}")
         self.batch_size, self.seed = batch_size, int(seed)
@@ -700,7 +721,7 @@ class LabelLimitedOrder(BatchOrder):
     name = "label_limited"
 
     def __init__(self, labels: torch.Tensor, batch_size: int, max_labels: int = 3, seed: int = 0) -> None:
-        _check_batch_size(batch_size)
+        batch_size = _check_batch_size(batch_size)
         if not 1 <= max_labels <= batch_size:
             raise ValueError(f"max_labels must lie in 1..batch_size, got {max_labels}")
         self.batch_size, self.max_labels, self.seed = batch_size, max_labels, int(seed)
@@ -768,7 +789,7 @@ def check_batch_order(name: str, batch_size: int) -> None:
     """
     if name not in BATCH_ORDERS:
         raise ValueError(f"unknown batch order {name!r}; choose one of {BATCH_ORDERS}")
-    _check_batch_size(batch_size)
+    batch_size = _check_batch_size(batch_size)
     if name == "label_limited" and batch_size < 3:
         raise ValueError(f"label_limited batches draw on up to 3 labels, so batch_size must be at least 3, got {batch_size}")
     if name == "label_pairs" and batch_size % 2:

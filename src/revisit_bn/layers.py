@@ -66,6 +66,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,7 +112,8 @@ class PolynomialMomentum:
             raise ValueError(f"minimum must lie in [0, 1], got {self.minimum}")
 
     def __call__(self, step: int) -> float:
-        return max(self.minimum, float(step) ** (-self.power))
+        """The rate at ``step`` (1, 2, ...; step 0, before the first batch, is treated as step 1: rate 1)."""
+        return max(self.minimum, float(max(_whole(step, "step"), 1)) ** (-self.power))
 
     def rate_tensor(self, step: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The rate at ``step`` (a 0-dim integer tensor) as a 0-dim tensor on its device (no host sync)."""
@@ -230,6 +232,10 @@ class _NormBase(nn.Module):
                                  f"(0, 1]; momentum(1) raised {type(exc).__name__}: {exc}") from exc
             if isinstance(first, bool) or not isinstance(first, (int, float)) or not 0.0 < first <= 1.0:
                 raise ValueError(f"momentum, a callable, must return a rate in (0, 1]; momentum(1) gave {first!r}")
+        for name, flag in (("affine", affine), ("track_running_stats", track_running_stats)):
+            if not isinstance(flag, (bool, np.bool_)):  # a string such as 'False' would be truthy
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        affine, track_running_stats = bool(affine), bool(track_running_stats)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -273,6 +279,10 @@ class _NormBase(nn.Module):
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError(f"{type(self).__name__} normalizes floating-point tensors (float16, bfloat16, float32, "
+                             f"float64), got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}; convert "
+                             "the input with .float()")
         if x.dim() not in self._allowed_dims:
             raise ValueError(
                 f"{type(self).__name__} expects a {' or '.join(f'{d}D' for d in self._allowed_dims)} "

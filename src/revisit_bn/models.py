@@ -47,7 +47,14 @@ NOISE_DEFAULTS = (1.0, 2.0, 0.5)
 
 
 def group_count(num_channels: int, preferred: int = 32) -> int:
-    """GroupNorm's group count: the largest divisor of ``num_channels`` not above ``preferred`` (32, Wu & He)."""
+    """GroupNorm's group count: the largest divisor of ``num_channels`` not above ``preferred`` (32, Wu & He).
+
+    Raises:
+        ValueError: ``num_channels`` or ``preferred`` not an integer >= 1.
+    """
+    for name, value in (("num_channels", num_channels), ("preferred", preferred)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return max(g for g in range(1, min(preferred, num_channels) + 1) if num_channels % g == 0)
 
 NormFactory = Callable[[int], nn.Module]
@@ -235,7 +242,7 @@ def vgg(name: str, norm_layer_factory: NormFactory, num_classes: int = 10, in_ch
         Input ``(N, in_channels, image_size, image_size)``; output ``(N, num_classes)``.
 
     Raises:
-        ValueError: unknown ``name``, ``width <= 0`` or ``image_size`` not divisible by 32.
+        ValueError: unknown ``name``, ``width`` not positive and finite, or ``image_size`` not divisible by 32.
 
     Source: Santurkar et al. (2018), Section 2 and Figure 1 (VGG on CIFAR-10, with and without
     BN); Simonyan & Zisserman (2015), configurations A and D.
@@ -244,8 +251,8 @@ def vgg(name: str, norm_layer_factory: NormFactory, num_classes: int = 10, in_ch
 
     if name not in VGG_CONFIGS:
         raise ValueError(f"unknown VGG {name!r}; choose one of {tuple(VGG_CONFIGS)}")
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width!r}")
+    if not 0 < width < float("inf"):
+        raise ValueError(f"width must be a positive finite number, got {width!r}")
     if image_size % 32:
         raise ValueError(f"image_size must be divisible by 32 (five 2x2 pools), got {image_size}")
     probe = norm_layer_factory(1)
@@ -342,7 +349,8 @@ class SimpleNet(nn.Module):
         Input ``(N, in_channels, image_size, image_size)``; output logits ``(N, num_classes)``.
 
     Raises:
-        ValueError: unknown ``norm``, or ``image_size`` not divisible by ``2 ** len(widths)``.
+        ValueError: unknown ``norm``, ``widths`` empty or holding a count below 1, or ``image_size`` not divisible
+            by ``2 ** len(widths)``.
 
     Source: Lian & Liu (2019), Section 6 and Figure 6 (content lost; our choice).
     """
@@ -359,6 +367,9 @@ class SimpleNet(nn.Module):
         norm_factory: NormFactory | None = None,
     ) -> None:
         super().__init__()
+        bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+        if not widths or bad:
+            raise ValueError(f"widths must be one or more channel counts, integers >= 1, got {widths!r}")
         if image_size % 2 ** len(widths):
             raise ValueError(f"image_size must be divisible by {2 ** len(widths)} (one 2x2 pooling per block), got {image_size}")
         norm2d = norm_factory or norm_layer(norm, 2, momentum, fn_momentum_power)

@@ -184,9 +184,9 @@ class _OnlineNormFunction(torch.autograd.Function):
         before_mean, error_mean = _ema_scan(scaled_mean, error_mean, ctx.alpha_bkw, 1.0)
         grad_x = scaled - gain * _channel_view(before_mean, y)
         if first:
-            with torch.no_grad():
+            with torch.no_grad():  # a channel whose gradient is not finite keeps its error feedback
                 for buffer, value in zip(ctx.buffers, (error_y, error_mean)):
-                    buffer.copy_(value.to(buffer.dtype))
+                    buffer.copy_(torch.where(torch.isfinite(value), value.to(buffer.dtype), buffer))
         return grad_x, None, None, None, None, None
 
 
@@ -235,7 +235,8 @@ class _OnlineNorm(_NormModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize each sample with the estimates of the samples before it (training) or the running ones.
 
-        A batch with no samples returns an empty output and changes nothing.
+        A batch with no samples returns an empty output and changes nothing; a channel whose values are not
+        finite (a NaN or inf in the batch) keeps its running estimates (its outputs are not finite).
         """
         self._check_input(x)
         wide = x.to(_compute_dtype(x, self.running_mean))
@@ -261,8 +262,9 @@ class _OnlineNorm(_NormModule):
             spread = sample_var + a * (sample_mean - center).square()
             var_before, var_last = _ema_scan(spread, self.running_var.to(wide.dtype), a, 1.0 - a)
             scale = torch.sqrt(var_before + self.eps)
-            self.running_mean.copy_(mean_last.to(self.running_mean.dtype))
-            self.running_var.copy_(var_last.to(self.running_var.dtype))
+            finite = torch.isfinite(mean_last) & torch.isfinite(var_last)  # a channel with a NaN or inf keeps them
+            self.running_mean.copy_(torch.where(finite, mean_last.to(self.running_mean.dtype), self.running_mean))
+            self.running_var.copy_(torch.where(finite, var_last.to(self.running_var.dtype), self.running_var))
             self.num_batches_tracked.add_(1)
         y = _OnlineNormFunction.apply(wide, center, scale, self.alpha_bkw, self.grad_error_y,
                                       self.grad_error_mean)
@@ -417,7 +419,8 @@ class _MABNFunction(torch.autograd.Function):
         else:
             psi_bar = psi
         with torch.no_grad():  # rewriting the slot with the same value is harmless (a second backward)
-            ctx.window[ctx.slot].copy_(psi.to(ctx.window.dtype))
+            # a channel whose gradient is not finite keeps the slot's old value
+            ctx.window[ctx.slot].copy_(torch.where(torch.isfinite(psi), psi.to(ctx.window.dtype), ctx.window[ctx.slot]))
         grad_x = (grad - z * _channel_view(psi_bar, z)) * _channel_view(inv_chi, z)
         return grad_x, None, None, None, None, None
 
@@ -555,7 +558,8 @@ class MABN2d(_NormModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Training: divide by the moving-average second moment (MABN's backward); eval: by the inference EMA.
 
-        A batch with no samples returns an empty output and changes nothing.
+        A batch with no samples returns an empty output and changes nothing; a channel whose values are not
+        finite keeps its window slot and inference statistic (its outputs are not finite).
         """
         self._check_input(x)
         wide = x.to(_compute_dtype(x, self.running_var))
@@ -581,9 +585,11 @@ class MABN2d(_NormModule):
                 r = (chi / torch.sqrt(running + self.eps)).clamp(1.0 / self.r_max, self.r_max)
             else:
                 r = None
-            self.sq_mean_window[slot].copy_(sq_mean.to(self.sq_mean_window.dtype))
+            finite = torch.isfinite(sq_mean)  # a channel with a NaN or inf keeps its window slot and statistic
+            window = self.sq_mean_window[slot]
+            window.copy_(torch.where(finite, sq_mean.to(window.dtype), window))
             inference = self.momentum * running + (1.0 - self.momentum) * sq_bar
-            self.running_var.copy_(inference.to(self.running_var.dtype))
+            self.running_var.copy_(torch.where(finite, inference.to(self.running_var.dtype), self.running_var))
             self.num_batches_tracked.fill_(step)
         z = _MABNFunction.apply(wide, 1.0 / chi, self.grad_xhat_window, slot, count, use_window)
         if r is not None:
