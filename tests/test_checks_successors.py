@@ -129,3 +129,29 @@ def test_chapter_38_tunes_each_method_per_setting_and_runs_grouping_free_methods
         ex._grid_38({**p, "methods": ["bn", "lrn"]})
     with pytest.raises(ValueError, match="must hold 'shuffled'"):
         ex._grid_38({**p, "settings": ["single_label"]})
+
+
+def test_the_reader_table_and_recommendation_come_from_the_runs():
+    table = cs.cells(_frame(), _step_sizes())
+    needs = cs.evaluation_needs()
+    assert list(needs.index)[:3] == ["no normalization", "BN", "BN (precise statistics)"]
+    assert needs.loc["GroupNorm", "as in training"] == "yes" and needs.loc["BN", "as in training"].startswith("no")
+    with pytest.raises(ValueError, match="are not chapter 38's"):
+        cs.evaluation_needs(["bn", "lrn"])
+    words = cs.recommendation(table).splitlines()
+    assert len(words) == 4 and words[0].startswith("- **one label per batch**: FN (decoupled) 0.96")
+    assert "more than a point below: " in words[0] and "BN," in words[0]
+    shuffled = table[table.setting == "shuffled"]
+    best = shuffled.groupby("method").test_acc.mean().max()
+    assert f"{best:.3f} is the highest" in words[1]
+
+
+def test_the_figure_has_a_panel_per_setting_and_a_row_per_method():
+    from revisit_bn import plots
+
+    figure = plots.by_setting(cs.cells(_frame(), _step_sizes()))
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["one label per batch", "shuffled", "microbatches of 2",
+                                                  "microbatches of 4"]
+    assert [t.get_text() for t in visible[0].get_yticklabels()][:2] == ["no normalization", "BN"]
+    assert len(visible[0].get_yticklabels()) == len(ex.SUCCESSOR_METHODS)

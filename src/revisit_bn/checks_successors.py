@@ -234,3 +234,54 @@ def summary(table, metric: str = "test_acc", digits: int = 3):
                 column[_LABELS[method]] = f"{values.iloc[0]:.{digits}f}"
         out[SETTING_LABELS[setting]] = column
     return pd.DataFrame(out)
+
+
+# What each method normalizes with at evaluation, and whether training normalizes the same way (our reading of
+# each layer: revisit_bn.models.norm_layer and the layers' docstrings).
+EVALUATION = {
+    "none": ("nothing", "yes"),
+    "bn": ("running averages of batch moments", "no (batch moments)"),
+    "bn_precise": ("moments recomputed after training", "no (batch moments)"),
+    "brn": ("running averages of batch moments", "no (corrected batch moments)"),
+    "fn": ("its running estimates", "yes"),
+    "fn_decoupled": ("its running estimates", "yes"),
+    "gn": ("the sample's own group moments", "yes"),
+    "frn": ("the sample's own mean square", "yes"),
+    "evonorm": ("the sample's own group variance", "yes"),
+    "online": ("its running estimates", "yes"),
+    "mabn": ("an average of its second moments", "no (window of batches)"),
+}
+
+
+def evaluation_needs(methods=SUCCESSOR_METHODS):
+    """A table, one row per method (its label): what it normalizes with at evaluation, and whether training
+    normalizes the same way (a method that does not cannot show a train/test gap of its statistics).
+
+    Raises:
+        ValueError: a method not in :data:`EVALUATION`.
+    """
+    import pandas as pd
+
+    unknown = [m for m in methods if m not in EVALUATION]
+    if unknown:
+        raise ValueError(f"methods {unknown} are not chapter 38's; choose from {list(EVALUATION)}")
+    return pd.DataFrame([EVALUATION[m] for m in methods], index=[_LABELS[m] for m in methods],
+                        columns=["evaluation normalizes with", "as in training"])
+
+
+def recommendation(table, metric: str = "test_acc") -> str:
+    """Per setting, in words: the method with the highest mean ``metric``, those within :data:`BETTER_ACC` of it,
+    and those more than that below (a Markdown list; the numbers are the table's means)."""
+    lines = []
+    for setting in dict.fromkeys(table.setting):
+        means = table[table.setting == setting].groupby("method", sort=False)[metric].mean().sort_values(ascending=False)
+        best, top = means.index[0], means.iloc[0]
+        near = [m for m in means.index[1:] if top - means[m] <= BETTER_ACC]
+        far = [m for m in means.index if top - means[m] > BETTER_ACC]
+        text = f"- **{SETTING_LABELS[setting]}**: {_LABELS[best]} {top:.3f} is the highest"
+        text += (f"; within a point of it: {', '.join(f'{_LABELS[m]} {means[m]:.3f}' for m in near)}" if near
+                 else "; no other method within a point of it")
+        if far:
+            text += f"; more than a point below: {', '.join(_LABELS[m] for m in far)}"
+        lines.append(text + ".")
+    return "\n".join(lines)

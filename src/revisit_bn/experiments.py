@@ -1216,7 +1216,7 @@ _CHAPTER_LIST = [
     Chapter("38-successors", "FN beside BN's successors: PreciseBN (Wu & Johnson 2021), GroupNorm (Wu & He 2018), FRN "
             "(Singh & Krishnan 2020), EvoNorm (Liu et al. 2020), Online Normalization (Chiley et al. 2019), MABN (Yan et "
             "al. 2020), Batch Renorm", ("wu-precisebn", "wu-he-gn-batch2", "chiley-online-norm", "yan-mabn-small-batch",
-                                        "successors-single-label"),
+                                        "fn-vs-successors"),
             _profiles(dict(seeds=[0, 1, 2, 3, 4], methods=list(SUCCESSOR_METHODS),
                            settings=["single_label", "shuffled", "micro2", "micro4"], dataset="mnist", model="simple",
                            batch_size=64, epochs=2, sgd_momentum=0.9, train_subset=12_000, test_subset=None,

@@ -519,3 +519,39 @@ def by_skew(last, metric: str = "test_acc", y_label: str = "test accuracy"):
         ax.set(title=f"K = {k} workers", xlabel="labels per worker c", ylabel=y_label if k == workers[0] else "")
     _shared_legend(fig, axes, lambda name: NORM_LABELS.get(name, name), title="method")
     return _finish(fig)
+
+
+def by_setting(table, metric: str = "test_acc", x_label: str = "test accuracy"):
+    """Chapter 38: each method's final ``metric`` in each batch setting, a panel per setting (two a row).
+
+    Points are means over seeds, bars their range; methods run down the panels in the table's order, each in its
+    colour and marker.
+
+    Args:
+        table: :func:`revisit_bn.checks_successors.cells`' rows (``method, setting, seed`` and ``metric``).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    from .names import SETTING_LABELS
+
+    settings = list(dict.fromkeys(table.setting))
+    methods = list(dict.fromkeys(table.method))
+    ncols = 2 if len(settings) > 1 else 1
+    nrows = -(-len(settings) // ncols)
+    fig, axes = _figure(nrows, ncols, row_height=0.2 * len(methods) + 0.9, sharey=True, sharex=True)
+    for ax in axes.flat[len(settings):]:
+        ax.set_visible(False)
+    for ax, setting in zip(axes.flat, settings):
+        part = table[table.setting == setting]
+        for y, method in enumerate(methods):
+            values = part[part.method == method][metric]
+            mean, low, high = values.mean(), values.min(), values.max()
+            colour = NORM_COLORS.get(method, "0.3")
+            bars = [[max(mean - low, 0.0)], [max(high - mean, 0.0)]]  # a mean of equal values can round past them
+            ax.errorbar([mean], [y], xerr=bars, fmt="none", ecolor=colour, elinewidth=1.4)
+            ax.plot([mean], [y], marker=NORM_MARKERS.get(method, "o"), color=colour, markersize=7, linestyle="")
+        ax.set(title=SETTING_LABELS.get(setting, setting), xlabel=x_label, yticks=range(len(methods)),
+               yticklabels=[NORM_LABELS.get(m, m) for m in methods], ylim=(len(methods) - 0.5, -0.5))
+        ax.grid(axis="y", visible=False)
+    return _finish(fig)
