@@ -1,5 +1,10 @@
 # Thin wrappers around the README's commands. Everything is installed from the project's own
 # files: uv (pinned) into .tools/, then the locked environment (uv.lock) into .venv/.
+# A relative data root is made absolute here: notebooks run with their own folder as working directory.
+ifdef REVISIT_BN_DATA
+export REVISIT_BN_DATA := $(abspath $(REVISIT_BN_DATA))
+endif
+
 UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
