@@ -37,12 +37,12 @@ METRIC_LABELS = {
 }
 """Per-epoch metrics (:class:`revisit_bn.train.RunResult`); losses in nats, accuracies as fractions."""
 
-COLUMN_LABELS = {"norm": "method", "method": "method", "setting": "batches", "workers": "workers K", "labels_per_worker": "labels per worker c",
+COLUMN_LABELS = {"norm": "method", "method": "method", "workers": "workers K", "labels_per_worker": "labels per worker c",
                  "order": "batches", "lr": "step size", "batch_size": "batch size",
                  "seed": "seed", "epoch": "epoch", "model": "network"}
 """A run's parameters as table headers."""
 
-VALUE_LABELS = {"norm": NORM_LABELS, "method": NORM_LABELS, "order": ORDER_LABELS, "setting": SETTING_LABELS}
+VALUE_LABELS = {"norm": NORM_LABELS, "method": NORM_LABELS, "order": ORDER_LABELS}
 
 
 def label(name) -> str:
