@@ -12,7 +12,8 @@ gradient"; issue 36 for chapter 38's successors): every FN estimator, Batch Reno
 1.10 times BN; FN at batch size 1 at most 1.5 times the unnormalized step. BN with precise statistics
 (chapter 38) trains as BN; its cost is one extra forward pass over the training set per evaluation. With ``--device cuda`` each timed step is bracketed by
 ``torch.cuda.synchronize()``, so a step's time includes its kernels, not only their launch;
-``norm_step_ratios_h100.txt`` beside this file is one such run on a lent H100. Not a test: the
+``norm_step_ratios_h100.txt`` beside this file is one such run on a lent H100 (before chapter 38's layers), and
+``norm_step_ratios_cpu.txt`` one on two threads of an idle AMD EPYC, which chapter 38 reads. Not a test: the
 numbers depend on the machine.
 """
 

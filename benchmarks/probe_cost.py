@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from fn_vs_bn_step import median_seconds  # the benchmarks' shared timer (this script's folder is on sys.path)
+from norm_step_ratios import interleaved_medians  # the benchmarks' shared timer (this script's folder is on sys.path)
 from revisit_bn.landscape import internal_covariate_shift, landscape_probe
 from revisit_bn.models import norm_layer, vgg
 
@@ -29,6 +29,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+
+    def median_seconds(step, repeats: int) -> float:
+        return interleaved_medians({"step": step}, repeats)["step"]
+
     torch.manual_seed(0)
     x, y = torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))
 

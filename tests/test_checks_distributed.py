@@ -103,3 +103,15 @@ def test_the_gate_follows_the_dataset():
     on_cifar = cd.verdicts(_frame(base=cifar, pooled={10: 0.80, 5: 0.78}), "s", dataset="cifar10")
     assert on_mnist[0].category == "inconclusive" and on_cifar[0].category == "reproduced"
     assert "0.700" in on_cifar[0].measured and "0.950" in on_mnist[0].measured
+
+
+def test_a_diverged_run_leaves_its_verdict_inconclusive_not_an_error():
+    from revisit_bn.verdicts import accuracy_verdict
+
+    passed = [(True, "gate: passed")]
+    verdict = accuracy_verdict("lian-sec1-distributed", [0.1, float("nan"), 0.2], "skew cost", "s", passed)
+    assert verdict.category == "inconclusive" and "a run diverged" in verdict.measured
+    decided = accuracy_verdict("lian-sec1-distributed", [0.10, 0.12, 0.11], "skew cost", "s", passed)
+    assert decided.category == "reproduced" and "(3/3 seeds > 0.01)" in decided.measured
+    gated = accuracy_verdict("lian-sec1-distributed", [0.10, 0.12, 0.11], "skew cost", "s", [(False, "gate: failed")])
+    assert gated.category == "inconclusive" and decided.interval == gated.interval

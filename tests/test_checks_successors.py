@@ -155,3 +155,28 @@ def test_the_figure_has_a_panel_per_setting_and_a_row_per_method():
                                                   "microbatches of 4"]
     assert [t.get_text() for t in visible[0].get_yticklabels()][:2] == ["no normalization", "BN"]
     assert len(visible[0].get_yticklabels()) == len(ex.SUCCESSOR_METHODS)
+
+
+def test_the_cost_table_reads_the_kept_benchmark_outputs():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    step, memory = (root / "norm_step_ratios_cpu.txt").read_text(), (root / "norm_memory_ratios_cpu.txt").read_text()
+    table = cs.costs(step, memory)
+    assert list(table.columns.levels[0]) == ["memory over BN's", "step time over BN's"]
+    assert table.shape == (len(ex.SUCCESSOR_METHODS), 6)
+    bn = table.loc["BN"]
+    assert (bn == 1.0).all() and (table.loc["BN (precise statistics)"] == bn).all()  # it trains as BN
+    assert table.loc["no normalization"].isna().all()  # not benchmarked
+    # a method over the target on one network is named with its ratios; a table within it says so
+    ratios = table.copy()
+    ratios.loc[:, :] = 1.0
+    assert cs.cost_misses(ratios).startswith("every method's step is within 1.10")
+    ratios.loc["MABN", ("step time over BN's", "ResNet18")] = 1.25
+    assert cs.cost_misses(ratios) == "over 1.10 times BN's step on VGG11 or ResNet18: MABN 1.00 (VGG11), 1.25 (ResNet18)"
+    with pytest.raises(ValueError, match="step_text: no table header"):
+        cs.costs("not a benchmark output", memory)
+    with pytest.raises(ValueError, match=r"memory_text: rows for \['ResNet18, batch 64'\] missing"):
+        cs.costs(step, "\n".join(memory.splitlines()[:4]))
+    with pytest.raises(ValueError, match="not chapter 38's"):
+        cs.costs(step, memory, methods=["layer_norm"])

@@ -11,7 +11,8 @@ run's last epoch: the *skew cost* of a method at K is its test accuracy with i.i
 from __future__ import annotations
 
 from .names import NORM_LABELS as _LABELS
-from .verdicts import BETTER_ACC, CIFAR_GATE, Verdict, _gate, _gate_text, _interval_text, effect, gate
+from .verdicts import BETTER_ACC, Verdict, _gate_text, accuracy_verdict, gate
+from .verdicts import learnability_gate as _learnability_gate
 
 # Chapter 39's learnability gate on MNIST (our choice, registered before its runs): BN with i.i.d. shards reaches
 # this test accuracy, mean over K (on CIFAR-10, the book's CIFAR_GATE). Lower than the book's 98 % MNIST gate
@@ -119,9 +120,7 @@ def learnability_gate(dataset: str) -> float:
     Raises:
         ValueError: another dataset.
     """
-    if dataset not in ("mnist", "cifar10"):
-        raise ValueError(f"dataset must be 'mnist' or 'cifar10' (chapter 39's), got {dataset!r}")
-    return DIST_MNIST_GATE if dataset == "mnist" else CIFAR_GATE
+    return _learnability_gate(dataset, DIST_MNIST_GATE, "chapter 39")
 
 
 def _learned_text(frame, method: str, dataset: str) -> tuple[bool, str]:
@@ -135,23 +134,13 @@ def _room(frame) -> tuple[bool, str]:
     return g.ok, _gate_text(g, BETTER_ACC, "what the skew costs BN in test accuracy")
 
 
-def _verdict(claim_id: str, values, what: str, scale: str, gates: list[tuple[bool, str]],
-             below: bool = False) -> Verdict:
-    mean, low, high, agree, category = effect(values, BETTER_ACC, below=below)
-    ok = all(g for g, _ in gates)
-    sign = "<" if below else ">"
-    return Verdict.of(claim_id, f"{what} {_interval_text(mean, low, high)} ({agree}/{len(values)} seeds {sign} "
-                      f"{BETTER_ACC}); " + "; ".join(text for _, text in gates),
-                      scale, _gate(ok, category), len(values), _interval_text(mean, low, high))
-
-
 def check_skew_hurts_bn(frame, scale: str, dataset: str = "mnist") -> Verdict:
     """Lian & Liu (2019), Section 1: label skew across workers hurts BN. Per seed: BN's skew cost (DDP's default:
     rank 0's running statistics) against :data:`BETTER_ACC`. Gate: BN learned with i.i.d. shards."""
-    return _verdict("lian-sec1-distributed", skew_cost(frame, "bn"),
-                    f"BN test accuracy i.i.d. {per_seed(frame, 'bn', IID).mean():.3f} vs {skew_text(frame)} "
-                    f"{per_seed(frame, 'bn', 'skewed').mean():.3f}; skew cost", scale,
-                    [_learned_text(frame, "bn", dataset)])
+    return accuracy_verdict("lian-sec1-distributed", skew_cost(frame, "bn"),
+                            f"BN test accuracy i.i.d. {per_seed(frame, 'bn', IID).mean():.3f} vs {skew_text(frame)} "
+                            f"{per_seed(frame, 'bn', 'skewed').mean():.3f}; skew cost", scale,
+                            [_learned_text(frame, "bn", dataset)])
 
 
 def check_bn_hurt_more_than_gn(frame, scale: str, dataset: str = "mnist") -> Verdict:
@@ -159,10 +148,10 @@ def check_bn_hurt_more_than_gn(frame, scale: str, dataset: str = "mnist") -> Ver
     :data:`BETTER_ACC`. Gates: BN and GN learned with i.i.d. shards."""
     bn = paired(per_seed_k(frame, "bn", IID), per_seed_k(frame, "bn", "skewed"))
     gn = paired(per_seed_k(frame, "gn", IID), per_seed_k(frame, "gn", "skewed"), bn[0])
-    return _verdict("hsieh-bn-skew", over_k((bn[0] - bn[1]) - (gn[0] - gn[1])),
-                    f"skew cost BN {skew_cost(frame, 'bn').mean():+.3f}, GroupNorm "
-                    f"{skew_cost(frame, 'gn').mean():+.3f}; BN - GroupNorm", scale,
-                    [_learned_text(frame, "bn", dataset), _learned_text(frame, "gn", dataset)])
+    return accuracy_verdict("hsieh-bn-skew", over_k((bn[0] - bn[1]) - (gn[0] - gn[1])),
+                            f"skew cost BN {skew_cost(frame, 'bn').mean():+.3f}, GroupNorm "
+                            f"{skew_cost(frame, 'gn').mean():+.3f}; BN - GroupNorm", scale,
+                            [_learned_text(frame, "bn", dataset), _learned_text(frame, "gn", dataset)])
 
 
 def check_gn_recovers(frame, scale: str, dataset: str = "mnist") -> Verdict:
@@ -170,9 +159,9 @@ def check_gn_recovers(frame, scale: str, dataset: str = "mnist") -> Verdict:
     shards against :data:`BETTER_ACC`. Gates: BN learned; the skew costs BN at least :data:`BETTER_ACC` (room)."""
     gn, bn = per_seed(frame, "gn", "skewed"), per_seed(frame, "bn", "skewed")
     values = difference(frame, ("gn", "skewed", "test_acc"), ("bn", "skewed", "test_acc"))
-    return _verdict("hsieh-gn-recovers", values,
-                    f"test accuracy at {skew_text(frame)}: GroupNorm {gn.mean():.3f}, BN {bn.mean():.3f}; "
-                    "GroupNorm - BN", scale, [_learned_text(frame, "bn", dataset), _room(frame)])
+    return accuracy_verdict("hsieh-gn-recovers", values,
+                            f"test accuracy at {skew_text(frame)}: GroupNorm {gn.mean():.3f}, BN {bn.mean():.3f}; "
+                            "GroupNorm - BN", scale, [_learned_text(frame, "bn", dataset), _room(frame)])
 
 
 def check_rank0_buffers(frame, scale: str, dataset: str = "mnist") -> Verdict:
@@ -180,17 +169,17 @@ def check_rank0_buffers(frame, scale: str, dataset: str = "mnist") -> Verdict:
     shards. Per seed: pooled - rank 0 test accuracy against :data:`BETTER_ACC`. Gate: BN learned."""
     pooled, rank0 = per_seed(frame, "bn", "skewed", "test_acc_pooled"), per_seed(frame, "bn", "skewed")
     values = difference(frame, ("bn", "skewed", "test_acc_pooled"), ("bn", "skewed", "test_acc"))
-    return _verdict("ddp-rank0-buffers", values,
-                    f"BN test accuracy at {skew_text(frame)}: rank 0's statistics {rank0.mean():.3f}, pooled "
-                    f"{pooled.mean():.3f}; pooled - rank 0", scale, [_learned_text(frame, "bn", dataset)])
+    return accuracy_verdict("ddp-rank0-buffers", values,
+                            f"BN test accuracy at {skew_text(frame)}: rank 0's statistics {rank0.mean():.3f}, pooled "
+                            f"{pooled.mean():.3f}; pooled - rank 0", scale, [_learned_text(frame, "bn", dataset)])
 
 
 def check_skew_free(frame, scale: str, method: str, claim_id: str, dataset: str = "mnist") -> Verdict:
     """A method that takes its statistics over every worker (``"sync_bn"``, ``"fn_decoupled"``) has no skew cost:
     per seed, its skew cost below :data:`BETTER_ACC`. Gates: it learned with i.i.d. shards; the skew costs BN at least
     :data:`BETTER_ACC` (otherwise there is no cost to remove)."""
-    return _verdict(claim_id, skew_cost(frame, method), f"skew cost of {_LABELS[method]}", scale,
-                    [_learned_text(frame, method, dataset), _room(frame)], below=True)
+    return accuracy_verdict(claim_id, skew_cost(frame, method), f"skew cost of {_LABELS[method]}", scale,
+                            [_learned_text(frame, method, dataset), _room(frame)], below=True)
 
 
 def verdicts(frame, scale: str, dataset: str = "mnist") -> list[Verdict]:

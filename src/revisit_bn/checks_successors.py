@@ -16,8 +16,8 @@ import math
 from .experiments import GROUPING_FREE, SETTINGS_38, SUCCESSOR_METHODS
 from .names import NORM_LABELS as _LABELS
 from .names import SETTING_LABELS
-from .verdicts import (BETTER_ACC, CIFAR_GATE, Verdict, _gate, _gate_text, _interval_text, effect, gate,
-                       seed_interval)
+from .verdicts import BETTER_ACC, Verdict, _gate_text, accuracy_verdict, gate, seed_interval
+from .verdicts import learnability_gate as _learnability_gate
 
 # Chapter 38's learnability gate on MNIST (our choice, registered before its runs): BN with shuffled batches reaches
 # this test accuracy. Chapter 39's, for the same reason: 2 epochs of 12,000 images, not chapter 31's 10 of 55,000.
@@ -109,9 +109,7 @@ def learnability_gate(dataset: str) -> float:
     Raises:
         ValueError: another dataset.
     """
-    if dataset not in ("mnist", "cifar10"):
-        raise ValueError(f"dataset must be 'mnist' or 'cifar10' (chapter 38's), got {dataset!r}")
-    return SUCCESSORS_MNIST_GATE if dataset == "mnist" else CIFAR_GATE
+    return _learnability_gate(dataset, SUCCESSORS_MNIST_GATE, "chapter 38")
 
 
 def _gated(values, bound: float, what: str) -> tuple[bool, str]:
@@ -131,19 +129,6 @@ def _room(table, setting: str) -> tuple[bool, str]:
                   f"what {SETTING_LABELS[setting]} cost BN in test accuracy")
 
 
-def _verdict(claim_id: str, values, what: str, scale: str, gates: list[tuple[bool, str]],
-             below: bool = False) -> Verdict:
-    if not all(math.isfinite(v) for v in values):  # a diverged run: no number to compare (the ledger names the run)
-        return Verdict.of(claim_id, f"{what}: a run diverged (no finite test accuracy); " + "; ".join(t for _, t in gates),
-                          scale, "inconclusive", len(values))
-    mean, low, high, agree, category = effect(values, BETTER_ACC, below=below)
-    ok = all(g for g, _ in gates)
-    sign = "<" if below else ">"
-    return Verdict.of(claim_id, f"{what} {_interval_text(mean, low, high)} ({agree}/{len(values)} seeds {sign} "
-                      f"{BETTER_ACC}); " + "; ".join(text for _, text in gates),
-                      scale, _gate(ok, category), len(values), _interval_text(mean, low, high))
-
-
 def _acc(table, method: str, setting: str) -> str:
     return f"{_LABELS[method]} {per_seed(table, method, setting).mean():.3f}"
 
@@ -153,38 +138,38 @@ def check_precise_bn(table, scale: str, dataset: str = "mnist", setting: str = "
     inconsistency. Per seed, under ``setting`` (one label per batch): BN's test accuracy with precise statistics minus
     with its running averages, each at its own step size, against :data:`BETTER_ACC`. Gates: BN learned; the setting
     costs BN at least :data:`BETTER_ACC` (room)."""
-    return _verdict("wu-precisebn", difference(table, ("bn_precise", setting), ("bn", setting)),
-                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'bn_precise', setting)}, "
-                    f"{_acc(table, 'bn', setting)}; precise - running", scale,
-                    [_learned(table, "bn", dataset), _room(table, setting)])
+    return accuracy_verdict("wu-precisebn", difference(table, ("bn_precise", setting), ("bn", setting)),
+                            f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'bn_precise', setting)}, "
+                            f"{_acc(table, 'bn', setting)}; precise - running", scale,
+                            [_learned(table, "bn", dataset), _room(table, setting)])
 
 
 def check_gn_small_batch(table, scale: str, dataset: str = "mnist", setting: str = "micro2") -> Verdict:
     """Wu & He (2018): GroupNorm is more accurate than BN at batch size 2. Per seed, with microbatches of 2: GroupNorm
     minus BN test accuracy against :data:`BETTER_ACC`. Gates: both learned with shuffled batches."""
-    return _verdict("wu-he-gn-batch2", difference(table, ("gn", setting), ("bn", setting)),
-                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'gn', setting)}, "
-                    f"{_acc(table, 'bn', setting)}; GroupNorm - BN", scale,
-                    [_learned(table, "bn", dataset), _learned(table, "gn", dataset)])
+    return accuracy_verdict("wu-he-gn-batch2", difference(table, ("gn", setting), ("bn", setting)),
+                            f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'gn', setting)}, "
+                            f"{_acc(table, 'bn', setting)}; GroupNorm - BN", scale,
+                            [_learned(table, "bn", dataset), _learned(table, "gn", dataset)])
 
 
 def check_online_norm(table, scale: str, dataset: str = "mnist") -> Verdict:
     """Chiley et al. (2019): Online Normalization, which needs no batch, matches BN: per seed, BN's test accuracy
     with whole shuffled batches minus Online Normalization's, below :data:`BETTER_ACC`. Gate: BN learned."""
-    return _verdict("chiley-online-norm", difference(table, ("bn", "shuffled"), ("online", "shuffled")),
-                    f"test accuracy, shuffled batches: {_acc(table, 'bn', 'shuffled')}, "
-                    f"{_acc(table, 'online', 'shuffled')}; BN - Online Norm", scale,
-                    [_learned(table, "bn", dataset)], below=True)
+    return accuracy_verdict("chiley-online-norm", difference(table, ("bn", "shuffled"), ("online", "shuffled")),
+                            f"test accuracy, shuffled batches: {_acc(table, 'bn', 'shuffled')}, "
+                            f"{_acc(table, 'online', 'shuffled')}; BN - Online Norm", scale,
+                            [_learned(table, "bn", dataset)], below=True)
 
 
 def check_mabn(table, scale: str, dataset: str = "mnist", setting: str = "micro2") -> Verdict:
     """Yan et al. (2020): MABN recovers BN at small batches. Per seed, with microbatches of 2: MABN minus BN test
     accuracy against :data:`BETTER_ACC`. Gates: both learned with shuffled batches; the setting costs BN at least
     :data:`BETTER_ACC` (room: there is something to recover)."""
-    return _verdict("yan-mabn-small-batch", difference(table, ("mabn", setting), ("bn", setting)),
-                    f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'mabn', setting)}, "
-                    f"{_acc(table, 'bn', setting)}; MABN - BN", scale,
-                    [_learned(table, "bn", dataset), _learned(table, "mabn", dataset), _room(table, setting)])
+    return accuracy_verdict("yan-mabn-small-batch", difference(table, ("mabn", setting), ("bn", setting)),
+                            f"test accuracy, {SETTING_LABELS[setting]}: {_acc(table, 'mabn', setting)}, "
+                            f"{_acc(table, 'bn', setting)}; MABN - BN", scale,
+                            [_learned(table, "bn", dataset), _learned(table, "mabn", dataset), _room(table, setting)])
 
 
 def best_other(table, setting: str, exclude: tuple[str, ...] = ("fn", "fn_decoupled")) -> str:
@@ -202,10 +187,11 @@ def check_fn_against_successors(table, scale: str, dataset: str = "mnist", setti
     the best by its mean favours the others, against FN. Gates: FN learned with shuffled batches; the setting
     costs BN at least :data:`BETTER_ACC` (room)."""
     best = best_other(table, setting)
-    return _verdict("fn-vs-successors", difference(table, (best, setting), ("fn_decoupled", setting)),
-                    f"test accuracy, {SETTING_LABELS[setting]}: best other method {_acc(table, best, setting)}, "
-                    f"{_acc(table, 'fn_decoupled', setting)}; best other - FN", scale,
-                    [_learned(table, "fn_decoupled", dataset), _room(table, setting)], below=True)
+    return accuracy_verdict("fn-vs-successors", difference(table, (best, setting), ("fn_decoupled", setting)),
+                            f"test accuracy, {SETTING_LABELS[setting]}: best other"
+                            f" method {_acc(table, best, setting)}, "
+                            f"{_acc(table, 'fn_decoupled', setting)}; best other - FN", scale,
+                            [_learned(table, "fn_decoupled", dataset), _room(table, setting)], below=True)
 
 
 def verdicts(table, scale: str, dataset: str = "mnist", label_setting: str = "single_label") -> list[Verdict]:
@@ -267,6 +253,69 @@ def evaluation_needs(methods=SUCCESSOR_METHODS):
         raise ValueError(f"methods {unknown} are not chapter 38's; choose from {list(EVALUATION)}")
     return pd.DataFrame([EVALUATION[m] for m in methods], index=[_LABELS[m] for m in methods],
                         columns=["evaluation normalizes with", "as in training"])
+
+
+# Issue 36's speed target: each layer's SGD step at most this many times BN's, on VGG11 and ResNet18
+STEP_TARGET = 1.10
+# The networks of the kept benchmark outputs (benchmarks/norm_step_ratios.py and norm_memory_ratios.py), short names
+COST_NETWORKS = {"SimpleNet, batch 64": "SimpleNet", "VGG11 x0.25, batch 128": "VGG11", "ResNet18, batch 64": "ResNet18"}
+
+
+def _benchmark_rows(text: str, what: str) -> dict[str, dict[str, float]]:
+    """``{network: {norm: ratio}}`` from the first table of a kept benchmark output (a header line naming the norms
+    after ``network``, then one row per network of :data:`COST_NETWORKS`)."""
+    lines = text.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("network ")), None)
+    if header is None:
+        raise ValueError(f"{what}: no table header (a line starting 'network'); pass the kept output of the benchmark")
+    norms = [n for n in lines[header].split()[1:] if n not in ("BN", "ms/step", "MiB")]
+    rows = {}
+    for line in lines[header + 1:]:
+        label = next((name for name in COST_NETWORKS if line.startswith(name)), None)
+        if label is None:
+            break
+        cells = line[len(label):].split()[:len(norms)]
+        rows[label] = {n: float(c) if c != "failed" else float("nan") for n, c in zip(norms, cells)}
+    if set(rows) != set(COST_NETWORKS):
+        raise ValueError(f"{what}: rows for {sorted(set(COST_NETWORKS) - set(rows))} missing; pass the kept output of "
+                         "the benchmark, whole")
+    return rows
+
+
+def costs(step_text: str, memory_text: str, methods=SUCCESSOR_METHODS):
+    """A table, one row per method (its label): its SGD step time and its memory saved for backward, each over BN's,
+    on the three networks, read from the kept outputs of ``benchmarks/norm_step_ratios.py`` (``step_text``) and
+    ``benchmarks/norm_memory_ratios.py`` (``memory_text``). BN with precise statistics trains as BN (its cost is one
+    pass over the training set per evaluation); the unnormalized network is not benchmarked (empty cells).
+
+    Raises:
+        ValueError: a text that is not such an output, or a method not in :data:`EVALUATION`.
+    """
+    import pandas as pd
+
+    unknown = [m for m in methods if m not in EVALUATION]
+    if unknown:
+        raise ValueError(f"methods {unknown} are not chapter 38's; choose from {list(EVALUATION)}")
+    tables = {"step": _benchmark_rows(step_text, "step_text"), "memory": _benchmark_rows(memory_text, "memory_text")}
+    columns = [(what, network) for what in tables for network in COST_NETWORKS]
+    rows = []
+    for method in methods:
+        norm = "bn" if method == "bn_precise" else method
+        rows.append([tables[what][network].get(norm, float("nan")) for what, network in columns])
+    names = {"step": "step time over BN's", "memory": "memory over BN's"}
+    return pd.DataFrame(rows, index=[_LABELS[m] for m in methods], columns=pd.MultiIndex.from_tuples(
+        [(names[what], COST_NETWORKS[network]) for what, network in columns]))
+
+
+def cost_misses(cost_table, bound: float = STEP_TARGET, networks=("VGG11", "ResNet18")) -> str:
+    """In words: the methods whose step time over BN's exceeds ``bound`` on any of ``networks`` (issue 36's target
+    is :data:`STEP_TARGET` on VGG11 and ResNet18), each with its ratios there, from a :func:`costs` table."""
+    step = cost_table["step time over BN's"][list(networks)]
+    over = step[(step > bound).any(axis=1)]
+    if over.empty:
+        return f"every method's step is within {bound:.2f} times BN's on {' and '.join(networks)}"
+    return (f"over {bound:.2f} times BN's step on {' or '.join(networks)}: "
+            + "; ".join(f"{label} " + ", ".join(f"{row[n]:.2f} ({n})" for n in networks) for label, row in over.iterrows()))
 
 
 def recommendation(table, metric: str = "test_acc") -> str:

@@ -847,6 +847,34 @@ def _gate_text(g: Gate, bound: float, what: str, below: bool = False) -> str:
     return f"gate: {what} {g.value:.3f} ({sign} {bound:.3f}{narrow or (', passed' if g.ok else ', failed')})"
 
 
+def learnability_gate(dataset: str, mnist_bound: float, chapter: str) -> float:
+    """A chapter's learnability bound on test accuracy: its own ``mnist_bound`` on MNIST (a short chapter's
+    registered choice), the book's :data:`CIFAR_GATE` on CIFAR-10.
+
+    Raises:
+        ValueError: a ``dataset`` other than ``"mnist"`` or ``"cifar10"`` (the message names ``chapter``).
+    """
+    if dataset not in ("mnist", "cifar10"):
+        raise ValueError(f"dataset must be 'mnist' or 'cifar10' ({chapter}'s), got {dataset!r}")
+    return mnist_bound if dataset == "mnist" else CIFAR_GATE
+
+
+def accuracy_verdict(claim_id: str, values, what: str, scale: str, gates: list[tuple[bool, str]],
+                     below: bool = False) -> Verdict:
+    """The verdict of a per-seed test-accuracy effect (fractions) against :data:`BETTER_ACC` (``below``: the claim is
+    that it stays under it), made inconclusive by any failed gate of ``gates`` (``(passed, text)`` pairs, their texts
+    printed after the effect). A non-finite value (a diverged run) gives no number to compare: inconclusive."""
+    gate_texts = "; ".join(text for _, text in gates)
+    if not all(math.isfinite(v) for v in values):  # the ledger names the diverged run
+        return Verdict.of(claim_id, f"{what}: a run diverged (no finite test accuracy); {gate_texts}", scale,
+                          "inconclusive", len(values))
+    mean, low, high, agree, category = effect(values, BETTER_ACC, below=below)
+    sign = "<" if below else ">"
+    return Verdict.of(claim_id, f"{what} {_interval_text(mean, low, high)} ({agree}/{len(values)} seeds {sign} "
+                      f"{BETTER_ACC}); {gate_texts}", scale, _gate(all(ok for ok, _ in gates), category), len(values),
+                      _interval_text(mean, low, high))
+
+
 def _seeds_text(agree: int, n: int, what: str) -> str:
     return f"{what} in {agree} of {n} seeds"
 
