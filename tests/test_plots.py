@@ -133,3 +133,73 @@ def test_every_normalization_has_its_own_colour_and_log_axes_label_plain_numbers
     labels = [t.get_text() for t in ax.get_yticklabels() + ax.yaxis.get_minorticklabels() if t.get_text()]
     assert "2" in labels and not [t for t in labels if "times" in t or "^" in t]  # not "2x10^0"
     assert plots._log_label(2e-5, plain=False) == "$2\\times10^{-5}$"
+
+
+# The palette check (issue "the reader's second pass"): colour-vision deficiency simulated with colorspacious
+# (Machado et al. 2009 at full severity), distances in CAM02-UCS. Our choices: two colours that a chapter's legend
+# must tell apart stay COLOUR_BLIND_DELTA apart under normal vision and each of the three simulated deficiencies;
+# any two of the book's colours NORMAL_DELTA apart under normal vision (none reused in another chapter); each
+# WHITE_DELTA from the white page.
+COLOUR_BLIND_DELTA, NORMAL_DELTA, WHITE_DELTA = 9.0, 5.0, 35.0
+# Chapters whose figures name each normalization on an axis (chapter 38's row per method), not by colour alone
+NAMED_ON_AXIS = {"38-successors"}
+# Drawn beside a chapter's trained norms: chapter 22's noisy BN, chapter 39's BN with pooled statistics
+DRAWN_ALSO = {"22-noisy-batchnorm": ["none", "bn", "noisy_bn"], "39-data-parallel-label-skew": ["bn_pooled"],
+              "15-fn-gradient-bias": list(plots.ESTIMATOR_NORMS.values())}
+
+
+def _legend_groups():
+    """Per chapter, the normalizations its figures tell apart by colour: the norms and methods its book profile
+    trains (plus those drawn beside them)."""
+    from revisit_bn import experiments
+
+    keys = ("norms", "baselines", "methods", "non_iid_norms", "unshuffled_norms", "schedule_norms")
+    groups = {}
+    for name, chapter in experiments.CHAPTERS.items():
+        if name in NAMED_ON_AXIS:
+            continue
+        params = chapter.profiles["book"]
+        drawn = [v for k in keys for v in params.get(k) or [] if v in plots.NORM_COLORS] + DRAWN_ALSO.get(name, [])
+        if len(set(drawn)) > 1:
+            groups[name] = sorted(set(drawn))
+    return groups
+
+
+def _cam02(colour, cvd_type=None):
+    import numpy as np
+    from colorspacious import cspace_convert
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(colour))
+    if cvd_type is not None:
+        rgb = cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": cvd_type, "severity": 100}, "sRGB1").clip(0, 1)
+    return cspace_convert(rgb, "sRGB1", "CAM02-UCS")
+
+
+def _distance(a, b, cvd_type=None) -> float:
+    import numpy as np
+
+    return float(np.linalg.norm(_cam02(a, cvd_type) - _cam02(b, cvd_type)))
+
+
+def test_colours_a_legend_tells_apart_stay_apart_for_colour_blind_readers_and_on_white():
+    import itertools
+
+    groups = _legend_groups()
+    assert {"31-mnist-batch-construction", "39-data-parallel-label-skew", "25-lp-normalization"} <= set(groups)
+    close = []
+    for name, norms in groups.items():
+        for a, b in itertools.combinations(norms, 2):
+            for cvd in (None, "deuteranomaly", "protanomaly", "tritanomaly"):
+                delta = _distance(plots.NORM_COLORS[a], plots.NORM_COLORS[b], cvd)
+                if delta < COLOUR_BLIND_DELTA:
+                    close.append(f"{name}: {a}/{b} {delta:.1f} ({cvd or 'normal vision'})")
+    assert not close, close
+    same = [f"{a}/{b}" for a, b in itertools.combinations(plots.NORM_COLORS, 2)
+            if _distance(plots.NORM_COLORS[a], plots.NORM_COLORS[b]) < NORMAL_DELTA]
+    assert not same, same
+    faint = [n for n, c in plots.NORM_COLORS.items() if _distance(c, "#ffffff") < WHITE_DELTA]
+    assert not faint, faint
+    # the check can fail: chapter 39's cross-worker BN in the dark blue it had beside FN (decoupled)'s dark purple
+    assert min(_distance("#001c7f", plots.NORM_COLORS["fn_decoupled"], cvd)
+               for cvd in ("deuteranomaly", "protanomaly", "tritanomaly")) < COLOUR_BLIND_DELTA

@@ -143,10 +143,12 @@ _CB = sns.color_palette("colorblind", 10)
 _DARK = sns.color_palette("dark", 10)
 # One colour and one marker per normalization for the whole book, no colour used twice: seaborn's
 # colorblind palette, where FN's estimators take dark shades (the palette's brown beside FN's orange and
-# its yellow and light pink on white were hard to tell apart), and the l_p normalizations three more.
+# its yellow and light pink on white were hard to tell apart), and the l_p normalizations three more. Where a
+# chapter's legend tells normalizations apart by colour, they stay apart for colour-blind readers too
+# (tests/test_plots.py simulates it: COLOUR_BLIND_DELTA); four colours were moved to Paul Tol's for that.
 NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "gn": _CB[4], "fn_decoupled": _DARK[4],
-               "fn_const": _DARK[5], "none": _CB[7], "fn_exact": _DARK[8], "bn_ref": _CB[9],
-               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": _DARK[6], "sync_bn": _DARK[0], "bn_pooled": _CB[5],
+               "fn_const": _DARK[5], "none": _CB[7], "fn_exact": "#aa3377", "bn_ref": _CB[9],
+               "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": "#ee7733", "sync_bn": "#9f4800", "bn_pooled": "#117733",
                # BN's successors (chapter 38): Paul Tol's indigo, teal and olive, black, and the dark palette's rust
                "bn_precise": "#332288", "frn": "#44aa99", "evonorm": "#999933", "online": "#000000", "mabn": _DARK[1]}
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
