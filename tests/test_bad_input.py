@@ -24,7 +24,7 @@ PARAMETER_CASES = [
     (CH31, {"norms": ["layernorm"]}, "unknown norm 'layernorm'"),
     (CH31, {"sgd_momentum": "0.9"}, "sgd_momentum must be float or int"),
     (CH31, {"sgd_momentum": 1.5}, r"momentum \(SGD\) must lie in \[0, 1\)"),
-    (CH31, {"lr": -1.0}, "lr must be a positive number"),
+    (CH31, {"lr": -1.0}, "lr must hold positive finite step sizes"),
     (CH31, {"lr": "fast"}, "lr must be float or int"),
     (CH31, {"epochs": 0}, "epochs must be a positive integer"),
     (CH31, {"epochs": 2.5}, "epochs must be int"),
@@ -46,6 +46,11 @@ PARAMETER_CASES = [
     (CH31, {"seeds": [2**63]}, r"seed must be an integer in \[0, 2\*\*32\)"),
     ("35-cifar-batch-construction", {"batch_size": 2}, "label_limited batches draw on up to 3 labels"),
     (CH31, {"batch_size": 0}, "batch_size must be a positive integer"),
+    # a run of the chapter that would fail is named before its tuning runs train (sweep of 2026-12-07)
+    ("38-successors", {"seeds": [0, -1]}, r"seed must be an integer in \[0, 2\*\*32\)"),
+    ("39-data-parallel-label-skew", {"workers": [2, 3]}, "gives workers=3 no skewed setting"),
+    (CH31, {"lr_grid": [-1.0]}, "lr_grid must hold positive finite step sizes"),
+    (CH31, {"lr": float("inf")}, "lr must"),
 ]
 
 
@@ -636,3 +641,51 @@ def test_a_successor_keeps_its_statistics_on_a_batch_that_is_not_finite(name):
     after = dict(layer.named_buffers())
     assert torch.isfinite(after[stats]).all() and after[stats][1] == before[stats][1]  # channel 1 kept
     assert all(torch.isfinite(v.float()).all() for v in after.values())  # no buffer poisoned for later batches
+
+
+def test_a_bad_run_of_a_tuned_chapter_is_named_before_its_tuning_runs_train(results_root):
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        experiments.setup("38-successors", {"profile": "ci", "recompute": False, "seeds": [0, -1]})
+    assert not results_root.exists() or not any(results_root.rglob("*.json*"))  # no tuning run was trained
+
+
+def test_check_and_figure_helpers_name_a_frame_they_cannot_use():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from revisit_bn import checks_distributed, checks_successors, plots, verdicts
+
+    table = pd.DataFrame({"method": ["bn", "gn"], "setting": ["micro2"] * 2, "seed": [0, 0], "test_acc": [0.9, 0.8]})
+    cases = [
+        (lambda: verdicts.at_most("1e-3"), "non-negative finite size"),
+        (lambda: verdicts.accuracy_verdict("wu-precisebn", ["0.1", "0.2"], "w", "s", []), "must be numbers"),
+        (lambda: verdicts.accuracy_verdict("wu-precisebn", np.ones((2, 3)), "w", "s", []), "one number per seed"),
+        (lambda: verdicts.accuracy_verdict("wu-precisebn", [0.02, 0.03], "w", "s", [True]), "gates must be"),
+        (lambda: verdicts.holds_on_means(lambda a, b: a > b, [0.2, 0.3], [0.1, 0.1]), "takes pandas Series"),
+        (lambda: verdicts.final_per_seed(table.assign(epoch=1), "test_accuracy"), r"lacks columns \['test_accuracy'\]"),
+        (lambda: verdicts.mnist_gate(table.assign(epoch=1)), "lacks columns"),
+        (lambda: checks_successors.cells(pd.DataFrame(columns=["norm", "batch_order", "lr", "seed", "epoch", "status",
+                                                               "test_acc"]), {}, settings=["micro8"]),
+         "are not chapter 38's"),
+        (lambda: checks_successors.best_other(table[table.method == "x"], "micro2"), "no method but"),
+        (lambda: checks_successors.recommendation(table.assign(setting="micro8")), "are not chapter 38's"),
+        (lambda: checks_distributed.skew_text(pd.DataFrame(columns=["workers", "labels_per_worker"])), "no rows"),
+        (lambda: plots.curves(pd.DataFrame(), ["test_loss"]), "lacks columns"),
+        (lambda: plots.curves(table.assign(epoch=1, norm="bn"), "test_acc"), "metrics must be a non-empty list"),
+        (lambda: plots.curves(table.assign(epoch=1, norm="bn")[table.method == "x"], ["test_acc"]), "no rows"),
+        (lambda: plots.step_size_sweep(pd.DataFrame(columns=["norm", "lr", "seed", "test_loss"]), "test_loss"),
+         "no rows"),
+        (lambda: plots.by_setting(table[table.method == "x"]), "no rows"),
+        (lambda: plots.by_skew(pd.DataFrame(columns=["method", "workers", "labels_per_worker", "test_acc"])), "no rows"),
+        (lambda: plots.skew_last_epoch(pd.DataFrame()), "lacks columns"),
+        (lambda: plots.results_table([[1, 2]]), "takes a pandas DataFrame"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+            raise AssertionError(f"no ValueError matching {message!r}")
+    plt.close("all")
+    # a diverged run stays a verdict: inconclusive, named
+    verdict = verdicts.accuracy_verdict("wu-precisebn", [0.02, float("nan")], "w", "s", [])
+    assert verdict.category == "inconclusive" and "diverged" in verdict.measured

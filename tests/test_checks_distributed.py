@@ -115,3 +115,12 @@ def test_a_diverged_run_leaves_its_verdict_inconclusive_not_an_error():
     assert decided.category == "reproduced" and "(3/3 seeds > 0.01)" in decided.measured
     gated = accuracy_verdict("lian-sec1-distributed", [0.10, 0.12, 0.11], "skew cost", "s", [(False, "gate: failed")])
     assert gated.category == "inconclusive" and decided.interval == gated.interval
+
+
+def test_a_diverged_run_in_the_chapter_reads_inconclusive_where_it_counts():
+    frame = _frame()
+    frame.loc[(frame.method == "gn") & (frame.seed == 1) & (frame.workers == 2), "test_acc"] = float("nan")
+    verdicts = cd.verdicts(frame, "s")  # no error from the learnability gate on GroupNorm's runs
+    assert _category(verdicts, "hsieh-bn-skew") == _category(verdicts, "hsieh-gn-recovers") == "inconclusive"
+    assert "a run diverged" in next(v for v in verdicts if v.claim_id == "hsieh-gn-recovers").measured
+    assert _category(verdicts, "lian-sec1-distributed") == "reproduced"  # BN's runs are whole

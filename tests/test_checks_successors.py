@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from revisit_bn import checks_successors as cs
-from revisit_bn import experiments as ex
+from revisit_bn import chapters as ex
 from revisit_bn.registry import claim
 
 SETTINGS = ["single_label", "shuffled", "micro2", "micro4"]

@@ -198,6 +198,7 @@ def test_colours_a_legend_tells_apart_stay_apart_for_colour_blind_readers_and_on
     same = [f"{a}/{b}" for a, b in itertools.combinations(plots.NORM_COLORS, 2)
             if _distance(plots.NORM_COLORS[a], plots.NORM_COLORS[b]) < NORMAL_DELTA]
     assert not same, same
+    assert all(plots._palette([n])[n] == plots.NORM_COLORS[n] for n in plots.NORM_COLORS)  # every colour draws
     faint = [n for n, c in plots.NORM_COLORS.items() if _distance(c, "#ffffff") < WHITE_DELTA]
     assert not faint, faint
     # the check can fail: chapter 39's cross-worker BN in the dark blue it had beside FN (decoupled)'s dark purple

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from revisit_bn import commands, experiments, results
+from revisit_bn import chapters, commands, experiments, results
 from revisit_bn.train import TrainConfig
 from revisit_bn.store import config_from_params, lookup, replay, replay_rule, store_path, tolerant_replay_match
 
@@ -347,7 +347,7 @@ def test_step_sizes_are_chosen_on_the_validation_split_then_the_chapter_runs_at_
         best = part.sort_values(["val_loss", "lr"]).iloc[0]
         assert choice[method] == best.lr and part.loc[part.chosen, "lr"].tolist() == [best.lr]
     final = [c for c in spec.configs("ci") if c not in set(stage1)]
-    assert final and all(c.lr == choice[experiments._method_31(c)] for c in final)
+    assert final and all(c.lr == choice[chapters._method_31(c)] for c in final)
     assert {c.seed for c in final} == {1}  # seed 0's run at the chosen step size is its tuning run
     chapter = experiments.setup(name, {"profile": "ci"})
     assert chapter.step_sizes.chosen == choice.chosen and set(chapter.configs) <= set(spec.configs("ci"))

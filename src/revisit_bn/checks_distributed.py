@@ -11,7 +11,7 @@ run's last epoch: the *skew cost* of a method at K is its test accuracy with i.i
 from __future__ import annotations
 
 from .names import NORM_LABELS as _LABELS
-from .verdicts import BETTER_ACC, Verdict, _gate_text, accuracy_verdict, gate
+from .verdicts import BETTER_ACC, Verdict, accuracy_verdict, gated, require_columns
 from .verdicts import learnability_gate as _learnability_gate
 
 # Chapter 39's learnability gate on MNIST (our choice, registered before its runs): BN with i.i.d. shards reaches
@@ -33,7 +33,12 @@ def _check_frame(frame) -> None:
 
 
 def skewed(frame) -> dict[int, int]:
-    """The most skewed setting at each worker count: ``{K: smallest labels_per_worker}``."""
+    """The most skewed setting at each worker count: ``{K: smallest labels_per_worker}``.
+
+    Raises:
+        ValueError: a frame without those columns or rows (use ``chapter.frame()``).
+    """
+    require_columns(frame, ["workers", "labels_per_worker"], "skewed")
     return {int(k): int(c) for k, c in frame.groupby("workers").labels_per_worker.min().items()}
 
 
@@ -83,7 +88,8 @@ def paired(*series):
 
 
 def over_k(values):
-    """Per seed: the mean over the worker counts of a :func:`per_seed_k` series (or a difference of them).
+    """Per seed: the mean over the worker counts of a :func:`per_seed_k` series (or a difference of them); NaN for
+    a seed with a diverged run.
 
     Raises:
         ValueError: seeds that trained different worker counts.
@@ -91,7 +97,8 @@ def over_k(values):
     counts = values.groupby(level="seed").size()
     if counts.nunique() != 1:
         raise ValueError(f"seeds trained different worker counts {dict(counts)}; compute the missing runs")
-    return values.groupby(level="seed").mean().sort_index()
+    # a diverged run (NaN) makes its seed's mean NaN, not a mean over the other worker counts
+    return values.groupby(level="seed").agg(lambda v: v.mean(skipna=False)).sort_index()
 
 
 def per_seed(frame, method: str, skew: int | str, metric: str = "test_acc"):
@@ -124,14 +131,12 @@ def learnability_gate(dataset: str) -> float:
 
 
 def _learned_text(frame, method: str, dataset: str) -> tuple[bool, str]:
-    bound = learnability_gate(dataset)
-    g = gate(per_seed(frame, method, IID), bound)
-    return g.ok, _gate_text(g, bound, f"{_LABELS[method]}'s test accuracy, i.i.d. shards")
+    return gated(per_seed(frame, method, IID), learnability_gate(dataset),
+                 f"{_LABELS[method]}'s test accuracy, i.i.d. shards")
 
 
 def _room(frame) -> tuple[bool, str]:
-    g = gate(skew_cost(frame, "bn"), BETTER_ACC)
-    return g.ok, _gate_text(g, BETTER_ACC, "what the skew costs BN in test accuracy")
+    return gated(skew_cost(frame, "bn"), BETTER_ACC, "what the skew costs BN in test accuracy")
 
 
 def check_skew_hurts_bn(frame, scale: str, dataset: str = "mnist") -> Verdict:

@@ -1,8 +1,8 @@
 """Chapter 38's claims, checked on its runs: FN beside BN's successors on the same batches. Each check returns a
 :class:`revisit_bn.verdicts.Verdict` by the rules of :mod:`revisit_bn.verdicts`.
 
-The chapter trains each method (:data:`revisit_bn.experiments.SUCCESSOR_METHODS`) in each batch setting
-(:data:`revisit_bn.experiments.SETTINGS_38`) at its own step size, chosen per setting on the validation split. Every
+The chapter trains each method (:data:`revisit_bn.chapters.SUCCESSOR_METHODS`) in each batch setting
+(:data:`revisit_bn.chapters.SETTINGS_38`) at its own step size, chosen per setting on the validation split. Every
 measure here is read at each run's last epoch, per seed, from :func:`cells`: one row per method, setting and seed at
 that method's chosen step size (BN with precise statistics from BN's runs, at its own step size, with the
 ``*_precise`` metrics; a method whose normalization ignores how samples are grouped from its shuffled runs in the
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 
-from .experiments import GROUPING_FREE, SETTINGS_38, SUCCESSOR_METHODS
+from .chapters import GROUPING_FREE, SETTINGS_38, SUCCESSOR_METHODS
 from .names import NORM_LABELS as _LABELS
 from .names import SETTING_LABELS
-from .verdicts import BETTER_ACC, Verdict, _gate_text, accuracy_verdict, gate, seed_interval
+from .verdicts import BETTER_ACC, Verdict, accuracy_verdict, gated, seed_interval
 from .verdicts import learnability_gate as _learnability_gate
 
 # Chapter 38's learnability gate on MNIST (our choice, registered before its runs): BN with shuffled batches reaches
@@ -55,11 +55,18 @@ def cells(frame, step_sizes, methods=SUCCESSOR_METHODS, settings=None):
     if settings is None:
         present = {(order, None if g is None or g != g else int(g)) for order, g in zip(frame.batch_order, groups)}
         settings = [s for s, key in SETTINGS_38.items() if key in present]
+    unknown = [s for s in settings if s not in SETTINGS_38] + [m for m in methods if m not in SUCCESSOR_METHODS]
+    if unknown:
+        raise ValueError(f"{unknown} are not chapter 38's; its settings are {list(SETTINGS_38)}, its methods "
+                         f"{list(SUCCESSOR_METHODS)}")
     rows = []
     for setting in settings:
         for method in methods:
             shared = _shared(method, setting)
             order, group = SETTINGS_38[shared]
+            if (method, shared) not in step_sizes:
+                raise ValueError(f"step_sizes has no step size for {(method, shared)}; pass the chapter's "
+                                 "chapter.step_sizes (one per method and setting)")
             lr = step_sizes[(method, shared)]
             norm = "bn" if method == "bn_precise" else method
             grouped = groups.isna() if group is None else groups == group
@@ -112,20 +119,13 @@ def learnability_gate(dataset: str) -> float:
     return _learnability_gate(dataset, SUCCESSORS_MNIST_GATE, "chapter 38")
 
 
-def _gated(values, bound: float, what: str) -> tuple[bool, str]:
-    if not all(math.isfinite(v) for v in values):  # a diverged run: the gate cannot pass
-        return False, f"gate: {what}: a run diverged (failed)"
-    g = gate(values, bound)
-    return g.ok, _gate_text(g, bound, what)
-
-
 def _learned(table, method: str, dataset: str) -> tuple[bool, str]:
-    return _gated(per_seed(table, method, "shuffled"), learnability_gate(dataset),
+    return gated(per_seed(table, method, "shuffled"), learnability_gate(dataset),
                   f"{_LABELS[method]}'s test accuracy, shuffled batches")
 
 
 def _room(table, setting: str) -> tuple[bool, str]:
-    return _gated(difference(table, ("bn", "shuffled"), ("bn", setting)), BETTER_ACC,
+    return gated(difference(table, ("bn", "shuffled"), ("bn", setting)), BETTER_ACC,
                   f"what {SETTING_LABELS[setting]} cost BN in test accuracy")
 
 
@@ -174,8 +174,11 @@ def check_mabn(table, scale: str, dataset: str = "mnist", setting: str = "micro2
 
 def best_other(table, setting: str, exclude: tuple[str, ...] = ("fn", "fn_decoupled")) -> str:
     """The method other than ``exclude`` with the highest mean test accuracy in ``setting`` (the earlier in
-    :data:`revisit_bn.experiments.SUCCESSOR_METHODS` on a tie)."""
+    :data:`revisit_bn.chapters.SUCCESSOR_METHODS` on a tie)."""
     rows = table[(table.setting == setting) & ~table.method.isin(exclude)]
+    if rows.empty:
+        raise ValueError(f"the table has no method but {list(exclude)} in setting {setting!r} (its settings: "
+                         f"{sorted(set(table.setting))}); pass cells() of the chapter's runs")
     means = rows.groupby("method", sort=False).test_acc.mean()
     order = {m: i for i, m in enumerate(SUCCESSOR_METHODS)}
     return max(means.index, key=lambda m: (means[m], -order.get(m, 0)))
@@ -275,7 +278,11 @@ def _benchmark_rows(text: str, what: str) -> dict[str, dict[str, float]]:
         if label is None:
             break
         cells = line[len(label):].split()[:len(norms)]
-        rows[label] = {n: float(c) if c != "failed" else float("nan") for n, c in zip(norms, cells)}
+        try:
+            rows[label] = {n: float(c) if c != "failed" else float("nan") for n, c in zip(norms, cells)}
+        except ValueError as exc:
+            raise ValueError(f"{what}: the row of {label!r} holds a cell that is neither a ratio nor 'failed' "
+                             f"({exc}); pass the kept output of the benchmark, unedited") from None
     if set(rows) != set(COST_NETWORKS):
         raise ValueError(f"{what}: rows for {sorted(set(COST_NETWORKS) - set(rows))} missing; pass the kept output of "
                          "the benchmark, whole")
@@ -321,6 +328,9 @@ def cost_misses(cost_table, bound: float = STEP_TARGET, networks=("VGG11", "ResN
 def recommendation(table, metric: str = "test_acc") -> str:
     """Per setting, in words: the method with the highest mean ``metric``, those within :data:`BETTER_ACC` of it,
     and those more than that below (a Markdown list; the numbers are the table's means)."""
+    unknown = sorted(set(table.setting) - set(SETTINGS_38))
+    if unknown:
+        raise ValueError(f"settings {unknown} are not chapter 38's ({list(SETTINGS_38)}); pass cells() of its runs")
     lines = []
     for setting in dict.fromkeys(table.setting):
         means = table[table.setting == setting].groupby("method", sort=False)[metric].mean().sort_values(ascending=False)

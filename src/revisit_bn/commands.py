@@ -44,7 +44,7 @@ LOCK_SUFFIX = ".lock"
 
 def kept_configs(profile: str) -> list[tuple[str, Config]]:
     """``(chapter, config)`` of every run ``profile``'s store keeps: its own runs, and in the
-    ``book`` store also the :data:`~revisit_bn.experiments.NEXT` runs being computed."""
+    ``book`` store also the :data:`~revisit_bn.specs.NEXT` runs being computed."""
     store = store_profile(profile)
     # stale_ok: after a code edit, a tuned chapter's runs at its chosen step sizes stay kept (and migrate replays them)
     return profile_configs(store, stale_ok=True) + (profile_configs(NEXT, stale_ok=True) if store == BOOK else [])
@@ -54,7 +54,7 @@ def run_states(profile: str = "book") -> dict[str, list[Path]]:
     """The stored run files of ``profile``'s store by state: ``"current"``, ``"stale"`` (a chapter needs
     the run, but it was computed under other code and has not been replayed under this one, or its
     file has a format-2 name: ``make migrate``), ``"orphaned"`` (no chapter's spec needs it, a
-    :data:`~revisit_bn.experiments.NEXT` run counting as needed) and ``"damaged"``."""
+    :data:`~revisit_bn.specs.NEXT` run counting as needed) and ``"damaged"``."""
     root = results_mod.results_root(store_profile(profile))
     wanted = {store_path(c, root): c for _, c in kept_configs(profile)}
     legacy = {p.parent / f"{results_mod.legacy_key(c.key_params())}{results_mod.RUN_SUFFIX}" for p, c in wanted.items()}
@@ -432,7 +432,7 @@ def compute_record(profile: str = "book"):
     of their provenance: wall time, an upper bound where other work shared the cores); ``median s``
     and ``longest s`` (per run); ``computed on`` (the distinct CPUs or GPUs, with how many runs
     each); ``from`` and ``to`` (the first and last ``created`` date). For the ``book`` profile a last
-    row, ``next (being computed)``, counts the :data:`~revisit_bn.experiments.NEXT` runs stored so far.
+    row, ``next (being computed)``, counts the :data:`~revisit_bn.specs.NEXT` runs stored so far.
 
     Returns:
         pandas.DataFrame, empty when ``profile`` needs no runs.
@@ -473,7 +473,7 @@ def compute_record(profile: str = "book"):
 
 
 def ensure_recorded(profile: str = "book", notebooks: Path | None = None, run: bool = True) -> list[str]:
-    """Execute (papermill, with ``profile``) every chapter whose claims (its spec in :mod:`revisit_bn.experiments`) lack a verdict.
+    """Execute (papermill, with ``profile``) every chapter whose claims (its spec in :mod:`revisit_bn.chapters`) lack a verdict.
 
     Returns:
         The chapters executed (or, with ``run=False``, those that would be).

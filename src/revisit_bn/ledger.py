@@ -256,7 +256,7 @@ def table_html(ledger, paper_ledger=None) -> str:
         raise ValueError("ledger: every row needs its verdict as text; a missing one (NaN) means a damaged record")
     unknown = sorted(set(ledger.chapter) - set(CHAPTERS)) if len(ledger) else []
     if unknown:
-        raise ValueError(f"ledger names chapters {unknown} that have no spec in revisit_bn.experiments")
+        raise ValueError(f"ledger names chapters {unknown} that have no spec in revisit_bn.chapters")
     paper_by_id = {row.claim_id: row for row in paper_ledger.itertuples()} if paper_ledger is not None else {}
 
     def folded(summary: str, body: str) -> str:

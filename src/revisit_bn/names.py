@@ -22,7 +22,7 @@ statistics recomputed after training, PreciseBN). FN's labels name its gradient 
 
 SETTING_LABELS = {"single_label": "one label per batch", "label_limited": "at most 3 labels per batch",
                   "shuffled": "shuffled", "micro2": "microbatches of 2", "micro4": "microbatches of 4"}
-"""Chapter 38's batch settings (:data:`revisit_bn.experiments.SETTINGS_38`)."""
+"""Chapter 38's batch settings (:data:`revisit_bn.chapters.SETTINGS_38`)."""
 
 ORDER_LABELS = {
     "label_sorted": "one label per batch", "shuffled": "shuffled", "unshuffled": "labels in sequence",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib import ticker
+from matplotlib.colors import to_rgb
 
 from .names import METRIC_LABELS, NORM_LABELS, ORDER_LABELS, display_frame, label  # noqa: F401 (one label per concept)
-from .verdicts import OUTPUT_WIDTH  # the book's output box; verdict lines share it
+from .verdicts import OUTPUT_WIDTH, require_columns  # the book's output box; verdict lines share it
 
 UNITS = {"test_acc": "accuracy (fraction)", "test_error": "error (fraction)", "train_eval_acc": "accuracy (fraction)"}
 
@@ -41,6 +42,10 @@ def results_table(frame, digits: int = 3, significant: bool = False):
     instead of a fixed-width text dump cut off at the output box's edge. Methods, batch orders,
     metrics and parameters carry the book's display labels (:func:`revisit_bn.names.display_frame`).
     """
+    import pandas as pd
+
+    if not isinstance(frame, (pd.DataFrame, pd.Series)):
+        raise ValueError(f"results_table takes a pandas DataFrame, got {type(frame).__name__}")
     if significant:
         return display_frame(frame.map(lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v))
     return display_frame(frame.round(digits))
@@ -99,6 +104,9 @@ def curves(frame, metrics, hue: str = "norm", row: str | None = None, log_y: boo
     Returns:
         The :class:`matplotlib.figure.Figure`.
     """
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of column names (e.g. ['test_loss']), got {metrics!r}")
+    require_columns(frame, [x, hue, *([row] if row else []), *metrics], "curves")
     rows = [None] if row is None else list(dict.fromkeys(frame[row]))
     labels = {**NORM_LABELS, **ORDER_LABELS, **({v: f"lr {v:g}" for v in rows} if row == "lr" else {}), **(labels or {})}
     hues = list(dict.fromkeys(frame[hue]))
@@ -151,6 +159,7 @@ NORM_COLORS = {"bn": _CB[0], "fn": _CB[1], "brn": _CB[2], "noisy_bn": _CB[3], "g
                "lp1": _DARK[3], "lp2": _DARK[9], "lpinf": "#ee7733", "sync_bn": "#9f4800", "bn_pooled": "#117733",
                # BN's successors (chapter 38): Paul Tol's indigo, teal and olive, black, and the dark palette's rust
                "bn_precise": "#332288", "frn": "#44aa99", "evonorm": "#999933", "online": "#000000", "mabn": _DARK[1]}
+NORM_COLORS = {norm: to_rgb(colour) for norm, colour in NORM_COLORS.items()}  # RGB triples: _palette lightens them
 NORM_MARKERS = {"bn": "o", "fn": "s", "brn": "^", "noisy_bn": "*", "gn": "v", "fn_decoupled": "<", "fn_const": "D",
                 "none": "X", "fn_exact": ">", "bn_ref": "P", "lp1": "d", "lp2": "h", "lpinf": "8", "sync_bn": "p",
                 "bn_pooled": "H", "bn_precise": "$p$", "frn": "$f$", "evonorm": "$e$", "online": "$o$", "mabn": "$m$"}
@@ -424,6 +433,7 @@ def step_size_sweep(last, metric: str, chosen: dict | None = None, labels: dict 
     Returns:
         The :class:`matplotlib.figure.Figure` (log-log axes).
     """
+    require_columns(last, ["norm", "lr", "seed", metric], "step_size_sweep")
     labels = {**NORM_LABELS, **(labels or {})}
     norms = list(dict.fromkeys(last.norm))
     palette, markers = _palette(norms), _markers(norms)
@@ -486,6 +496,7 @@ def skew_last_epoch(frame, metric: str = "test_acc"):
     import pandas as pd
 
     keys = ["method", "workers", "labels_per_worker", "seed"]
+    require_columns(frame, [*keys, "epoch", metric], "skew_last_epoch")
     last = frame[frame.epoch == frame.groupby(keys).epoch.transform("max")]
     pooled = f"{metric}_pooled"
     rows = [last[keys + [metric]]]
@@ -507,6 +518,7 @@ def by_skew(last, metric: str = "test_acc", y_label: str = "test accuracy"):
     Returns:
         The :class:`matplotlib.figure.Figure`.
     """
+    require_columns(last, ["method", "workers", "labels_per_worker", metric], "by_skew", "pass skew_last_epoch()'s rows")
     workers = sorted(last.workers.unique())
     methods = [m for m in NORM_COLORS if m in set(last.method)]
     rank = {m: i for i, m in enumerate(("bn", "bn_pooled", "sync_bn", "fn_decoupled", "gn", "none"))}
@@ -537,6 +549,7 @@ def by_setting(table, metric: str = "test_acc", x_label: str = "test accuracy"):
     """
     from .names import SETTING_LABELS
 
+    require_columns(table, ["method", "setting", metric], "by_setting", "pass checks_successors.cells()' rows")
     settings = list(dict.fromkeys(table.setting))
     methods = list(dict.fromkeys(table.method))
     ncols = 2 if len(settings) > 1 else 1

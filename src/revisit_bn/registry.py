@@ -15,7 +15,7 @@ claim. Each :class:`Claim` says:
   stored, with what changed and where (:class:`Change`); the ledger marks such a claim "rule set after
   the runs" and says what changed.
 
-The seeds and the training length of each claim are its chapter's profile (``revisit_bn.experiments``),
+The seeds and the training length of each claim are its chapter's profile (``revisit_bn.chapters``),
 not typed twice; its chapter is typed here and checked against the chapter specs by a test.
 """
 

@@ -202,7 +202,7 @@ def at_most(value: float, bound: float = ROUNDING_BOUND) -> str:
     Raises:
         ValueError: ``value`` is negative or not finite.
     """
-    if not value >= 0 or value == float("inf"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
         raise ValueError(f"at_most takes a non-negative finite size of a difference, got {value!r}")
     return f"below {bound:.0e}" if value < bound else f"{value:.0e}"
 
@@ -252,8 +252,9 @@ def _count(value, name: str, least: int = 0) -> int:
     return int(value)
 
 
-def per_seed(values, what: str = "values"):
-    """``values`` as a float array of one value per seed, checked: at least one, every one finite.
+def per_seed(values, what: str = "values", allow_nonfinite: bool = False):
+    """``values`` as a float array of one value per seed, checked: at least one, every one finite (``allow_nonfinite``:
+    NaN and infinities kept, for a caller that reports a diverged run itself).
 
     Raises:
         ValueError: no values, or a NaN or infinite one (a diverged run's metric is not an effect:
@@ -267,6 +268,8 @@ def per_seed(values, what: str = "values"):
         raise ValueError(f"{what} must be a sequence of numbers, one per seed, got {type(values).__name__} {values!r}")
     try:
         listed = list(values)
+        if any(isinstance(v, (str, bytes)) for v in listed):  # numpy would parse "0.1": a number typed as text
+            raise TypeError("text")
         array = np.asarray(listed, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be numbers, one per seed, got {values!r}") from exc
@@ -277,7 +280,7 @@ def per_seed(values, what: str = "values"):
         raise ValueError(f"{what} must be one number per seed (1-D), got an array of shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{what}: no per-seed values (a verdict over zero seeds decides nothing); compute its runs first")
-    if not np.isfinite(array).all():
+    if not allow_nonfinite and not np.isfinite(array).all():
         raise NonFiniteError(f"{what} must be finite, one per seed, got {array.tolist()}: a diverged run is reported "
                              "as such, and a measure undefined on too little data decides nothing; neither is averaged")
     return array
@@ -372,7 +375,11 @@ def holds_on_means(condition, *per_seed) -> bool:
         ValueError: the series share no seed.
     """
     import numpy as np
+    import pandas as pd
 
+    if not per_seed or not all(isinstance(series, pd.Series) for series in per_seed):
+        raise ValueError("holds_on_means takes pandas Series indexed by seed (e.g. final_per_seed's), got "
+                         f"{[type(series).__name__ for series in per_seed]}")
     seeds = per_seed[0].index
     for series in per_seed[1:]:
         seeds = seeds.intersection(series.index)
@@ -619,9 +626,29 @@ def _name(norm: str) -> str:
 MNIST_GATE = 0.98
 
 
+def require_columns(frame, columns, what: str, fix: str = "use the chapter's frame (chapter.frame())",
+                    rows: bool = True) -> None:
+    """Check that ``frame`` is a :class:`pandas.DataFrame` holding ``columns`` (and, with ``rows``, a row).
+
+    Raises:
+        ValueError: not a DataFrame, missing columns (named, with those it has) or no rows; the message names
+            ``what`` and says ``fix``.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"{what} takes a pandas DataFrame, got {type(frame).__name__}; {fix}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: the frame lacks columns {missing} (it has {list(frame.columns)}); {fix}")
+    if rows and frame.empty:
+        raise ValueError(f"{what}: the frame has no rows (no runs match); {fix}")
+
+
 def final_per_seed(frame, metric: str, **where):
     """``metric`` at each run's last epoch, per seed, among rows matching ``where`` (a
     :class:`pandas.Series` indexed by seed; a diverged run counts at the epoch where it stopped)."""
+    require_columns(frame, ["seed", "epoch", metric, *where], "final_per_seed", rows=False)
     rows = frame
     for column, value in where.items():
         rows = rows[rows[column] == value]
@@ -859,11 +886,23 @@ def learnability_gate(dataset: str, mnist_bound: float, chapter: str) -> float:
     return mnist_bound if dataset == "mnist" else CIFAR_GATE
 
 
+def gated(values, bound: float, what: str) -> tuple[bool, str]:
+    """A gate on per-seed ``values`` (:func:`gate`: their mean at least ``bound``) as ``(passed, text)`` for
+    :func:`accuracy_verdict`; a non-finite value (a diverged run) fails it, with a text that says so."""
+    if not all(math.isfinite(v) for v in values):
+        return False, f"gate: {what}: a run diverged (failed)"
+    g = gate(values, bound)
+    return g.ok, _gate_text(g, bound, what)
+
+
 def accuracy_verdict(claim_id: str, values, what: str, scale: str, gates: list[tuple[bool, str]],
                      below: bool = False) -> Verdict:
     """The verdict of a per-seed test-accuracy effect (fractions) against :data:`BETTER_ACC` (``below``: the claim is
     that it stays under it), made inconclusive by any failed gate of ``gates`` (``(passed, text)`` pairs, their texts
     printed after the effect). A non-finite value (a diverged run) gives no number to compare: inconclusive."""
+    if not all(isinstance(g, tuple) and len(g) == 2 for g in gates):
+        raise ValueError(f"gates must be (passed, text) pairs, as gated() gives, got {gates!r}")
+    values = per_seed(values, f"{claim_id}'s per-seed values", allow_nonfinite=True)
     gate_texts = "; ".join(text for _, text in gates)
     if not all(math.isfinite(v) for v in values):  # the ledger names the diverged run
         return Verdict.of(claim_id, f"{what}: a run diverged (no finite test accuracy); {gate_texts}", scale,
