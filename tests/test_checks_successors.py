@@ -180,3 +180,20 @@ def test_the_cost_table_reads_the_kept_benchmark_outputs():
         cs.costs(step, "\n".join(memory.splitlines()[:4]))
     with pytest.raises(ValueError, match="not chapter 38's"):
         cs.costs(step, memory, methods=["layer_norm"])
+
+
+def test_the_batch_one_sentence_reads_the_kept_line_and_names_who_meets_the_target():
+    from pathlib import Path
+
+    kept = (Path(__file__).resolve().parents[1] / "benchmarks" / "norm_step_ratios_cpu.txt").read_text()
+    text = cs.batch_one_text(kept)
+    assert text.startswith("FN (MCSGD) ") and "FN (decoupled) " in text and "EvoNorm-S0 " in text
+    line = ("SimpleNet, batch 1, over the unnormalized step (target <= 1.5): fn 1.40, fn_decoupled 1.94, online 3.56; "
+            "unnormalized 0.44 ms/step")
+    assert cs.batch_one_text(line, methods=("fn", "fn_decoupled")) == (
+        "FN (MCSGD) 1.40, FN (decoupled) 1.94 (within the 1.5 target: FN (MCSGD))")
+    assert cs.batch_one_text(line, methods=("fn_decoupled",)).endswith("(every one over the 1.5 target)")
+    with pytest.raises(ValueError, match="lists no \\['mabn'\\]"):
+        cs.batch_one_text(line, methods=("mabn",))
+    with pytest.raises(ValueError, match="no 'SimpleNet, batch 1' line"):
+        cs.batch_one_text("network bn")

@@ -289,6 +289,32 @@ def _benchmark_rows(text: str, what: str) -> dict[str, dict[str, float]]:
     return rows
 
 
+# The book's target for FN at batch size 1: its SGD step at most this many times the unnormalized network's
+BATCH_ONE_TARGET = 1.5
+
+
+def batch_one_text(step_text: str, methods=("fn", "fn_decoupled", "online", "mabn", "frn", "evonorm")) -> str:
+    """In words, each of ``methods`` at batch size 1: its SimpleNet step over the unnormalized one's, from the kept
+    output of ``benchmarks/norm_step_ratios.py`` (its line ``SimpleNet, batch 1, over the unnormalized step``).
+
+    Raises:
+        ValueError: no such line, or a method it does not list.
+    """
+    import re
+
+    line = next((line for line in step_text.splitlines() if line.startswith("SimpleNet, batch 1")), None)
+    if line is None:
+        raise ValueError("step_text: no 'SimpleNet, batch 1' line; pass the kept output of norm_step_ratios.py")
+    ratios = dict(re.findall(r"(\w+) (\d+\.\d+)(?=[,;])", line.split(":", 1)[1]))
+    missing = [m for m in methods if m not in ratios]
+    if missing:
+        raise ValueError(f"step_text's batch-1 line lists no {missing}; it lists {sorted(ratios)}")
+    within = [_LABELS[m] for m in methods if float(ratios[m]) <= BATCH_ONE_TARGET]
+    verdict = (f"every one over the {BATCH_ONE_TARGET} target" if not within
+               else f"within the {BATCH_ONE_TARGET} target: {', '.join(within)}")
+    return ", ".join(f"{_LABELS[m]} {ratios[m]}" for m in methods) + f" ({verdict})"
+
+
 def costs(step_text: str, memory_text: str, methods=SUCCESSOR_METHODS):
     """A table, one row per method (its label): its SGD step time and its memory saved for backward, each over BN's,
     on the three networks, read from the kept outputs of ``benchmarks/norm_step_ratios.py`` (``step_text``) and
