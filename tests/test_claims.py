@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from revisit_bn import claims, commands, results, verdicts
+from revisit_bn import claims, commands, results, training_length, verdicts
 from revisit_bn.experiments import CHAPTERS
 
 
@@ -868,12 +868,12 @@ def test_one_epoch_short_cuts_every_schedule_at_the_same_fraction_and_keeps_dive
     frame["test_error"] = 1 - frame.test_loss / 10
     short = claims.one_epoch_short(frame)
     assert short.groupby("batch_size").epoch.max().to_dict() == {1: 1, 16: 2}
-    assert len(short) == len(frame) // 2 and verdicts._cut_text(frame) == "epochs 1 of 2 and 2 of 4"
+    assert len(short) == len(frame) // 2 and training_length._cut_text(frame) == "epochs 1 of 2 and 2 of 4"
     # equal schedules lose their last epoch; a configuration whose runs all diverged (one stored row) keeps its row
     frame = _curves({("bn",): {"test_loss": [3.0, 2.0, 1.0]}, ("noisy",): {"test_loss": [float("nan")]}}, ["norm"],
                     seeds=2, status={("noisy",): "diverged at step 4"})
     short = claims.one_epoch_short(frame)
-    assert short.groupby("norm").epoch.max().to_dict() == {"bn": 2, "noisy": 1} and verdicts._cut_text(frame) == "epoch 2 of 3"
+    assert short.groupby("norm").epoch.max().to_dict() == {"bn": 2, "noisy": 1} and training_length._cut_text(frame) == "epoch 2 of 3"
     with pytest.raises(ValueError, match="1 epoch; one epoch short leaves nothing"):
         claims.one_epoch_short(_curves({("bn",): {"test_loss": [1.0]}}, ["norm"]))
     with pytest.raises(ValueError, match="a run has an epoch twice"):

@@ -44,6 +44,7 @@ from .probes import (  # noqa: F401 (re-exported: chapters read them as claims.<
     probe_half,
     scale_drift,
 )
+from .training_length import on_training_length, one_epoch_short, one_epoch_short_verdicts  # noqa: F401 (re-exported)
 from .verdicts import (  # noqa: F401 (re-exported: chapters read them as claims.<name>)
     _level,
     family_confidence,
@@ -77,9 +78,6 @@ from .verdicts import (  # noqa: F401 (re-exported: chapters read them as claims
     mnist_gate,
     MNIST_GATE,
     on_probe_halves,
-    on_training_length,
-    one_epoch_short,
-    one_epoch_short_verdicts,
     one_more_seed,
     OUTPUT_WIDTH,
     RENORM_ROOM_ACC,
