@@ -204,3 +204,18 @@ def test_colours_a_legend_tells_apart_stay_apart_for_colour_blind_readers_and_on
     # the check can fail: chapter 39's cross-worker BN in the dark blue it had beside FN (decoupled)'s dark purple
     assert min(_distance("#001c7f", plots.NORM_COLORS["fn_decoupled"], cvd)
                for cvd in ("deuteranomaly", "protanomaly", "tritanomaly")) < COLOUR_BLIND_DELTA
+
+
+def test_the_skew_figure_wraps_worker_counts_three_a_row_each_with_its_own_skews():
+    import matplotlib.pyplot as plt
+
+    pairs = [(2, 5), (2, 10), (4, 5), (4, 10), (5, 2), (5, 10), (8, 5), (8, 10), (10, 1), (10, 2), (10, 5), (10, 10)]
+    rows = [dict(method=m, workers=k, labels_per_worker=c, seed=s, test_acc=0.9 + 0.001 * c)
+            for k, c in pairs for m in ("bn", "gn") for s in (0, 1)]
+    fig = plots.by_skew(pd.DataFrame(rows))
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in visible] == [f"K = {k} workers" for k in (2, 4, 5, 8, 10)]
+    assert len({round(ax.get_position().y0, 3) for ax in visible}) == 2  # two rows of panels
+    ticks = {ax.get_title(): [t.get_text() for t in ax.get_xticklabels()] for ax in visible}
+    assert ticks["K = 5 workers"] == ["2", "10"] and ticks["K = 10 workers"] == ["1", "2", "5", "10"]
+    plt.close(fig)

@@ -509,8 +509,8 @@ def skew_last_epoch(frame, metric: str = "test_acc"):
 def by_skew(last, metric: str = "test_acc", y_label: str = "test accuracy"):
     """Chapter 39: final ``metric`` against the labels each worker holds, a panel per worker count K.
 
-    Points are means over seeds, bars their range; the x axis runs from the most skewed shards to the
-    i.i.d. ones (10 labels per worker).
+    Points are means over seeds, bars their range; each panel's x axis runs from the most skewed shards its K
+    allows to the i.i.d. ones (10 labels per worker); three panels a row.
 
     Args:
         last: :func:`skew_last_epoch`'s rows.
@@ -523,14 +523,17 @@ def by_skew(last, metric: str = "test_acc", y_label: str = "test accuracy"):
     methods = [m for m in NORM_COLORS if m in set(last.method)]
     rank = {m: i for i, m in enumerate(("bn", "bn_pooled", "sync_bn", "fn_decoupled", "gn", "none"))}
     methods.sort(key=lambda m: rank.get(m, len(rank)))
-    skews = sorted(last.labels_per_worker.unique())
-    fig, axes = _figure(1, len(workers), row_height=2.6, sharey=True)
-    for ax, k in zip(axes[0], workers):
+    ncols = min(3, len(workers))  # three panels a row at most: the book's column
+    fig, axes = _figure(-(-len(workers) // ncols), ncols, row_height=2.6, sharey=True)
+    for ax in axes.flat[len(workers):]:
+        ax.set_visible(False)
+    for i, (ax, k) in enumerate(zip(axes.flat, workers)):
         part = last[last.workers == k]
+        skews = sorted(part.labels_per_worker.unique())  # the settings K c a multiple of 10 allows at this K
         sns.pointplot(data=part, x="labels_per_worker", y=metric, hue="method", hue_order=methods, order=skews,
                       palette=_palette(methods), markers=[_markers(methods)[m] for m in methods], linestyles="-",
                       errorbar=("pi", 100), dodge=0.4, ax=ax)
-        ax.set(title=f"K = {k} workers", xlabel="labels per worker c", ylabel=y_label if k == workers[0] else "")
+        ax.set(title=f"K = {k} workers", xlabel="labels per worker c", ylabel=y_label if i % ncols == 0 else "")
     _shared_legend(fig, axes, lambda name: NORM_LABELS.get(name, name), title="method")
     return _finish(fig)
 
