@@ -689,3 +689,24 @@ def test_check_and_figure_helpers_name_a_frame_they_cannot_use():
     # a diverged run stays a verdict: inconclusive, named
     verdict = verdicts.accuracy_verdict("wu-precisebn", [0.02, float("nan")], "w", "s", [])
     assert verdict.category == "inconclusive" and "diverged" in verdict.measured
+
+
+def test_store_helpers_take_a_str_root_and_name_keys_they_cannot_make(tmp_path):
+    import json
+
+    import numpy as np
+
+    from revisit_bn import results
+
+    assert results.params_key({"seed": np.int64(1)}) == results.params_key({"seed": 1})  # NumPy scalars are numbers
+    with pytest.raises(ValueError, match="run parameters must be finite numbers"):
+        results.params_key({"lr": float("nan")})
+    with pytest.raises(ValueError, match="experiment must be a plain folder name"):
+        results.result_path(5, {})
+    assert results.result_path("e", {"a": 1}, str(tmp_path)) == results.result_path("e", {"a": 1}, tmp_path)
+    (tmp_path / ".x.tmp").write_text("")
+    assert results.clean_temporary(str(tmp_path)) == [tmp_path / ".x.tmp"]
+    index = tmp_path / "validated.json"
+    index.write_text(json.dumps({"format": results.ValidationIndex.FORMAT, "codes": {"abc": []}}))
+    with pytest.raises(results.StoreError, match="not a validation index"):
+        results.ValidationIndex.read(tmp_path)

@@ -365,7 +365,7 @@ def test_a_step_size_at_which_a_run_diverged_never_wins(results_root, monkeypatc
                               "status": "ok" if value is not None else "diverged",
                               "diverged_at": 0 if value is None else None}
 
-    import revisit_bn.experiments as E
+    import revisit_bn.specs as E  # where Tuning reads the store
 
     monkeypatch.setattr(E, "run_state", fake_run_state)
     choice = E.Tuning(configs, lambda c: "logreg").choose(results_root)

@@ -184,8 +184,20 @@ def code_of(params: dict[str, Any]) -> str:
     return "+".join(str(params[k]) for k in CODE_FIELDS if k in params)
 
 
+def _plain_json(value: Any) -> Any:
+    """A NumPy scalar (``np.int64(1)``) as the Python number it is, for the key's JSON."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"run parameter values must be JSON numbers, strings, lists or objects, got {value!r}")
+
+
 def _hash16(params: dict[str, Any]) -> str:
-    text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_plain_json)
+    except ValueError as exc:  # NaN or an infinity: a key must name one run
+        raise ValueError(f"run parameters must be finite numbers, got {params!r} ({exc})") from None
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -193,7 +205,8 @@ def params_key(params: dict[str, Any]) -> str:
     """A run's 16-hex-digit key: a hash of ``params`` without the code fields (order-independent).
 
     Raises:
-        TypeError: a parameter value is not JSON-serializable.
+        TypeError: a parameter value is not JSON-serializable (NumPy scalars are taken as numbers).
+        ValueError: a NaN or infinite parameter.
     """
     return _hash16(identity(params))
 
@@ -209,9 +222,9 @@ def result_path(experiment: str, params: dict[str, Any], root: Path | None = Non
     Raises:
         ValueError: ``experiment`` is not a plain folder name.
     """
-    if not experiment or any(sep in experiment for sep in ("/", "\\", "..")):
+    if not isinstance(experiment, str) or not experiment or any(sep in experiment for sep in ("/", "\\", "..")):
         raise ValueError(f"experiment must be a plain folder name, got {experiment!r}")
-    return (root or results_root("book")) / experiment / f"{params_key(params)}{RUN_SUFFIX}"
+    return (Path(root) if root is not None else results_root("book")) / experiment / f"{params_key(params)}{RUN_SUFFIX}"
 
 
 def run_key(path: Path) -> str:
@@ -495,7 +508,9 @@ class ValidationIndex:
         except ValueError as exc:
             raise StoreError(f"{path} is not a valid validation index (not JSON: {exc}); restore it from git, "
                              "or delete it and run `make migrate`") from exc
-        if not isinstance(data, dict) or data.get("format") != cls.FORMAT or not isinstance(data.get("codes"), dict):
+        if (not isinstance(data, dict) or data.get("format") != cls.FORMAT or not isinstance(data.get("codes"), dict)
+                or not all(isinstance(entry, dict) and isinstance(entry.get("runs", {}), dict)
+                           for entry in data["codes"].values())):
             raise StoreError(f"{path} is not a validation index of format {cls.FORMAT}; restore it from git, "
                              "or delete it and run `make migrate`")
         _INDEX_CACHE[path] = ((stat.st_mtime_ns, stat.st_size), data)
@@ -562,6 +577,7 @@ def is_current(path: Path, payload: dict[str, Any], params: dict[str, Any], root
 
 def clean_temporary(root: Path) -> list[Path]:
     """Remove the temporary files that a killed atomic write left under ``root``; return them."""
+    root = Path(root)  # a str root as well
     left = [p for p in root.rglob(".*.tmp") if p.is_file()] if root.is_dir() else []
     for p in left:
         p.unlink(missing_ok=True)
