@@ -689,3 +689,72 @@ def test_check_and_figure_helpers_name_a_frame_they_cannot_use():
     # a diverged run stays a verdict: inconclusive, named
     verdict = verdicts.accuracy_verdict("wu-precisebn", [0.02, float("nan")], "w", "s", [])
     assert verdict.category == "inconclusive" and "diverged" in verdict.measured
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep of 2026-12-07 (84 cases not good): refused when made or before any state changes, named
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    # a batch of one value per channel normalized with its own statistics: refused as torch.nn.BatchNorm2d refuses it
+    (lambda L: L.FullNorm2d(3, track_running_stats=False).train()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.FullNorm2d(3, track_running_stats=False).eval()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.LpNorm2d(3, p=2, track_running_stats=False).eval()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.MicroBatch(torch.nn.BatchNorm1d(3), 4).train()(torch.randn(5, 3)),
+     r"MicroBatch\(group_size=4\): a training batch of 5 samples leaves a last micro-batch of 1 sample"),
+    # torch's BatchNorm subclass and the noise layer check their arguments as the other layers do
+    (lambda L: L.NoisyBatchNorm2d(0), "num_features must be an integer >= 1, got 0"),
+    (lambda L: L.NoisyBatchNorm2d(2.5), "num_features must be an integer >= 1, got 2.5"),
+    (lambda L: L.NoisyIdentity(0), "num_features must be an integer >= 1, got 0"),
+    (lambda L: L.NoisyIdentity(2.5), "num_features must be an integer >= 1, got 2.5"),
+    (lambda L: L.NoisyIdentity("4"), "num_features must be an integer >= 1, got '4'"),
+    (lambda L: L.NoisyBatchNorm2d(4, eps=-1.0), "eps must be a positive finite number"),
+    (lambda L: L.NoisyBatchNorm2d(4, momentum=1.5), r"momentum must lie in \(0, 1\]"),
+    (lambda L: L.NoisyBatchNorm2d(4, momentum=lambda k: 0.1), "momentum must be a float in"),
+    (lambda L: L.NoisyBatchNorm2d(3).train()(torch.randint(0, 9, (4, 3, 2, 2))), "normalizes floating-point tensors"),
+    (lambda L: L.NoisyIdentity(3).train()(torch.randint(0, 9, (4, 3))), "normalizes floating-point tensors"),
+    (lambda L: L.FullNorm2d(4, dtype=torch.int64), "dtype must be None or a floating-point torch.dtype"),
+    (lambda L: L.NoisyBatchNorm2d(4, dtype=torch.int64), "dtype must be None or a floating-point torch.dtype"),
+    (lambda L: L.FullNorm2d(3, momentum=lambda k: __import__("numpy").ones(2)), r"momentum\(1\) gave array"),
+])
+def test_a_layer_input_the_sweep_found_silent_or_raw_is_refused_and_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(_layers())
+
+
+def test_layers_refuse_what_batchnorm_refuses_and_take_what_it_takes():
+    import numpy as np
+
+    L = _layers()
+    for mode in ("train", "eval"):  # torch's BatchNorm without running statistics refuses one value in both modes
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            getattr(torch.nn.BatchNorm2d(3, track_running_stats=False), mode)()(torch.randn(1, 3, 1, 1))
+    x = torch.randn(2, 3, 1, 1)  # two values per channel: as BN
+    bn = torch.nn.BatchNorm2d(3, track_running_stats=False)
+    torch.testing.assert_close(L.FullNorm2d(3, track_running_stats=False).eval()(x), bn(x))
+    assert L.FullNorm2d(3).train()(torch.randn(1, 3, 1, 1)).shape == (1, 3, 1, 1)  # FN's estimates: one sample is fine
+    assert L.MicroBatch(L.FullNorm2d(3), 4).train()(torch.randn(5, 3, 1, 1)).shape == (5, 3, 1, 1)
+    assert L.MicroBatch(torch.nn.BatchNorm2d(3), 4).train()(torch.randn(5, 3, 2, 2)).shape == (5, 3, 2, 2)
+    # a schedule's NumPy or 0-dim tensor rate is the number it holds
+    x = torch.randn(4, 3, 2, 2)
+    plain = L.FullNorm2d(3, momentum=lambda k: 0.5).train()
+    for rate in (lambda k: np.float32(0.5), lambda k: torch.tensor(0.5)):
+        layer = L.FullNorm2d(3, momentum=rate).train()
+        torch.testing.assert_close(layer(x), plain(x), rtol=0, atol=0)
+        plain.reset_running_stats()
+    assert L.NoisyBatchNorm2d(4, noise_std=np.float32(0.5), momentum=np.float64(0.2)).noise_std == 0.5
+    assert L.NoisyIdentity(np.int64(3)).num_features == 3
+
+
+def test_a_refused_momentum_schedule_leaves_the_layer_as_it_was():
+    layer = _layers().FullNorm2d(3, momentum=lambda k: 0.5 if k < 3 else 2.0).train()
+    x = torch.randn(4, 3, 2, 2)
+    layer(x), layer(x)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    for _ in range(2):  # a retry meets the same step
+        with pytest.raises(ValueError, match=r"momentum\(3\) gave 2.0"):
+            layer(x)
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items()) and layer.num_batches_tracked == 2
