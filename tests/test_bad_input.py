@@ -758,3 +758,15 @@ def test_a_refused_momentum_schedule_leaves_the_layer_as_it_was():
         with pytest.raises(ValueError, match=r"momentum\(3\) gave 2.0"):
             layer(x)
     assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items()) and layer.num_batches_tracked == 2
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda S: S.CenteredConv2d(1, 4, kernel_size=1, bias=False), r"filters of in_channels/groups x kH x kW = 1 weight"),
+    (lambda S: S.CenteredConv2d(4, 4, kernel_size=1, groups=4), r"filters of in_channels/groups x kH x kW = 1 weight"),
+])
+def test_a_centred_convolution_of_one_weight_per_filter_is_refused(make, message):
+    from revisit_bn import successors
+
+    with pytest.raises(ValueError, match=message):
+        make(successors)
+    assert successors.CenteredConv2d(2, 4, kernel_size=1)(torch.randn(2, 2, 3, 3)).shape == (2, 4, 3, 3)  # two weights
