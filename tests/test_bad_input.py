@@ -770,3 +770,21 @@ def test_a_centred_convolution_of_one_weight_per_filter_is_refused(make, message
     with pytest.raises(ValueError, match=message):
         make(successors)
     assert successors.CenteredConv2d(2, 4, kernel_size=1)(torch.randn(2, 2, 3, 3)).shape == (2, 4, 3, 3)  # two weights
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda M: M.norm_layer("bn", momentum=1.5), r"momentum must be a number in \(0, 1\]"),
+    (lambda M: M.norm_layer("noisy_bn", momentum=0.0), r"momentum must be a number in \(0, 1\]"),
+    (lambda M: M.norm_layer("fn", fn_momentum_power=2.0), r"fn_momentum_power must be a number in \[0, 1\]"),
+    (lambda M: M.norm_layer("noisy_bn", noise=(1.0, 2.0)), "noise must be three numbers"),
+    (lambda M: M.group_count(2.5), "num_channels must be an integer >= 1"),
+])
+def test_the_norm_factory_names_its_own_arguments(call, message):
+    import numpy as np
+
+    from revisit_bn import models
+
+    with pytest.raises(ValueError, match=message):
+        call(models)
+    assert models.group_count(np.int64(64)) == 32 and type(models.group_count(np.int64(12))) is int
+    assert models.norm_layer("bn", momentum=np.float64(0.2))(8).momentum == 0.2
