@@ -788,3 +788,56 @@ def test_the_norm_factory_names_its_own_arguments(call, message):
         call(models)
     assert models.group_count(np.int64(64)) == 32 and type(models.group_count(np.int64(12))) is int
     assert models.norm_layer("bn", momentum=np.float64(0.2))(8).momentum == 0.2
+
+
+def _data():
+    from revisit_bn import data
+
+    return data
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda D: D.TensorSplit(__import__("numpy").zeros((4, 1, 2, 2)), __import__("numpy").zeros(4)),
+     "images and labels must be torch tensors, got ndarray and ndarray"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2), torch.zeros(4)), "labels must be a 1-D int64 tensor of class indices"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2), torch.zeros(4, 1, dtype=torch.long)), "labels must be a 1-D int64"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)),
+     "images must be a floating-point tensor"),
+    (lambda D: D.scaled_copy(D.TensorSplit(torch.randn(20, 1, 4, 4), torch.arange(20) % 10), 1.0, float("inf"), seed=0),
+     r"need 0 < low <= high < inf"),
+    (lambda D: D.random_crop_flip(torch.randn(2, 1, 8, 8), torch.Generator().manual_seed(0), padding=True),
+     "padding must be a non-negative integer, got True"),
+    (lambda D: D.random_crop_flip(torch.randn(2, 1, 8, 8), torch.Generator().manual_seed(0), fill=torch.zeros(3, 1, 1)),
+     r"fill must be one number or one per channel of shape \(1, 1, 1\)"),
+    (lambda D: D.ShuffledOrder(2.5, 4), "num_samples must be an integer >= 1, got 2.5"),
+    (lambda D: D.LabelPairsOrder(torch.arange(200) % 10, num_labels=2.5), "num_labels must be an integer >= 1"),
+    (lambda D: D.large_variance_classification(n=0), r"n \(samples per split\) must be an integer >= 1"),
+    (lambda D: D.large_variance_classification(scale_range=(10.0, 0.1)), "scale_range must be two finite numbers"),
+    (lambda D: D.large_variance_classification(scale_range=(0.1, float("inf"))), "scale_range must be two finite"),
+])
+def test_data_helpers_refuse_what_the_sweep_found_silent_or_crashing(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(_data())
+
+
+def test_data_helpers_take_numpy_integers_and_the_per_channel_fill():
+    import numpy as np
+
+    D = _data()
+    images, g = torch.randn(2, 3, 8, 8), torch.Generator().manual_seed(0)
+    same = D.random_crop_flip(images, torch.Generator().manual_seed(0), padding=4, fill=D.cifar_padding_fill())
+    torch.testing.assert_close(D.random_crop_flip(images, g, padding=np.int64(4), fill=D.cifar_padding_fill()), same)
+    assert D.ShuffledOrder(np.int64(10), 4).num_samples == 10
+    assert len(D.LabelPairsOrder(torch.arange(200) % 10, num_labels=np.int64(4)).batches(1)[0]) == 8
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_damaged_mnist_archive_beside_a_missing_file_is_named(tmp_path, monkeypatch, download):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", [])  # offline, whatever this machine's network: the download fails at once
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08" + b"\x00" * 50)  # a truncated archive
+    with pytest.raises(DatasetNotFoundError, match=r"t10k-labels-idx1-ubyte.gz is damaged: the MD5 .*Delete it"):
+        load_mnist(tmp_path, download=download)
