@@ -841,3 +841,75 @@ def test_a_damaged_mnist_archive_beside_a_missing_file_is_named(tmp_path, monkey
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08" + b"\x00" * 50)  # a truncated archive
     with pytest.raises(DatasetNotFoundError, match=r"t10k-labels-idx1-ubyte.gz is damaged: the MD5 .*Delete it"):
         load_mnist(tmp_path, download=download)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(model="mlp3", train_subset=65, batch_size=64),
+     r"train_subset=65 in shuffled batches of batch_size=64 leave a last batch of 1 sample .* norm 'bn'"),
+    (dict(model="logreg", norm="lp2", validation_size=999, batch_size=100),
+     r"large_variance's 2,000 training samples less validation_size=999 .* last batch of 1 sample"),
+    (dict(dataset="three_points", model="mlp3", batch_size=1), "batch_size=1 cannot train: norm 'bn'"),
+    (dict(model="deep_linear", dataset="linear_teacher", norm="gn", batch_size=1), "batch_size=1 cannot train"),
+    (dict(dataset="mnist", model="resnet18", batch_size=1), "batch_size=1 cannot train: .* model 'resnet18'"),
+    (dict(model="mlp3", train_subset=640, batch_size=64, norm_group_size=3),
+     r"norm_group_size=3 cuts a batch of 64 samples .* \(64 % 3 = 1\)"),
+    (dict(model="mlp3", norm="brn", batch_size=64, norm_group_size=1),
+     "norm_group_size=1 normalizes every sample alone"),
+])
+def test_a_run_that_would_normalize_one_value_per_channel_is_refused_when_made(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **changes})
+
+
+def test_batches_of_one_sample_stay_allowed_where_they_train():
+    for changes in (dict(model="mlp3", norm="fn", train_subset=65, batch_size=64),  # FN's estimates take one sample
+                    dict(dataset="three_points", model="mlp3", norm="bn_ref", batch_size=1),
+                    dict(dataset="mnist", model="simple", batch_size=1),  # 28x28 maps: many values per channel
+                    dict(model="mlp3", batch_order="label_sorted", train_subset=65, batch_size=64),  # full batches only
+                    dict(model="mlp3", train_subset=66, batch_size=64, norm_group_size=4)):
+        TrainConfig(**{**TINY, **changes})
+
+
+def test_the_table_of_norms_that_cannot_take_one_value_per_channel_is_what_the_models_do():
+    import types
+
+    from revisit_bn.models import NORMS, SIMPLE_ONLY_NORMS, build_model
+    from revisit_bn.train import ONE_VALUE_NORMS
+
+    for model, shape in (("mlp3", (1, 10)), ("logreg", (1, 10)), ("deep_linear", (1, 32)),
+                         ("resnet18", (1, 1, 28, 28)), ("resnet18", (1, 3, 32, 32)), ("resnet18_cifar", (1, 3, 32, 32)),
+                         ("simple", (1, 1, 28, 28))):
+        for norm in NORMS:
+            if norm in SIMPLE_ONLY_NORMS and model != "simple":
+                continue
+            spec = types.SimpleNamespace(model=model, norm=norm, norm_momentum=0.1, fn_momentum_power=0.0,
+                                         norm_group_size=None, brn_warmup_steps=5, brn_ramp_steps=5,
+                                         noise_mean_max=1.0, noise_scale_max=2.0, noise_std=0.5,
+                                         width=0.125 if model == "resnet18_cifar" else 1.0)
+            net = build_model(spec, shape[1], shape[-1] if len(shape) == 4 else 1, 3).train()
+            try:
+                net(torch.randn(shape))
+                refused = False
+            except ValueError as exc:
+                assert "more than 1 value per" in str(exc), (model, norm, exc)
+                refused = True
+            assert refused == (norm in ONE_VALUE_NORMS.get(model, ())), (model, norm, shape)
+
+
+def test_train_model_names_a_split_it_cannot_train_on():
+    from revisit_bn.data import TensorSplit
+    from revisit_bn.train import train_model
+
+    config = TrainConfig(**TINY)
+    images, labels = torch.randn(40, 10), torch.arange(40) % 2
+    bad = labels.clone()
+    bad[0] = -1
+    for train, test, message in (
+            (TensorSplit(images, bad), TensorSplit(images, labels),
+             r"train_split's labels must be class indices in 0..1"),
+            (TensorSplit(images[:0], labels[:0]), TensorSplit(images, labels), "train_split holds no samples"),
+            (TensorSplit(images, labels), TensorSplit(images[:0], labels[:0]), "test_split holds no samples"),
+            (TensorSplit(images, labels), TensorSplit(images, labels + 1), r"test_split's labels .* got labels 1..2"),
+            (TensorSplit(images, labels), (images, labels), "test_split must be a revisit_bn.data.TensorSplit")):
+        with pytest.raises(ValueError, match=message):
+            train_model(config, train, test, progress=False)
