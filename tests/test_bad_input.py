@@ -913,3 +913,32 @@ def test_train_model_names_a_split_it_cannot_train_on():
             (TensorSplit(images, labels), (images, labels), "test_split must be a revisit_bn.data.TensorSplit")):
         with pytest.raises(ValueError, match=message):
             train_model(config, train, test, progress=False)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(validation_size=70_000), r"validation_size=70,000 leaves 0 of mnist's 60,000 training samples"),
+    (dict(validation_size=55_000), r"train_size must be at most the 5,000 training samples that validation_size=55,000 "
+                                   r"leaves of mnist's 60,000, got 12,000; lower train_size or validation_size"),
+    (dict(train_size=10**6), r"train_size must be at most the 60,000 training samples of mnist"),
+])
+def test_a_data_parallel_run_names_the_size_that_does_not_fit(changes, message):
+    from revisit_bn.distributed import DistributedConfig
+
+    with pytest.raises(ValueError, match=message):
+        DistributedConfig(experiment="unit", device="cpu", **changes)
+
+
+def test_a_data_parallel_run_takes_numpy_scalars_and_keys_whole_step_sizes_as_floats():
+    import numpy as np
+
+    from revisit_bn.distributed import DistributedConfig
+
+    plain = DistributedConfig(experiment="unit", device="cpu", lr=0.05, batch_size=32, seed=1, workers=2,
+                              train_size=12_000)
+    numpy = DistributedConfig(experiment="unit", device="cpu", lr=np.float64(0.05), batch_size=np.int64(32),
+                              seed=np.int64(1), workers=np.int64(2), train_size=np.int64(12_000))
+    assert numpy == plain and type(numpy.seed) is int and type(numpy.lr) is float
+    assert DistributedConfig(experiment="unit", device="cpu", lr=np.float32(0.25)).lr == 0.25
+    whole, point = (DistributedConfig(experiment="unit", device="cpu", lr=v) for v in (1, 1.0))
+    assert whole == point and results.params_key(whole.key_params()) == results.params_key(point.key_params())
+    assert type(whole.lr) is float and type(point.key_params()["lr"]) is float
