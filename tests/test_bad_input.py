@@ -710,3 +710,256 @@ def test_store_helpers_take_a_str_root_and_name_keys_they_cannot_make(tmp_path):
     index.write_text(json.dumps({"format": results.ValidationIndex.FORMAT, "codes": {"abc": []}}))
     with pytest.raises(results.StoreError, match="not a validation index"):
         results.ValidationIndex.read(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep of 2026-12-07 (84 cases not good): refused when made or before any state changes, named
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    # a batch of one value per channel normalized with its own statistics: refused as torch.nn.BatchNorm2d refuses it
+    (lambda L: L.FullNorm2d(3, track_running_stats=False).train()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.FullNorm2d(3, track_running_stats=False).eval()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.LpNorm2d(3, p=2, track_running_stats=False).eval()(torch.randn(1, 3, 1, 1)),
+     "more than 1 value per channel"),
+    (lambda L: L.MicroBatch(torch.nn.BatchNorm1d(3), 4).train()(torch.randn(5, 3)),
+     r"MicroBatch\(group_size=4\): a training batch of 5 samples leaves a last micro-batch of 1 sample"),
+    # torch's BatchNorm subclass and the noise layer check their arguments as the other layers do
+    (lambda L: L.NoisyBatchNorm2d(0), "num_features must be an integer >= 1, got 0"),
+    (lambda L: L.NoisyBatchNorm2d(2.5), "num_features must be an integer >= 1, got 2.5"),
+    (lambda L: L.NoisyIdentity(0), "num_features must be an integer >= 1, got 0"),
+    (lambda L: L.NoisyIdentity(2.5), "num_features must be an integer >= 1, got 2.5"),
+    (lambda L: L.NoisyIdentity("4"), "num_features must be an integer >= 1, got '4'"),
+    (lambda L: L.NoisyBatchNorm2d(4, eps=-1.0), "eps must be a positive finite number"),
+    (lambda L: L.NoisyBatchNorm2d(4, momentum=1.5), r"momentum must lie in \(0, 1\]"),
+    (lambda L: L.NoisyBatchNorm2d(4, momentum=lambda k: 0.1), "momentum must be a float in"),
+    (lambda L: L.NoisyBatchNorm2d(3).train()(torch.randint(0, 9, (4, 3, 2, 2))), "normalizes floating-point tensors"),
+    (lambda L: L.NoisyIdentity(3).train()(torch.randint(0, 9, (4, 3))), "normalizes floating-point tensors"),
+    (lambda L: L.FullNorm2d(4, dtype=torch.int64), "dtype must be None or a floating-point torch.dtype"),
+    (lambda L: L.NoisyBatchNorm2d(4, dtype=torch.int64), "dtype must be None or a floating-point torch.dtype"),
+    (lambda L: L.FullNorm2d(3, momentum=lambda k: __import__("numpy").ones(2)), r"momentum\(1\) gave array"),
+])
+def test_a_layer_input_the_sweep_found_silent_or_raw_is_refused_and_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(_layers())
+
+
+def test_layers_refuse_what_batchnorm_refuses_and_take_what_it_takes():
+    import numpy as np
+
+    L = _layers()
+    for mode in ("train", "eval"):  # torch's BatchNorm without running statistics refuses one value in both modes
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            getattr(torch.nn.BatchNorm2d(3, track_running_stats=False), mode)()(torch.randn(1, 3, 1, 1))
+    x = torch.randn(2, 3, 1, 1)  # two values per channel: as BN
+    bn = torch.nn.BatchNorm2d(3, track_running_stats=False)
+    torch.testing.assert_close(L.FullNorm2d(3, track_running_stats=False).eval()(x), bn(x))
+    assert L.FullNorm2d(3).train()(torch.randn(1, 3, 1, 1)).shape == (1, 3, 1, 1)  # FN's estimates: one sample is fine
+    assert L.MicroBatch(L.FullNorm2d(3), 4).train()(torch.randn(5, 3, 1, 1)).shape == (5, 3, 1, 1)
+    assert L.MicroBatch(torch.nn.BatchNorm2d(3), 4).train()(torch.randn(5, 3, 2, 2)).shape == (5, 3, 2, 2)
+    # a schedule's NumPy or 0-dim tensor rate is the number it holds
+    x = torch.randn(4, 3, 2, 2)
+    plain = L.FullNorm2d(3, momentum=lambda k: 0.5).train()
+    for rate in (lambda k: np.float32(0.5), lambda k: torch.tensor(0.5)):
+        layer = L.FullNorm2d(3, momentum=rate).train()
+        torch.testing.assert_close(layer(x), plain(x), rtol=0, atol=0)
+        plain.reset_running_stats()
+    assert L.NoisyBatchNorm2d(4, noise_std=np.float32(0.5), momentum=np.float64(0.2)).noise_std == 0.5
+    assert L.NoisyIdentity(np.int64(3)).num_features == 3
+
+
+def test_a_refused_momentum_schedule_leaves_the_layer_as_it_was():
+    layer = _layers().FullNorm2d(3, momentum=lambda k: 0.5 if k < 3 else 2.0).train()
+    x = torch.randn(4, 3, 2, 2)
+    layer(x), layer(x)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    for _ in range(2):  # a retry meets the same step
+        with pytest.raises(ValueError, match=r"momentum\(3\) gave 2.0"):
+            layer(x)
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items()) and layer.num_batches_tracked == 2
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda S: S.CenteredConv2d(1, 4, kernel_size=1, bias=False), r"filters of in_channels/groups x kH x kW = 1 weight"),
+    (lambda S: S.CenteredConv2d(4, 4, kernel_size=1, groups=4), r"filters of in_channels/groups x kH x kW = 1 weight"),
+])
+def test_a_centred_convolution_of_one_weight_per_filter_is_refused(make, message):
+    from revisit_bn import successors
+
+    with pytest.raises(ValueError, match=message):
+        make(successors)
+    assert successors.CenteredConv2d(2, 4, kernel_size=1)(torch.randn(2, 2, 3, 3)).shape == (2, 4, 3, 3)  # two weights
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda M: M.norm_layer("bn", momentum=1.5), r"momentum must be a number in \(0, 1\]"),
+    (lambda M: M.norm_layer("noisy_bn", momentum=0.0), r"momentum must be a number in \(0, 1\]"),
+    (lambda M: M.norm_layer("fn", fn_momentum_power=2.0), r"fn_momentum_power must be a number in \[0, 1\]"),
+    (lambda M: M.norm_layer("noisy_bn", noise=(1.0, 2.0)), "noise must be three numbers"),
+    (lambda M: M.group_count(2.5), "num_channels must be an integer >= 1"),
+])
+def test_the_norm_factory_names_its_own_arguments(call, message):
+    import numpy as np
+
+    from revisit_bn import models
+
+    with pytest.raises(ValueError, match=message):
+        call(models)
+    assert models.group_count(np.int64(64)) == 32 and type(models.group_count(np.int64(12))) is int
+    assert models.norm_layer("bn", momentum=np.float64(0.2))(8).momentum == 0.2
+
+
+def _data():
+    from revisit_bn import data
+
+    return data
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda D: D.TensorSplit(__import__("numpy").zeros((4, 1, 2, 2)), __import__("numpy").zeros(4)),
+     "images and labels must be torch tensors, got ndarray and ndarray"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2), torch.zeros(4)), "labels must be a 1-D int64 tensor of class indices"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2), torch.zeros(4, 1, dtype=torch.long)), "labels must be a 1-D int64"),
+    (lambda D: D.TensorSplit(torch.zeros(4, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)),
+     "images must be a floating-point tensor"),
+    (lambda D: D.scaled_copy(D.TensorSplit(torch.randn(20, 1, 4, 4), torch.arange(20) % 10), 1.0, float("inf"), seed=0),
+     r"need 0 < low <= high < inf"),
+    (lambda D: D.random_crop_flip(torch.randn(2, 1, 8, 8), torch.Generator().manual_seed(0), padding=True),
+     "padding must be a non-negative integer, got True"),
+    (lambda D: D.random_crop_flip(torch.randn(2, 1, 8, 8), torch.Generator().manual_seed(0), fill=torch.zeros(3, 1, 1)),
+     r"fill must be one number or one per channel of shape \(1, 1, 1\)"),
+    (lambda D: D.ShuffledOrder(2.5, 4), "num_samples must be an integer >= 1, got 2.5"),
+    (lambda D: D.LabelPairsOrder(torch.arange(200) % 10, num_labels=2.5), "num_labels must be an integer >= 1"),
+    (lambda D: D.large_variance_classification(n=0), r"n \(samples per split\) must be an integer >= 1"),
+    (lambda D: D.large_variance_classification(scale_range=(10.0, 0.1)), "scale_range must be two finite numbers"),
+    (lambda D: D.large_variance_classification(scale_range=(0.1, float("inf"))), "scale_range must be two finite"),
+])
+def test_data_helpers_refuse_what_the_sweep_found_silent_or_crashing(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(_data())
+
+
+def test_data_helpers_take_numpy_integers_and_the_per_channel_fill():
+    import numpy as np
+
+    D = _data()
+    images, g = torch.randn(2, 3, 8, 8), torch.Generator().manual_seed(0)
+    same = D.random_crop_flip(images, torch.Generator().manual_seed(0), padding=4, fill=D.cifar_padding_fill())
+    torch.testing.assert_close(D.random_crop_flip(images, g, padding=np.int64(4), fill=D.cifar_padding_fill()), same)
+    assert D.ShuffledOrder(np.int64(10), 4).num_samples == 10
+    assert len(D.LabelPairsOrder(torch.arange(200) % 10, num_labels=np.int64(4)).batches(1)[0]) == 8
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_damaged_mnist_archive_beside_a_missing_file_is_named(tmp_path, monkeypatch, download):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", [])  # offline, whatever this machine's network: the download fails at once
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08" + b"\x00" * 50)  # a truncated archive
+    with pytest.raises(DatasetNotFoundError, match=r"t10k-labels-idx1-ubyte.gz is damaged: the MD5 .*Delete it"):
+        load_mnist(tmp_path, download=download)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(model="mlp3", train_subset=65, batch_size=64),
+     r"train_subset=65 in shuffled batches of batch_size=64 leave a last batch of 1 sample .* norm 'bn'"),
+    (dict(model="logreg", norm="lp2", validation_size=999, batch_size=100),
+     r"large_variance's 2,000 training samples less validation_size=999 .* last batch of 1 sample"),
+    (dict(dataset="three_points", model="mlp3", batch_size=1), "batch_size=1 cannot train: norm 'bn'"),
+    (dict(model="deep_linear", dataset="linear_teacher", norm="gn", batch_size=1), "batch_size=1 cannot train"),
+    (dict(dataset="mnist", model="resnet18", batch_size=1), "batch_size=1 cannot train: .* model 'resnet18'"),
+    (dict(model="mlp3", train_subset=640, batch_size=64, norm_group_size=3),
+     r"norm_group_size=3 cuts a batch of 64 samples .* \(64 % 3 = 1\)"),
+    (dict(model="mlp3", norm="brn", batch_size=64, norm_group_size=1),
+     "norm_group_size=1 normalizes every sample alone"),
+])
+def test_a_run_that_would_normalize_one_value_per_channel_is_refused_when_made(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **changes})
+
+
+def test_batches_of_one_sample_stay_allowed_where_they_train():
+    for changes in (dict(model="mlp3", norm="fn", train_subset=65, batch_size=64),  # FN's estimates take one sample
+                    dict(dataset="three_points", model="mlp3", norm="bn_ref", batch_size=1),
+                    dict(dataset="mnist", model="simple", batch_size=1),  # 28x28 maps: many values per channel
+                    dict(model="mlp3", batch_order="label_sorted", train_subset=65, batch_size=64),  # full batches only
+                    dict(model="mlp3", train_subset=66, batch_size=64, norm_group_size=4)):
+        TrainConfig(**{**TINY, **changes})
+
+
+def test_the_table_of_norms_that_cannot_take_one_value_per_channel_is_what_the_models_do():
+    import types
+
+    from revisit_bn.models import NORMS, SIMPLE_ONLY_NORMS, build_model
+    from revisit_bn.train import ONE_VALUE_NORMS
+
+    for model, shape in (("mlp3", (1, 10)), ("logreg", (1, 10)), ("deep_linear", (1, 32)),
+                         ("resnet18", (1, 1, 28, 28)), ("resnet18", (1, 3, 32, 32)), ("resnet18_cifar", (1, 3, 32, 32)),
+                         ("simple", (1, 1, 28, 28))):
+        for norm in NORMS:
+            if norm in SIMPLE_ONLY_NORMS and model != "simple":
+                continue
+            spec = types.SimpleNamespace(model=model, norm=norm, norm_momentum=0.1, fn_momentum_power=0.0,
+                                         norm_group_size=None, brn_warmup_steps=5, brn_ramp_steps=5,
+                                         noise_mean_max=1.0, noise_scale_max=2.0, noise_std=0.5,
+                                         width=0.125 if model == "resnet18_cifar" else 1.0)
+            net = build_model(spec, shape[1], shape[-1] if len(shape) == 4 else 1, 3).train()
+            try:
+                net(torch.randn(shape))
+                refused = False
+            except ValueError as exc:
+                assert "more than 1 value per" in str(exc), (model, norm, exc)
+                refused = True
+            assert refused == (norm in ONE_VALUE_NORMS.get(model, ())), (model, norm, shape)
+
+
+def test_train_model_names_a_split_it_cannot_train_on():
+    from revisit_bn.data import TensorSplit
+    from revisit_bn.train import train_model
+
+    config = TrainConfig(**TINY)
+    images, labels = torch.randn(40, 10), torch.arange(40) % 2
+    bad = labels.clone()
+    bad[0] = -1
+    for train, test, message in (
+            (TensorSplit(images, bad), TensorSplit(images, labels),
+             r"train_split's labels must be class indices in 0..1"),
+            (TensorSplit(images[:0], labels[:0]), TensorSplit(images, labels), "train_split holds no samples"),
+            (TensorSplit(images, labels), TensorSplit(images[:0], labels[:0]), "test_split holds no samples"),
+            (TensorSplit(images, labels), TensorSplit(images, labels + 1), r"test_split's labels .* got labels 1..2"),
+            (TensorSplit(images, labels), (images, labels), "test_split must be a revisit_bn.data.TensorSplit")):
+        with pytest.raises(ValueError, match=message):
+            train_model(config, train, test, progress=False)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(validation_size=70_000), r"validation_size=70,000 leaves 0 of mnist's 60,000 training samples"),
+    (dict(validation_size=55_000), r"train_size must be at most the 5,000 training samples that validation_size=55,000 "
+                                   r"leaves of mnist's 60,000, got 12,000; lower train_size or validation_size"),
+    (dict(train_size=10**6), r"train_size must be at most the 60,000 training samples of mnist"),
+])
+def test_a_data_parallel_run_names_the_size_that_does_not_fit(changes, message):
+    from revisit_bn.distributed import DistributedConfig
+
+    with pytest.raises(ValueError, match=message):
+        DistributedConfig(experiment="unit", device="cpu", **changes)
+
+
+def test_a_data_parallel_run_takes_numpy_scalars_and_keys_whole_step_sizes_as_floats():
+    import numpy as np
+
+    from revisit_bn.distributed import DistributedConfig
+
+    plain = DistributedConfig(experiment="unit", device="cpu", lr=0.05, batch_size=32, seed=1, workers=2,
+                              train_size=12_000)
+    numpy = DistributedConfig(experiment="unit", device="cpu", lr=np.float64(0.05), batch_size=np.int64(32),
+                              seed=np.int64(1), workers=np.int64(2), train_size=np.int64(12_000))
+    assert numpy == plain and type(numpy.seed) is int and type(numpy.lr) is float
+    assert DistributedConfig(experiment="unit", device="cpu", lr=np.float32(0.25)).lr == 0.25
+    whole, point = (DistributedConfig(experiment="unit", device="cpu", lr=v) for v in (1, 1.0))
+    assert whole == point and results.params_key(whole.key_params()) == results.params_key(point.key_params())
+    assert type(whole.lr) is float and type(point.key_params()["lr"]) is float

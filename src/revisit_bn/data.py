@@ -74,14 +74,29 @@ class TensorSplit:
     """One split of a dataset, held in memory.
 
     Attributes:
-        images: float32 tensor, shape ``(N, C, H, W)``, standardized per channel.
+        images: float32 tensor, shape ``(N, C, H, W)``, standardized per channel (``(N, D)`` for feature vectors).
         labels: int64 tensor, shape ``(N,)``.
+
+    Raises:
+        ValueError: ``images`` or ``labels`` not a torch tensor (NumPy arrays: convert them with
+            ``torch.from_numpy``), images not floating-point, labels not a 1-D int64 tensor of class indices, or the
+            two disagreeing on the sample count.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or not isinstance(self.labels, torch.Tensor):
+            raise ValueError(f"images and labels must be torch tensors, got {type(self.images).__name__} and "
+                             f"{type(self.labels).__name__}; convert NumPy arrays with torch.from_numpy (labels "
+                             "with .long())")
+        if self.images.dim() < 1 or not self.images.is_floating_point():
+            raise ValueError(f"images must be a floating-point tensor (N, ...), got dtype {self.images.dtype} of shape "
+                             f"{tuple(self.images.shape)}; convert it with .float()")
+        if self.labels.dim() != 1 or self.labels.dtype != torch.int64:
+            raise ValueError(f"labels must be a 1-D int64 tensor of class indices (N,), got dtype {self.labels.dtype} "
+                             f"of shape {tuple(self.labels.shape)}; convert whole-number labels with .long()")
         if self.images.shape[0] != self.labels.shape[0]:
             raise ValueError(
                 f"images and labels disagree on the sample count: {self.images.shape[0]} vs "
@@ -124,7 +139,8 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
 
     Raises:
         DatasetNotFoundError: the files are missing and could not be downloaded; the message names
-            ``REVISIT_BN_DATA``.
+            ``REVISIT_BN_DATA``. A damaged file is named: a raw file of the wrong size or MD5, or a ``.gz`` whose
+            MD5 is not the one torchvision lists, beside a missing raw file.
 
     Source: Lian & Liu (2019), Section 6 (MNIST experiments, Figures 4, 7 and 9).
     """
@@ -146,6 +162,22 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> tuple[T
         try:
             ds = MNIST(str(root), train=train, download=download)
         except Exception as exc:  # torchvision raises RuntimeError (missing) or URLError (offline)
+            # torchvision extracts a missing raw file from the .gz beside it when the .gz's MD5 is right; otherwise it
+            # downloads it, and offline says only that the download failed: a damaged .gz is named instead
+            raw = root / "MNIST" / "raw"
+            damaged = [raw / gz for gz, md5 in getattr(MNIST, "resources", ())
+                       if not (raw / gz[: -len(".gz")]).is_file() and (raw / gz).is_file()
+                       and file_digest(raw / gz, "md5") != md5]
+            if damaged:
+                first = str(exc).splitlines()[0].rstrip(":") if str(exc) else ""
+                tried = f" (downloading it again failed: {type(exc).__name__}: {first})" if download else ""
+                raise DatasetNotFoundError(
+                    f"{', '.join(map(str, damaged))} {'is' if len(damaged) == 1 else 'are'} damaged: the MD5 is not "
+                    f"the one torchvision lists for MNIST's file, and the raw file it holds is missing beside it"
+                    f"{tried}. "
+                    f"Delete it and run once with network access (torchvision downloads it again), or set {DATA_ENV} "
+                    f"to an intact copy (for example ../shared/data)."
+                ) from exc
             raise DatasetNotFoundError(
                 f"MNIST is not under {root / 'MNIST' / 'raw'} and could not be downloaded "
                 f"({type(exc).__name__}: {exc}). Set {DATA_ENV} to a folder that holds MNIST/raw "
@@ -277,10 +309,10 @@ def scaled_copy(split: TensorSplit, low: float, high: float, seed: int) -> Tenso
     above 1 are equally likely.
 
     Raises:
-        ValueError: ``0 < low <= high`` does not hold.
+        ValueError: ``0 < low <= high < inf`` does not hold.
     """
-    if not 0 < low <= high:
-        raise ValueError(f"need 0 < low <= high, got low={low}, high={high}")
+    if not 0 < low <= high < float("inf"):
+        raise ValueError(f"need 0 < low <= high < inf (finite scales), got low={low}, high={high}")
     gen = torch.Generator().manual_seed(seed)
     logs = torch.empty(len(split)).uniform_(float(np.log(low)), float(np.log(high)), generator=gen)
     factors = _machine_independent(logs.double().exp()).view(-1, *([1] * (split.images.dim() - 1)))
@@ -325,7 +357,17 @@ def large_variance_classification(n: int = 2000, d: int = 10, seed: int = 0,
     "large variance"); :data:`LARGE_VARIANCE_RANGES` gives the other ranges that test it.
 
     Returns: ``(train, test)``, images ``(n, d)`` float32, labels ``(n,)``.
+
+    Raises:
+        ValueError: ``n`` or ``d`` not an integer >= 1, or ``scale_range`` not two numbers with
+            ``0 < low <= high < inf``.
     """
+    n, d = _integer(n, "n (samples per split)"), _integer(d, "d (the dimension)")
+    numbers = isinstance(scale_range, (tuple, list)) and len(scale_range) == 2 and all(
+        not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) for v in scale_range)
+    if not numbers or not 0 < scale_range[0] <= scale_range[1] < float("inf"):
+        raise ValueError(f"scale_range must be two finite numbers (low, high) with 0 < low <= high, got "
+                         f"{scale_range!r}")
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(d, generator=gen)
 
@@ -507,18 +549,24 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
         ``(N, C, H, W)``, a new tensor on ``images``' device.
 
     Raises:
-        ValueError: ``images`` is not 4-D, ``padding`` is negative, or ``fill`` is not finite.
+        ValueError: ``images`` is not 4-D, ``padding`` is not an integer >= 0 (a bool is not one), or ``fill`` is not
+            finite or neither one number nor one per channel ``(C, 1, 1)``.
 
     Source: He et al. (2016), Section 4.2 (the augmentation of Lee et al. 2015), the usual CIFAR-10
     recipe; Santurkar et al. (2018) do not say which augmentation they used (our choice).
     """
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    if not isinstance(padding, int) or padding < 0:
+    if isinstance(padding, (bool, np.bool_)) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    padding = int(padding)
     if not torch.isfinite(torch.as_tensor(fill, dtype=torch.float64)).all():
         raise ValueError(f"fill must be finite (a number, or one per channel), got {fill!r}")
     n, c, h, w = images.shape
+    fill_shape = tuple(torch.as_tensor(fill).shape)
+    if torch.as_tensor(fill).numel() != 1 and fill_shape != (c, 1, 1):
+        raise ValueError(f"fill must be one number or one per channel of shape ({c}, 1, 1) for images of {c} "
+                         f"channel(s), got shape {fill_shape}")
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5
     fill = torch.as_tensor(fill, dtype=images.dtype).to(images.device)
@@ -600,7 +648,7 @@ class ShuffledOrder(BatchOrder):
         seed: seed of the permutations (epoch ``e`` uses its own generator).
 
     Raises:
-        ValueError: non-positive ``batch_size`` or ``num_samples``.
+        ValueError: ``batch_size`` or ``num_samples`` not an integer >= 1.
 
     Source: Lian & Liu (2019), Section 6.2, "shuffled case" (Figures 7 and 8).
     """
@@ -609,9 +657,8 @@ class ShuffledOrder(BatchOrder):
 
     def __init__(self, num_samples: int, batch_size: int, seed: int = 0) -> None:
         batch_size = _check_batch_size(batch_size)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.num_samples, self.batch_size, self.seed = int(num_samples), batch_size, int(seed)
+        num_samples = _integer(num_samples, "num_samples")
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, int(seed)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         perm = torch.randperm(self.num_samples, generator=_epoch_generator(self.seed, epoch))
@@ -751,7 +798,7 @@ class LabelPairsOrder(BatchOrder):
         seed: seed of the draws.
 
     Raises:
-        ValueError: ``num_labels`` or ``per_label`` below 1.
+        ValueError: ``num_labels`` or ``per_label`` not an integer >= 1.
 
     Source: Ioffe (2017), Section 4.3 ("16 labels sampled with replacement x 2 images each").
     """
@@ -759,8 +806,7 @@ class LabelPairsOrder(BatchOrder):
     name = "label_pairs"
 
     def __init__(self, labels: torch.Tensor, num_labels: int = 16, per_label: int = 2, seed: int = 0) -> None:
-        if num_labels < 1 or per_label < 1:
-            raise ValueError(f"num_labels and per_label must be positive, got {num_labels}, {per_label}")
+        num_labels, per_label = _integer(num_labels, "num_labels"), _integer(per_label, "per_label")
         self.num_labels, self.per_label, self.seed = num_labels, per_label, int(seed)
         groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
         self.counts = torch.tensor([len(g) for g in groups])

@@ -336,7 +336,10 @@ class DistributedConfig:
             with ``backend="nccl"``. Recorded in the provenance, not the key.
 
     Raises:
-        ValueError: any invalid field, named, with the allowed values.
+        ValueError: any invalid field, named, with the allowed values (a ``validation_size`` that leaves too few
+            training samples for ``train_size`` is named as such). NumPy scalars are taken as the Python numbers
+            they are, and whole numbers in float fields as floats (``lr=1`` is ``lr=1.0``: one key), as in
+            :class:`revisit_bn.train.TrainConfig`.
     """
 
     experiment: str
@@ -362,8 +365,9 @@ class DistributedConfig:
     replay_steps: int = dataclasses.field(default=results_mod.REPLAY_STEPS, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from .train import _check_common, _number, _positive_int
+        from .train import _check_common, _number, _plain_fields, _positive_int
 
+        _plain_fields(self)  # NumPy scalars as the Python numbers they are, lr=1 as lr=1.0: as TrainConfig
         _check_common(self.experiment, self.seed, self.threads, self.device)
         for name, allowed in (("dataset", DIST_DATASETS), ("model", DIST_MODELS), ("method", DIST_METHODS),
                               ("backend", BACKENDS)):
@@ -376,12 +380,23 @@ class DistributedConfig:
         _positive_int("validation_size", self.validation_size, allow_none=True)
         _positive_int("test_subset", self.test_subset, allow_none=True)
         worker_labels(self.workers, self.labels_per_worker)
-        total = DATASET_SIZES[self.dataset][0] - (self.validation_size or 0)
+        size = DATASET_SIZES[self.dataset][0]
+        total = size - (self.validation_size or 0)
         k, c = self.workers, self.labels_per_worker
+        if self.validation_size is not None and total < k * c:
+            raise ValueError(f"validation_size={self.validation_size:,} leaves {max(total, 0):,} of {self.dataset}'s "
+                             f"{size:,} training samples, fewer than the {k * c} (workers x labels_per_worker) of the "
+                             f"smallest shards; lower validation_size to at most {size - k * c:,}")
         if isinstance(self.train_size, bool) or not isinstance(self.train_size, int) or self.train_size < 1 \
-                or self.train_size % (k * c) or self.train_size > total:
+                or self.train_size % (k * c):
             raise ValueError(f"train_size must be a positive multiple of workers x labels_per_worker = {k * c}, at "
                              f"most the {total:,} training samples left, got {self.train_size!r}")
+        if self.train_size > total:
+            left = (f"that validation_size={self.validation_size:,} leaves of {self.dataset}'s {size:,}"
+                    if self.validation_size is not None else f"of {self.dataset}")
+            raise ValueError(f"train_size must be at most the {total:,} training samples {left}, got "
+                             f"{self.train_size:,}; lower train_size"
+                             + (" or validation_size" if self.validation_size is not None else ""))
         if self.batch_size > self.train_size // k:
             raise ValueError(f"batch_size={self.batch_size} (per worker) is larger than a worker's shard of "
                              f"{self.train_size // k:,} samples; lower it or raise train_size")

@@ -158,12 +158,54 @@ def _whole(value, name: str, least: int = 0) -> int:
     return value
 
 
+def _schedule_rate(value, k: int) -> float:
+    """A momentum schedule's rate at step ``k`` as a float: a real number in (0, 1]; NumPy's scalars and one-element
+    tensors are the numbers they hold (a schedule built with ``np.clip`` or torch returns them).
+
+    Raises:
+        ValueError: naming the step and what the schedule gave.
+    """
+    number = value
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        try:
+            number = value.item()
+        except (ValueError, RuntimeError):  # more than one element: refused below
+            pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 < number <= 1.0:
+        raise ValueError(f"momentum, a callable, must return a rate in (0, 1]; momentum({k}) gave {value!r}")
+    return float(number)
+
+
+def _check_dtype(dtype) -> None:
+    """A layer's ``dtype`` argument: ``None`` or a floating-point :class:`torch.dtype` (its weights and statistics are
+    real numbers; torch's own error for an integer dtype names no argument).
+
+    Raises:
+        ValueError: naming ``dtype``.
+    """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be None or a floating-point torch.dtype (torch.float32, torch.float64, "
+                         f"torch.float16, torch.bfloat16), got {dtype!r}; a layer's weights and statistics are real "
+                         "numbers")
+
+
 def _one_value_per_channel(layer, x: torch.Tensor) -> None:
     """Refuse a training batch with one value per channel, as :class:`torch.nn.BatchNorm2d` does (its statistics
     would normalize every value to 0)."""
     if x.numel() // max(x.shape[1], 1) == 1:
+        fix = ("use eval() or a larger batch" if layer.track_running_stats else "use a larger batch: without running "
+               "statistics the layer normalizes with the batch's in evaluation too")
         raise ValueError(f"{type(layer).__name__}: expected more than 1 value per channel when training, got input "
-                         f"size {tuple(x.shape)} (as torch.nn.BatchNorm; use eval() or a larger batch)")
+                         f"size {tuple(x.shape)} (as torch.nn.BatchNorm; {fix})")
+
+
+def _floating_input(layer, x: torch.Tensor) -> None:
+    """Refuse an input that is not a floating-point tensor (torch's kernels raise NotImplementedError or a dtype
+    mismatch that names no fix)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{type(layer).__name__} normalizes floating-point tensors (float16, bfloat16, float32, "
+                         f"float64), got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}; convert "
+                         "the input with .float()")
 
 
 def _compute_dtype(x: torch.Tensor, stats: torch.Tensor) -> torch.dtype:
@@ -230,12 +272,12 @@ class _NormBase(nn.Module):
             except Exception as exc:
                 raise ValueError(f"momentum, a callable, must take the step (an int from 1) and return a rate in "
                                  f"(0, 1]; momentum(1) raised {type(exc).__name__}: {exc}") from exc
-            if isinstance(first, bool) or not isinstance(first, (int, float)) or not 0.0 < first <= 1.0:
-                raise ValueError(f"momentum, a callable, must return a rate in (0, 1]; momentum(1) gave {first!r}")
+            _schedule_rate(first, 1)
         for name, flag in (("affine", affine), ("track_running_stats", track_running_stats)):
             if not isinstance(flag, (bool, np.bool_)):  # a string such as 'False' would be truthy
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
         affine, track_running_stats = bool(affine), bool(track_running_stats)
+        _check_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -279,10 +321,7 @@ class _NormBase(nn.Module):
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise ValueError(f"{type(self).__name__} normalizes floating-point tensors (float16, bfloat16, float32, "
-                             f"float64), got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}; convert "
-                             "the input with .float()")
+        _floating_input(self, x)
         if x.dim() not in self._allowed_dims:
             raise ValueError(
                 f"{type(self).__name__} expects a {' or '.join(f'{d}D' for d in self._allowed_dims)} "
@@ -328,10 +367,7 @@ def _rate_tensor_or_float(momentum: "Momentum", step: torch.Tensor,
         return momentum.rate_tensor(step, dtype)
     if callable(momentum):  # an arbitrary schedule needs the step as a Python int
         k = max(int(step.item()), 1)
-        rate = float(momentum(k))
-        if not 0.0 < rate <= 1.0:
-            raise ValueError(f"momentum schedule returned {rate} at step {k}; it must lie in (0, 1]")
-        return rate
+        return _schedule_rate(momentum(k), k)
     return float(momentum)
 
 
@@ -447,13 +483,20 @@ class _FullNorm(_NormBase):
         batch statistics are not finite (a NaN or inf in the batch) keeps its estimates.
         """
         self._check_input(x)
-        if not self.track_running_stats:  # no estimates kept: the batch's own statistics (BN)
+        if not self.track_running_stats:  # no estimates kept: the batch's own statistics (BN), in training and eval
+            _one_value_per_channel(self, x)
             return _output(self._affine(self._normalize_with_batch_stats(self._widened(x))), x)
         if not self.training or x.shape[0] == 0:  # inference (Algorithm 2): the estimates, as constants
             return _output(self._affine(self._normalize_with_running_stats(self._widened(x))), x)
         with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked, self.running_mean.dtype)
+            if callable(self.momentum) and not isinstance(self.momentum, PolynomialMomentum):
+                # an arbitrary schedule's rate is checked before the step is counted: a refused rate leaves the layer
+                # as it was (a retry uses the same step)
+                rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked + 1, self.running_mean.dtype)
+                self.num_batches_tracked.add_(1)
+            else:
+                self.num_batches_tracked.add_(1)
+                rate = _rate_tensor_or_float(self.momentum, self.num_batches_tracked, self.running_mean.dtype)
             batch_mean, batch_var = self._batch_statistics(x.detach())
             running_mean, running_var = self.running_mean, self.running_var
             if batch_mean.dtype != running_mean.dtype:  # reduced-precision inputs, float32 estimates
@@ -515,8 +558,11 @@ class FullNorm1d(_FullNorm):
         inf keeps its estimates (its outputs for that batch are not finite).
 
     Raises:
-        ValueError: bad constructor arguments (naming the argument and its allowed values), an
-            input that is not 2D/3D, or whose dim 1 is not C.
+        ValueError: bad constructor arguments (naming the argument and its allowed values; ``dtype`` not a
+            floating-point dtype), an input that is not 2D/3D, or whose dim 1 is not C; with
+            ``track_running_stats=False``, an input with one value per channel (as :class:`torch.nn.BatchNorm1d`:
+            its batch statistics would normalize every value to 0); a ``momentum`` schedule whose rate at the
+            coming step is not in (0, 1] (raised before the step is counted, so the layer is left as it was).
 
     Source: Lian & Liu (2019), Algorithms 3-4, eq. (10) and Remark 1; the update and the
     estimators are our reconstruction.
@@ -544,7 +590,9 @@ class FullNorm2d(_FullNorm):
         Input ``(N, C, H, W)``; output the same shape.
 
     Raises:
-        ValueError: bad constructor arguments, a non-4D input, or a channel count other than C.
+        ValueError: bad constructor arguments, a non-4D input, or a channel count other than C; with
+            ``track_running_stats=False``, an input with one value per channel; a ``momentum`` schedule's rate
+            outside (0, 1] (see :class:`FullNorm1d`).
 
     Source: Lian & Liu (2019), Algorithms 3-4 and eq. (10); the update is our reconstruction.
     """
@@ -789,9 +837,8 @@ class _LpNorm(_NormBase):
             mean, scale = self.running_mean, self.running_scale
         elif x.shape[0] == 0:
             return _output(self._affine(wide), x)
-        else:
-            if self.training:
-                _one_value_per_channel(self, x)
+        else:  # the batch's statistics (in training, and in evaluation without running ones): as BN, not of one value
+            _one_value_per_channel(self, x)
             mean, scale = wide.mean(dim=_reduce_dims(x)), self.batch_scale(wide)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
@@ -834,7 +881,9 @@ class LpNorm1d(_LpNorm):
         Input ``(N, C)`` or ``(N, C, L)``; output the same.
 
     Raises:
-        ValueError: ``p < 1``, a bad ``momentum``/``eps``/``num_features``, wrong input rank or channels.
+        ValueError: ``p < 1``, a bad ``momentum``/``eps``/``num_features``, wrong input rank or channels; an input
+            with one value per channel where the batch's statistics normalize it (in training, and in evaluation
+            with ``track_running_stats=False``), as :class:`torch.nn.BatchNorm1d` refuses it.
 
     Source: Santurkar et al. (2018), Section 3.3 ("Is BatchNorm the best (only?) way to smoothen
     the landscape?") and its appendix figures of :math:`\ell_p` normalization.
@@ -847,6 +896,15 @@ class LpNorm2d(_LpNorm):
     """:class:`LpNorm1d` over ``(N, C, H, W)`` (Santurkar et al. 2018, Section 3.3)."""
 
     _allowed_dims = (4,)
+
+
+def _refuses_one_value(module: nn.Module) -> bool:
+    """Whether ``module`` in training refuses an input with one value per channel: torch's BatchNorm (and the noisy
+    BN built on it) and this module's layers that normalize with the batch's statistics (not FN with its estimates,
+    nor :class:`ReferenceBatchNorm2d`, which accept a batch of one)."""
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, _BatchRenorm, _LpNorm)):
+        return True
+    return isinstance(module, _FullNorm) and not module.track_running_stats
 
 
 class MicroBatch(nn.Module):
@@ -864,7 +922,10 @@ class MicroBatch(nn.Module):
         Any input ``(N, C, ...)`` the wrapped module accepts.
 
     Raises:
-        ValueError: ``group_size < 1``.
+        ValueError: ``group_size < 1``; in training, a batch whose last micro-batch holds one value per channel
+            (one sample of a ``(N, C)`` input: ``N % group_size == 1``) for a module that normalizes with the
+            batch's statistics and refuses that (torch's BatchNorm, :class:`BatchRenorm2d`, :class:`LpNorm2d`,
+            :class:`FullNorm2d` without running estimates), named before any micro-batch is normalized.
 
     Source: Ioffe (2017), Section 4.2 ("microbatches" of 4 inside a batch of 32).
     """
@@ -879,21 +940,32 @@ class MicroBatch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self.module(x)
-        return torch.cat([self.module(chunk) for chunk in x.split(self.group_size)])
+        chunks = x.split(self.group_size)
+        last = chunks[-1]  # the only one that can be smaller than group_size
+        if last.dim() >= 2 and last.shape[0] == 1 and last.numel() == last.shape[1] and _refuses_one_value(self.module):
+            raise ValueError(f"MicroBatch(group_size={self.group_size}): a training batch of {x.shape[0]} samples "
+                             f"leaves a last micro-batch of 1 sample, one value per channel (input size "
+                             f"{tuple(last.shape)}), which {type(self.module).__name__} cannot normalize (as "
+                             f"torch.nn.BatchNorm: expected more than 1 value per channel when training); choose the "
+                             f"batch size and group_size so that no micro-batch holds a single sample (here "
+                             f"{x.shape[0]} % {self.group_size} = 1)")
+        return torch.cat([self.module(chunk) for chunk in chunks])
 
     def extra_repr(self) -> str:
         return f"group_size={self.group_size}"
 
 
 def check_noise(noise_mean_max: float, noise_scale_max: float, noise_std: float) -> None:
-    """Validate noisy BN's parameters: ``noise_mean_max >= 0``, ``noise_scale_max >= 1``, ``noise_std >= 0``, all finite.
+    """Validate noisy BN's parameters: ``noise_mean_max >= 0``, ``noise_scale_max >= 1``, ``noise_std >= 0``, all finite
+    (Python's or NumPy's real numbers).
 
     Raises:
         ValueError: naming the first parameter out of range.
     """
     for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
                              ("noise_std", noise_std, 0.0)):
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value < float("inf")):
+        if isinstance(value, (bool, np.bool_)) or not (isinstance(value, (int, float, np.integer, np.floating))
+                                                       and low <= value < float("inf")):
             raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
 
 
@@ -903,6 +975,20 @@ class _NoisyBatchNorm:
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, noise_mean_max: float = 1.0, noise_scale_max: float = 2.0,
                  noise_std: float = 0.5, device=None, dtype=None) -> None:
+        # torch's BatchNorm takes num_features 0, eps <= 0 (refused at the first forward) and any momentum: checked here
+        # as every other layer of this module checks them
+        num_features = _whole(num_features, "num_features", 1)
+        eps = _number(eps, "eps")
+        if not 0 < eps < float("inf"):
+            raise ValueError(f"eps must be a positive finite number, got {eps}")
+        if momentum is not None:
+            if callable(momentum) or isinstance(momentum, str):
+                raise ValueError(f"momentum must be a float in (0, 1] or None (cumulative average), as "
+                                 f"torch.nn.BatchNorm's; got {momentum!r}")
+            momentum = _number(momentum, "momentum")
+            if not 0.0 < momentum <= 1.0:
+                raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
+        _check_dtype(dtype)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         check_noise(noise_mean_max, noise_scale_max, noise_std)
         self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
@@ -913,6 +999,7 @@ class _NoisyBatchNorm:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """BN (torch's), then the noise in training or its expectation in evaluation."""
+        _floating_input(self, x)
         return self._add_noise(super().forward(x))
 
     def _add_noise(self, z: torch.Tensor) -> torch.Tensor:
@@ -945,7 +1032,8 @@ class NoisyIdentity(nn.Module):
         Input ``(N, C)`` or ``(N, C, *)``; output the same shape.
 
     Raises:
-        ValueError: a noise parameter out of range; an input whose dimension 1 is not ``num_features``.
+        ValueError: ``num_features`` not an integer >= 1, a noise parameter out of range; an input that is not a
+            floating-point tensor, or whose dimension 1 is not ``num_features``.
 
     Source: Santurkar et al. (2018), Section 2.1 (noisy BatchNorm, and the same noise on the
     standard network).
@@ -955,7 +1043,7 @@ class NoisyIdentity(nn.Module):
                  noise_std: float = 0.5) -> None:
         super().__init__()
         check_noise(noise_mean_max, noise_scale_max, noise_std)
-        self.num_features = int(num_features)
+        self.num_features = _whole(num_features, "num_features", 1)
         self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)
 
     def extra_repr(self) -> str:
@@ -963,6 +1051,7 @@ class NoisyIdentity(nn.Module):
                 f"noise_std={self.noise_std}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _floating_input(self, x)
         if x.dim() < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"NoisyIdentity expects input (N, {self.num_features}, ...), got shape {tuple(x.shape)}")
         return _NoisyBatchNorm._add_noise(self, x)
@@ -1002,7 +1091,10 @@ class NoisyBatchNorm1d(_NoisyBatchNorm, nn.BatchNorm1d):
         Input ``(N, C)`` or ``(N, C, L)``; output the same shape.
 
     Raises:
-        ValueError: a noise parameter out of range; torch's errors for wrong input shapes.
+        ValueError: a noise parameter out of range; ``num_features`` not an integer >= 1, ``eps`` not a positive
+            finite number, ``momentum`` neither None nor a number in (0, 1], or ``dtype`` not a floating-point dtype
+            (checked when made, where :class:`torch.nn.BatchNorm1d` accepts some of them or fails only at the first
+            forward); an input that is not a floating-point tensor. Torch's errors for wrong input shapes.
 
     Source: Santurkar et al. (2018), Section 2.1 and Figure 2 ("noisy BatchNorm"); Appendix A
     (distribution not available; our choice above).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,11 +51,12 @@ def group_count(num_channels: int, preferred: int = 32) -> int:
     """GroupNorm's group count: the largest divisor of ``num_channels`` not above ``preferred`` (32, Wu & He).
 
     Raises:
-        ValueError: ``num_channels`` or ``preferred`` not an integer >= 1.
+        ValueError: ``num_channels`` or ``preferred`` not an integer >= 1 (Python's or NumPy's).
     """
     for name, value in (("num_channels", num_channels), ("preferred", preferred)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    num_channels, preferred = int(num_channels), int(preferred)
     return max(g for g in range(1, min(preferred, num_channels) + 1) if num_channels % g == 0)
 
 NormFactory = Callable[[int], nn.Module]
@@ -103,12 +105,24 @@ def norm_layer(kind: str, dim: int = 2, momentum: float = 0.1, fn_momentum_power
         A callable taking ``num_features`` and returning a fresh layer.
 
     Raises:
-        ValueError: unknown ``kind`` or ``dim``, or a 2-D-only kind with ``dim=1``.
+        ValueError: unknown ``kind`` or ``dim``, or a 2-D-only kind with ``dim=1``; ``momentum`` not a number in
+            (0, 1], ``fn_momentum_power`` not a number in [0, 1], or ``noise`` not three numbers (each named).
 
     Source: Lian & Liu (2019), Section 6 (BN vs FN in the same network).
     """
     if dim not in (1, 2):
         raise ValueError(f"dim must be 1 or 2, got {dim}")
+    # the layers' own checks would name their own arguments (PolynomialMomentum's "power"), or none (torch's BN takes
+    # any momentum): the factory's arguments are checked here, by their names
+    for name, value, low, high in (("momentum", momentum, 0.0, 1.0),
+                                   ("fn_momentum_power", fn_momentum_power, 0.0, 1.0)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not (low < value <= high if name == "momentum" else low <= value <= high):
+            interval = "(0, 1] (BN's running-average rate, FN's estimate rate)" if name == "momentum" else \
+                "[0, 1] (0: FN's rate constant)"
+            raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    if not isinstance(noise, (tuple, list)) or len(noise) != 3:
+        raise ValueError(f"noise must be three numbers (noise_mean_max, noise_scale_max, noise_std), got {noise!r}")
     if kind == "none":
         return lambda num_features: nn.Identity()
     if kind == "bn":

@@ -612,10 +612,20 @@ class CenteredConv2d(nn.Conv2d):
         As :class:`torch.nn.Conv2d`.
 
     Raises:
-        As :class:`torch.nn.Conv2d`.
+        As :class:`torch.nn.Conv2d`; and ValueError: filters of one weight (``in_channels/groups x kH x kW = 1``, e.g.
+        a 1x1 convolution of one input channel per group), which the centering sets to 0 (the layer would output its
+        bias whatever the input, and its weight would get no gradient).
 
     Source: Yan et al. (2020) (weight centralization paired with MABN); the authors' ``CenConv2d``.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1] == 1:
+            raise ValueError(f"CenteredConv2d(in_channels={self.in_channels}, kernel_size={self.kernel_size}, "
+                             f"groups={self.groups}) has filters of in_channels/groups x kH x kW = 1 weight, which its "
+                             "centering sets to 0 (output the bias alone, no gradient for the weight); use a larger "
+                             "kernel_size or more input channels per group, or torch.nn.Conv2d")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)

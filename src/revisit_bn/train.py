@@ -216,7 +216,11 @@ class TrainConfig:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; recorded in the provenance, not part of the key.
 
     Raises:
-        ValueError: any invalid field; the message names the field and the allowed values.
+        ValueError: any invalid field; the message names the field and the allowed values. Also a ``batch_size``,
+            ``train_subset``, ``validation_size`` or ``norm_group_size`` that would give a normalization layer a batch
+            (or micro-batch) of one sample where that is one value per channel and the layer cannot normalize it
+            (:data:`ONE_VALUE_NORMS`: ``batch_size=1``, a last shuffled batch of 1 sample, a micro-batch of 1),
+            which torch's BatchNorm would refuse only at that step, after the others trained.
     """
 
     experiment: str
@@ -319,6 +323,45 @@ class TrainConfig:
         if self.trace_every is not None and (self.norm != "bn" or self.model not in ("simple", "simple_wide")):
             raise ValueError(f"trace_every evaluates the theorems at a BN layer of SimpleNet; got norm={self.norm!r}, "
                              f"model={self.model!r} (use norm='bn', model='simple')")
+        self._check_batches_of_one()
+
+    def _check_batches_of_one(self) -> None:
+        """Refuse a run that would normalize a batch (or micro-batch) of one sample where that gives a layer one value
+        per channel and the layer cannot normalize it (:data:`ONE_VALUE_NORMS`): torch's BatchNorm raises "expected
+        more than 1 value per channel when training" there, at that step, after the steps before it trained."""
+        if self.model not in ONE_VALUE_NORMS or self.norm not in ONE_VALUE_NORMS[self.model]:
+            return
+        why = (f"norm {self.norm!r} normalizes with the batch's statistics, and in model {self.model!r} one sample "
+               f"gives it one value per channel, which it cannot normalize (torch.nn.BatchNorm: 'expected more than 1 "
+               f"value per channel when training')")
+        fits = "or a norm that trains on one sample ('bn_ref', BN that accepts it, or FN: 'fn')"
+        if self.batch_size == 1:
+            raise ValueError(f"batch_size=1 cannot train: {why}; use batch_size >= 2, {fits}")
+        total = DATASET_SIZES[self.dataset][0] - (self.validation_size or 0)
+        samples = total if self.train_subset is None else min(self.train_subset, total)
+        sizes = {self.batch_size}
+        if self.batch_order == "shuffled" and samples % self.batch_size:  # the other orders cut full batches only
+            sizes.add(samples % self.batch_size)
+        if 1 in sizes:
+            if self.train_subset is not None:
+                where = f"train_subset={self.train_subset:,}"
+            elif self.validation_size is not None:
+                where = (f"{self.dataset}'s {DATASET_SIZES[self.dataset][0]:,} training samples less "
+                         f"validation_size={self.validation_size:,}")
+            else:
+                where = f"{self.dataset}'s {total:,} training samples"
+            raise ValueError(f"{where} in shuffled batches of batch_size={self.batch_size} leave a last batch of 1 "
+                             f"sample every epoch ({samples:,} % {self.batch_size} = 1): {why}; change batch_size or "
+                             f"train_subset (or validation_size) so that the remainder is not 1, {fits}")
+        group = self.norm_group_size
+        if group == 1:
+            raise ValueError(f"norm_group_size=1 normalizes every sample alone: {why}; use norm_group_size >= 2, "
+                             f"{fits}")
+        for size in sorted(sizes) if group is not None else ():
+            if size > group and size % group == 1:
+                raise ValueError(f"norm_group_size={group} cuts a batch of {size} samples into micro-batches, the last "
+                                 f"of 1 sample ({size} % {group} = 1): {why}; use a norm_group_size that leaves no "
+                                 f"micro-batch of 1 sample (one that does not divide {size - 1}), {fits}")
 
     def _check_fit(self) -> None:
         """Settings that the chosen model, norm and data would ignore or could not take, refused when made (two
@@ -453,6 +496,14 @@ WIDTH_MODELS = ("vgg11", "vgg16", "resnet18_cifar")
 VGG_MODELS = ("vgg11", "vgg16")
 # datasets of ten balanced labels
 TEN_LABELS = ("mnist", "cifar10", "mnist_scaled")
+# The norms that cannot normalize one value per channel in training (torch's BatchNorm and noisy BN, Batch Renorm, the
+# l_p norms; GroupNorm of one channel a group on feature vectors), by each model where one sample gives them that:
+# every layer of the models of feature vectors (GroupNorm: their widths, 16 and 32, and the datasets' 2 to 32 features
+# are at most 32, one channel a group), and torchvision's ResNet18, whose last stage sees 1x1 maps of 28- and 32-pixel
+# images. SimpleNet, VGG (2x2 maps before the last pool) and resnet18_cifar (4x4) keep several values; FN, bn_ref and
+# the successors train on one sample. TrainConfig refuses a batch or micro-batch of one sample for these pairs.
+ONE_VALUE_NORMS = {**{model: ("bn", "noisy_bn", "brn", "lp1", "lp2", "lpinf", "gn") for model in VECTOR_MODELS},
+                   "resnet18": ("bn", "noisy_bn", "brn", "lp1", "lp2", "lpinf")}
 
 
 def train_model(
@@ -487,7 +538,12 @@ def train_model(
     Returns:
         The lists of :data:`EPOCH_METRICS` (and the validation metrics), one entry per finished epoch. If the loss becomes
         non-finite, training stops at the end of that epoch and its metrics may hold ``nan``.
+
+    Raises:
+        ValueError: before any work, a split that is not a :class:`~revisit_bn.data.TensorSplit` or holds no samples,
+            labels below 0, or test or validation labels outside the training split's classes ``0..max label``.
     """
+    _check_splits(train_split, test_split, val_split)
     device = resolve_device(config.device)
     with torch_threads(config.threads), caller_state_kept(device):
         seed_everything(config.seed)
@@ -572,6 +628,30 @@ def train_model(
         record["steps"] = {"train_loss": float32_list(torch.stack(step_losses)) if step_losses else []}
         record["tables"] = {name: probe.rows for name, probe in probes}
     return metrics
+
+
+def _check_splits(train_split: TensorSplit, test_split: TensorSplit, val_split: TensorSplit | None) -> None:
+    """What :func:`train_model` needs of its splits (TensorSplit checks their types and shapes): samples, and labels
+    that are class indices of the model it builds (``max training label + 1`` outputs).
+
+    Raises:
+        ValueError: naming the split and the fix.
+    """
+    named = [("train_split", train_split), ("test_split", test_split)] + ([("val_split", val_split)] if val_split
+                                                                           is not None else [])
+    for name, split in named:
+        if not isinstance(split, TensorSplit):
+            raise ValueError(f"{name} must be a revisit_bn.data.TensorSplit (images and int64 labels), got "
+                             f"{type(split).__name__}")
+        if len(split) == 0:
+            raise ValueError(f"{name} holds no samples; pass a split with at least one (a subset of size >= 1)")
+    classes = int(train_split.labels.max().item()) + 1
+    for name, split in named:
+        low, high = int(split.labels.min().item()), int(split.labels.max().item())
+        if low < 0 or high >= classes:
+            raise ValueError(f"{name}'s labels must be class indices in 0..{classes - 1} (the model gets {classes} "
+                             f"outputs, one per class of train_split up to its largest label), got labels "
+                             f"{low}..{high}; number the classes from 0")
 
 
 def float32_list(values: torch.Tensor) -> list[float]:
