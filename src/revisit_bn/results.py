@@ -78,7 +78,8 @@ MAX_STEP_LOSSES = 20_000
 RUN_SUFFIX = ".json.gz"  # a run file's name: <key>.json.gz
 
 # Modules whose code changes the numbers a run produces; their syntax trees are in every key.
-_NUMERIC_MODULES = ("data.py", "layers.py", "models.py", "train.py", "landscape.py", "theory.py", "successors.py")
+_NUMERIC_MODULES = ("data.py", "layers.py", "norm_base.py", "santurkar_layers.py", "models.py", "train.py",
+                    "landscape.py", "theory.py", "successors.py")
 
 
 class StoreError(RuntimeError):

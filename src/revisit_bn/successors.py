@@ -26,8 +26,8 @@ import math
 import torch
 from torch import nn
 
-from .layers import _compute_dtype, _output, _whole
-from .layers import _number as _real
+from .norm_base import _compute_dtype, _output, _whole
+from .norm_base import _number as _real
 
 __all__ = ["OnlineNorm1d", "OnlineNorm2d", "MABN2d", "CenteredConv2d"]
 
@@ -41,7 +41,7 @@ _SCAN_CHUNK = 256
 
 
 def _number(value, name: str) -> float:
-    """``value`` as a finite float (:func:`revisit_bn.layers._number`, and not inf or NaN).
+    """``value`` as a finite float (:func:`revisit_bn.norm_base._number`, and not inf or NaN).
 
     Raises:
         ValueError: naming ``name``.
