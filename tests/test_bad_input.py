@@ -643,6 +643,29 @@ def test_a_successor_keeps_its_statistics_on_a_batch_that_is_not_finite(name):
     assert all(torch.isfinite(v.float()).all() for v in after.values())  # no buffer poisoned for later batches
 
 
+@pytest.mark.parametrize("name,shape", [("OnlineNorm1d", (6, 3)), ("OnlineNorm2d", (6, 3, 2, 2))])
+@pytest.mark.parametrize("layer_scaling", [False, True])
+def test_online_norm_leaves_a_sample_that_is_not_finite_out_as_separate_calls_would(name, shape, layer_scaling):
+    # The sweep's silent case: a NaN in the last sample made every earlier sample's output NaN (0 x NaN in the
+    # closed-form scan). Now the samples before it are untouched, and the ones after it see the estimates that one
+    # call per sample gives (the bad sample left out of its channel's estimates).
+    from revisit_bn import successors
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    x[3, 0] = float("nan")
+    x[4, 2] = float("inf")
+    batched, single = (getattr(successors, name)(3, layer_scaling=layer_scaling).train() for _ in range(2))
+    out = batched(x).detach()
+    calls = torch.cat([single(x[i:i + 1]) for i in range(6)]).detach()
+    assert torch.isfinite(out[:3]).all()  # before the first bad sample: finite
+    assert torch.equal(torch.isfinite(out), torch.isfinite(calls)) and torch.isfinite(out[5]).all()
+    torch.testing.assert_close(out[torch.isfinite(out)], calls[torch.isfinite(calls)], rtol=1e-5, atol=1e-6)
+    for buffer in ("running_mean", "running_var"):
+        assert torch.isfinite(batched.get_buffer(buffer)).all()
+        torch.testing.assert_close(batched.get_buffer(buffer), single.get_buffer(buffer), rtol=1e-5, atol=1e-6)
+
+
 def test_a_bad_run_of_a_tuned_chapter_is_named_before_its_tuning_runs_train(results_root):
     with pytest.raises(ValueError, match="seed must be an integer"):
         experiments.setup("38-successors", {"profile": "ci", "recompute": False, "seeds": [0, -1]})

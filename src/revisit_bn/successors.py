@@ -72,12 +72,18 @@ def _channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _ema_scan(values: torch.Tensor, start: torch.Tensor, decay: float,
-              gain: float) -> tuple[torch.Tensor, torch.Tensor]:
+              gain: float, skip_nonfinite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Run :math:`s_t = \text{decay}\, s_{t-1} + \text{gain}\, v_t` over the rows of ``values`` ``(N, C)``.
 
     Returns the state *before* each row, :math:`(s_{t-1})_{t=0..N-1}` ``(N, C)`` with :math:`s_{-1}` =
     ``start``, and the final state :math:`s_{N-1}` ``(C,)``. Solved in closed form per chunk,
     :math:`s_{t-1} = d^t s_{-1} + g\sum_{s<t} d^{t-1-s} v_s`, instead of ``N`` sequential small kernels.
+
+    Causal as the sequential recurrence is: a non-finite value in row ``t`` never reaches the states before it (the
+    matrix product would multiply it by the zero weights of earlier rows: 0 x NaN). After it, the states of its
+    channel are NaN (inf where the recurrence would give inf is NaN here); with ``skip_nonfinite`` the row is skipped
+    instead (:math:`s_t = s_{t-1}`), as a separate call on that one sample keeps the estimates (the rows of such a
+    chunk are then run one at a time).
     """
     state, before = start, []
     # the matmul stays in the statistics' dtype under autocast
@@ -88,7 +94,21 @@ def _ema_scan(values: torch.Tensor, start: torch.Tensor, decay: float,
             lag = steps[:, None] - steps[None, :] - 1
             weights = torch.where(lag >= 0, decay ** lag.clamp(min=0), torch.zeros((), dtype=values.dtype,
                                                                                     device=values.device))
-            prev = (decay ** steps)[:, None] * state[None, :] + gain * (weights @ chunk)
+            bad = ~torch.isfinite(chunk)
+            if bad.any() and skip_nonfinite:  # rare (a diverging run): the recurrence row by row, bad rows skipped
+                rows = []
+                for t in range(chunk.shape[0]):
+                    rows.append(state)
+                    state = torch.where(bad[t], state, decay * state + gain * chunk[t])
+                before.append(torch.stack(rows))
+                continue
+            if bad.any():  # rows after a non-finite value are NaN; the rows before it keep their finite states
+                after_bad = (bad.cumsum(0) - bad.to(torch.long)) > 0
+                clean = chunk.masked_fill(bad, 0.0)
+                prev = (decay ** steps)[:, None] * state[None, :] + gain * (weights @ clean)
+                prev = prev.masked_fill(after_bad, float("nan"))
+            else:
+                prev = (decay ** steps)[:, None] * state[None, :] + gain * (weights @ chunk)
             before.append(prev)
             state = decay * prev[-1] + gain * chunk[-1]
     return torch.cat(before), state
@@ -235,8 +255,10 @@ class _OnlineNorm(_NormModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize each sample with the estimates of the samples before it (training) or the running ones.
 
-        A batch with no samples returns an empty output and changes nothing; a channel whose values are not
-        finite (a NaN or inf in the batch) keeps its running estimates (its outputs are not finite).
+        A batch with no samples returns an empty output and changes nothing. A sample whose values in a channel are
+        not finite (a NaN or inf) gets non-finite outputs there and is left out of that channel's estimates, as a
+        call on that sample alone would leave them: the samples before and after it are normalized as in separate
+        calls.
         """
         self._check_input(x)
         wide = x.to(_compute_dtype(x, self.running_mean))
@@ -257,10 +279,10 @@ class _OnlineNorm(_NormModule):
                 sample_mean, sample_var = sample, torch.zeros_like(sample)
             a = self.alpha_fwd
             # mu_t = a mu_{t-1} + (1 - a) mu(x_t)
-            center, mean_last = _ema_scan(sample_mean, self.running_mean.to(wide.dtype), a, 1.0 - a)
+            center, mean_last = _ema_scan(sample_mean, self.running_mean.to(wide.dtype), a, 1.0 - a, True)
             # sigma^2_t = a sigma^2_{t-1} + (1 - a) [sigma^2(x_t) + a (mu(x_t) - mu_{t-1})^2]
             spread = sample_var + a * (sample_mean - center).square()
-            var_before, var_last = _ema_scan(spread, self.running_var.to(wide.dtype), a, 1.0 - a)
+            var_before, var_last = _ema_scan(spread, self.running_var.to(wide.dtype), a, 1.0 - a, True)
             scale = torch.sqrt(var_before + self.eps)
             finite = torch.isfinite(mean_last) & torch.isfinite(var_last)  # a channel with a NaN or inf keeps them
             self.running_mean.copy_(torch.where(finite, mean_last.to(self.running_mean.dtype), self.running_mean))
