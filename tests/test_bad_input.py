@@ -643,6 +643,34 @@ def test_a_successor_keeps_its_statistics_on_a_batch_that_is_not_finite(name):
     assert all(torch.isfinite(v.float()).all() for v in after.values())  # no buffer poisoned for later batches
 
 
+def test_settings_a_run_would_ignore_are_refused_and_a_run_file_of_ragged_metrics_is_named(tmp_path):
+    # Two configurations differing only in an ignored setting would be two stored runs of the same numbers.
+    import gzip
+    import json
+    from pathlib import Path
+
+    from revisit_bn import results
+    from revisit_bn.train import TrainConfig
+
+    for changes, message in [(dict(norm="bn", noise_std=0.1), "noise_std=0.1: the noise applies to norms"),
+                             (dict(lr_decay_steps=50), "lr_decay_steps=50: .* lr_power=0"),
+                             (dict(norm_group_size=128, batch_size=64), "norm_group_size=128 is no micro-batching")]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(experiment="x", **changes)
+    assert TrainConfig(experiment="x", norm="noisy_bn", noise_std=0.1).noise_std == 0.1  # where it applies: taken
+    assert TrainConfig(experiment="x", lr_power=0.5, lr_decay_steps=50).lr_decay_steps == 50
+    source = sorted(Path(__file__).parents[1].joinpath("results", "book", "large_variance").glob("*.json.gz"))[0]
+    payload = json.loads(gzip.decompress(source.read_bytes()))
+    results.validate(source)  # the stored file is valid
+    payload["metrics"]["test_acc"].insert(0, 0.5)  # one metric list longer than the others, digest recomputed
+    payload["digest"] = results.content_digest(payload)
+    copy = tmp_path / "large_variance" / source.name
+    copy.parent.mkdir()
+    copy.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    with pytest.raises(results.StoreError, match="metric lists of unequal lengths"):
+        results.validate(copy)
+
+
 @pytest.mark.parametrize("name,shape", [("OnlineNorm1d", (6, 3)), ("OnlineNorm2d", (6, 3, 2, 2))])
 @pytest.mark.parametrize("layer_scaling", [False, True])
 def test_online_norm_leaves_a_sample_that_is_not_finite_out_as_separate_calls_would(name, shape, layer_scaling):

@@ -156,7 +156,8 @@ def test_decaying_step_size_follows_the_schedule_and_validates(monkeypatch):
     assert len(seen) == 4 and seen[0] == pytest.approx(0.1) and seen[2] == pytest.approx(0.05)
     assert all(a > b for a, b in zip(seen, seen[1:]))
     seen.clear()
-    TrainConfig(**{**dataclasses.asdict(config), "device": "cpu", "lr_power": 0.0}).compute(max_steps=3)
+    # lr_power 0 with the default lr_decay_steps (a constant step size has no pace: another value is refused)
+    TrainConfig(**{**dataclasses.asdict(config), "device": "cpu", "lr_power": 0.0, "lr_decay_steps": 1000}).compute(max_steps=3)
     assert seen == [0.1, 0.1, 0.1]  # lr_power 0: constant
     for bad in (dict(lr_power=-0.1), dict(lr_power="fast"), dict(lr_decay_steps=0)):
         with pytest.raises(ValueError, match="lr_"):

@@ -365,8 +365,8 @@ def _finite(value: Any) -> bool:
 
 def _check_structure(path: Path, payload: dict[str, Any]) -> None:
     """The fields a run's readers and its replay use must have their types: ``params``, ``metrics``, ``steps``,
-    ``tables`` and ``provenance`` objects, ``metrics`` and ``steps`` of lists of numbers (or ``null``),
-    ``replay_steps`` a count no larger than the stored steps."""
+    ``tables`` and ``provenance`` objects, ``metrics`` and ``steps`` of lists of numbers (or ``null``), the metric
+    lists of one length (an entry per finished epoch), ``replay_steps`` a count no larger than the stored steps."""
     def numbers(values) -> bool:
         return isinstance(values, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
                                                 for v in values)
@@ -378,6 +378,10 @@ def _check_structure(path: Path, payload: dict[str, Any]) -> None:
     if not problems:
         problems += [f"metric {k!r} is not a list of numbers" for k, v in payload["metrics"].items() if not numbers(v)]
         problems += [f"steps {k!r} is not a list of numbers" for k, v in payload["steps"].items() if not numbers(v)]
+        lengths = {k: len(v) for k, v in payload["metrics"].items() if isinstance(v, list)}
+        if len(set(lengths.values())) > 1:  # one entry per finished epoch in every metric
+            problems.append("metric lists of unequal lengths (" + ", ".join(f"{k} {n}" for k, n in lengths.items())
+                            + "), where each holds one entry per finished epoch")
         if "train_loss" not in payload["steps"]:
             problems.append("steps has no train_loss")
     replay = payload.get("replay_steps")
