@@ -507,14 +507,14 @@ def precise_statistics(model: nn.Module, split: TensorSplit, batch_size: int, se
 # how a run's step size moves (TrainConfig.lr_schedule)
 LR_SCHEDULES = ("polynomial", "cosine")
 # datasets of images (N, C, H, W), which augment can crop and flip and the convolutional models take
-IMAGE_DATASETS = ("mnist", "cifar10", "mnist_scaled")
+IMAGE_DATASETS = ("mnist", "cifar10", "mnist_scaled", "mnist_scaled_wide")
 # models of feature vectors (N, D): every other dataset's
 VECTOR_MODELS = ("mlp3", "logreg", "deep_linear")
 # models sized by TrainConfig.width, and the VGGs (which need 32x32 images)
 WIDTH_MODELS = ("vgg11", "vgg16", "resnet18_cifar")
 VGG_MODELS = ("vgg11", "vgg16")
 # datasets of ten balanced labels
-TEN_LABELS = ("mnist", "cifar10", "mnist_scaled")
+TEN_LABELS = ("mnist", "cifar10", "mnist_scaled", "mnist_scaled_wide")
 # The norms that cannot normalize one value per channel in training (torch's BatchNorm and noisy BN, Batch Renorm, the
 # l_p norms; GroupNorm of one channel a group on feature vectors), by each model where one sample gives them that:
 # every layer of the models of feature vectors (GroupNorm: their widths, 16 and 32, and the datasets' 2 to 32 features
