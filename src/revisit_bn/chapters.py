@@ -10,7 +10,7 @@ import math
 from typing import Any, Iterable
 
 from .bounds import BoundsConfig
-from .data import DATASET_SIZES, LARGE_VARIANCE_RANGES
+from .data import DATASET_SIZES, LARGE_VARIANCE_RANGES, MNIST_SCALE_RANGES
 from .distributed import DistributedConfig
 from .gradient_bias import GradientBiasConfig
 from .specs import NEXT, Chapter, Tuning, _count, _profiles, _split, _unique
@@ -181,10 +181,16 @@ def _grid_33(p):
 
 
 def _grid_34(p):
+    bad = [d for d in p["sensitivity_datasets"] if d not in MNIST_SCALE_RANGES or d == "mnist_scaled"]
+    if bad:
+        raise ValueError(f"sensitivity_datasets must name other ranges of the scales, of "
+                         f"{sorted(set(MNIST_SCALE_RANGES) - {'mnist_scaled'})}, got {bad}")
     base = TrainConfig(experiment="scaled_mnist_batch_sizes", dataset="mnist_scaled", model="simple", epochs=p["epochs"],
                        lr=p["lr"], momentum=0.0, norm_momentum=p["norm_momentum"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], device=p["device"])
-    return [base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b))
+    # the sensitivity check (registered before its runs): the same runs on another range of the random scales
+    return [base.replace(dataset=d, norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b))
+            for d in ["mnist_scaled", *p["sensitivity_datasets"]]
             for n, b, s in itertools.product(p["norms"], p["batch_sizes"], p["seeds"])]
 
 
@@ -255,7 +261,13 @@ def _grid_36(p):
     check = [] if p["lr_power"] == 0 else [
         run(n, b, s, 0.0, p["constant_step_lr"])
         for b, n, s in itertools.product(order[:: max(1, len(order) - 1)], p["norms"], p["constant_step_seeds"])]
-    return main + check
+    # the sensitivity check (registered before its runs): the largest batch size's step size at every batch size
+    # (no linear scaling); the largest batch size's runs are the main ones
+    unscaled = [] if p["lr_scaling"] == "none" else [
+        base.replace(norm=n, batch_size=b, seed=s, epochs=_equal_steps_epochs(p, b), lr=p["lr"], lr_power=p["lr_power"],
+                     lr_decay_steps=_lr_decay_steps_36(p, b) if p["lr_power"] > 0 else base.lr_decay_steps)
+        for b, n, s in itertools.product(order[1:], p["norms"], p["sensitivity_seeds"])]
+    return main + check + unscaled
 
 
 def _resnet_name(p) -> str:
@@ -532,9 +544,11 @@ _CHAPTER_LIST = [
                        f"{p['epochs']} epochs, {_seeds(p)}")),
     Chapter("34-scaled-mnist-batch-sizes", "Lian & Liu 2019, Figure 9", ("lian-fig9",),
             _profiles(dict(seeds=[0, 1, 2, 3, 4], batch_sizes=[1, 16], norms=["bn", "fn"], epochs=2, equal_steps=True, lr=0.01,
-                           norm_momentum=0.01, train_subset=3000, test_subset=2000, device="auto"),
-                      ci=dict(seeds=[0], epochs=1, train_subset=200, test_subset=200),
-                      paper=dict(epochs=10, equal_steps=False, train_subset=None, test_subset=None)),
+                           norm_momentum=0.01, train_subset=3000, test_subset=2000,
+                           sensitivity_datasets=["mnist_scaled_wide"], device="auto"),
+                      ci=dict(seeds=[0], epochs=1, train_subset=200, test_subset=200, sensitivity_datasets=[]),
+                      paper=dict(epochs=10, equal_steps=False, train_subset=None, test_subset=None,
+                                 sensitivity_datasets=[])),
             _grid_34,
             lambda p: (f"{_split('MNIST x log-uniform[0.1, 10],', p, 60000, 10000)}, batch sizes {p['batch_sizes']}, "
                        f"{_epochs_text(p)}, {_seeds(p)}")),
@@ -552,10 +566,11 @@ _CHAPTER_LIST = [
             _profiles(dict(seeds=[0, 1, 2, 3, 4], batch_sizes=[8, 128], norms=["bn", "fn"], model="resnet18_cifar", width=0.125,
                            epochs=5, equal_steps=False, lr=0.1, lr_scaling="linear", sgd_momentum=0.9,
                            lr_power=1.0, lr_decay_epochs=2.0, constant_step_lr=0.05, constant_step_seeds=[0, 1, 2],
-                           train_subset=None, test_subset=None, device="auto"),
+                           sensitivity_seeds=[0, 1, 2], train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0], batch_sizes=[8, 32], epochs=1, train_subset=64, test_subset=64,
-                              constant_step_seeds=[0]),
-                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], width=1.0, epochs=30)),
+                              constant_step_seeds=[0], sensitivity_seeds=[]),
+                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], width=1.0, epochs=30,
+                                 sensitivity_seeds=[])),
             _grid_36,
             lambda p: (f"{_split(_resnet_name(p) + ', CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
                        f"{_epochs_text(p)}, step {p['lr']} at batch size {max(p['batch_sizes'])}"
