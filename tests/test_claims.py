@@ -1,5 +1,7 @@
 """Verdicts turn measurements into categories, every way: reproduced, in part, contradicted, inconclusive."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -1052,3 +1054,22 @@ def test_the_ledger_table_has_a_badge_a_reason_and_an_anchor_per_claim_in_four_c
     assert "3 seeds, 2 stored runs" in html and 'href="35-cifar-batch-construction.html#verdict-lian-fig5"' in html
     with_paper = ledger_mod.table_html(frame, paper_ledger=frame)
     assert with_paper.count("<th>") == 4 and "paper-scale-35" in with_paper
+
+
+def test_a_sensitivity_check_is_named_in_the_verdict_and_never_changes_its_category():
+    main = claims.Verdict("lian-fig9", "s", "c", "gap +0.30 [+0.20, +0.40]", "unit", False, "contradicted", 5,
+                          "+0.30 [+0.20, +0.40]")
+    same = dataclasses.replace(main, interval="+0.25 [+0.10, +0.40]", seeds=5)
+    flip = claims.Verdict("lian-fig9", "s", "c", "m", "unit", True, "reproduced", 3, "+0.50 [+0.20, +0.80]")
+    kept = claims.with_sensitivity(main, same, "scales log-uniform in [0.01, 100]")
+    assert kept.category == "contradicted" and kept.interval == main.interval  # the main setting decides
+    assert kept.measured.endswith("Sensitivity check, scales log-uniform in [0.01, 100]: contradicted, "
+                                  "+0.25 [+0.10, +0.40] over 5 seeds; the same category.")
+    flipped = claims.with_sensitivity(main, flip, "no linear scaling")
+    assert flipped.category == "contradicted" and not flipped.reproduced
+    assert "reproduced, +0.50 [+0.20, +0.80] over 3 seeds; the verdict flips under it (contradicted in the main " \
+           "setting)." in flipped.measured
+    with pytest.raises(ValueError, match="same claim"):
+        claims.with_sensitivity(main, dataclasses.replace(flip, claim_id="lian-fig2"), "x")
+    with pytest.raises(ValueError, match="setting must name"):
+        claims.with_sensitivity(main, same, " ")

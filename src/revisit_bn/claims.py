@@ -44,7 +44,9 @@ from .probes import (  # noqa: F401 (re-exported: chapters read them as claims.<
     probe_half,
     scale_drift,
 )
-from .training_length import on_training_length, one_epoch_short, one_epoch_short_verdicts  # noqa: F401 (re-exported)
+from .training_length import (  # noqa: F401 (re-exported)
+    on_training_length, one_epoch_short, one_epoch_short_verdicts, with_sensitivity,
+)
 from .verdicts import (  # noqa: F401 (re-exported: chapters read them as claims.<name>)
     _level,
     family_confidence,

@@ -2,6 +2,9 @@
 decided by the length the book chose, not by the claim, and reads inconclusive (or "in part"). Each chapter's
 verdicts are computed twice, on the whole runs and on the runs cut one epoch short (every schedule at the same
 fraction), and merged by :func:`on_training_length`.
+
+Beside it, :func:`with_sensitivity` reports a verdict's sensitivity check: the same check on a second setting the
+papers leave open, named in the verdict's measured text (and so in the ledger), a flip included.
 """
 
 from __future__ import annotations
@@ -163,3 +166,31 @@ def _one_epoch_short_rule(verdict: Verdict, short: Verdict, where: str) -> Verdi
         measured=f"{verdict.measured}; {verdict.category} at the end but {short.category} one epoch short ({where}"
                  f"{': ' + short.interval if short.interval else ''}{gates}): the training length decides "
                  + (f"part of it, {in_part}" if in_part else "it, inconclusive"))
+
+
+def with_sensitivity(verdict: Verdict, other: Verdict, setting: str) -> Verdict:
+    """``verdict`` with its sensitivity check named in its measured text: ``other`` is the same claim's verdict by the
+    same check (and the same training-length rule) on a second setting that the paper leaves open and the book chose
+    (chapter 34: the range of the random scales; chapter 36: the step size without linear scaling).
+
+    Our rule, registered with the checks before their runs (2026-12-07): the category stays the main setting's, and
+    the text says whether the check's category is the same or differs ("the verdict flips under it"), so that a
+    referee reads a flip beside the category rather than a category chosen between two settings.
+
+    Returns:
+        A copy of ``verdict`` whose measured text ends with the check's category, interval and seeds.
+
+    Raises:
+        ValueError: ``other`` is a verdict of another claim, or ``setting`` is empty.
+    """
+    if not isinstance(other, Verdict) or other.claim_id != verdict.claim_id:
+        raise ValueError(f"a sensitivity check reads the same claim ({verdict.claim_id!r}), got "
+                         f"{getattr(other, 'claim_id', other)!r}")
+    if not isinstance(setting, str) or not setting.strip():
+        raise ValueError("setting must name the sensitivity check's setting (a non-empty string)")
+    found = other.category + (f", {other.interval}" if other.interval else "") + \
+        (f" over {other.seeds} seeds" if other.seeds else "")
+    same = ("the same category" if other.category == verdict.category else
+            f"the verdict flips under it ({verdict.category} in the main setting)")
+    measured = f"{verdict.measured.rstrip().rstrip('.')}. Sensitivity check, {setting}: {found}; {same}."
+    return dataclasses.replace(verdict, measured=measured)
