@@ -189,7 +189,7 @@ def with_sensitivity(verdict: Verdict, other: Verdict, setting: str) -> Verdict:
     if not isinstance(setting, str) or not setting.strip():
         raise ValueError("setting must name the sensitivity check's setting (a non-empty string)")
     found = other.category + (f", {other.interval}" if other.interval else "") + \
-        (f" over {other.seeds} seeds" if other.seeds else "")
+        (f" over {other.seeds} seed{'s' if other.seeds > 1 else ''}" if other.seeds else "")
     same = ("the same category" if other.category == verdict.category else
             f"the verdict flips under it ({verdict.category} in the main setting)")
     measured = f"{verdict.measured.rstrip().rstrip('.')}. Sensitivity check, {setting}: {found}; {same}."
