@@ -670,6 +670,25 @@ def test_settings_a_run_would_ignore_are_refused_and_a_run_file_of_ragged_metric
     with pytest.raises(results.StoreError, match="metric lists of unequal lengths"):
         results.validate(copy)
 
+    def damaged(edit, folder="large_variance"):
+        changed = json.loads(gzip.decompress(source.read_bytes()))
+        edit(changed)
+        changed["digest"] = results.content_digest(changed)
+        path = tmp_path / "edited" / folder / source.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(json.dumps(changed).encode()))
+        return path
+
+    cut = damaged(lambda p: p.update(metrics={k: v[:1] for k, v in p["metrics"].items()}))  # 1 of its epochs
+    with pytest.raises(results.StoreError, match="holds metrics for"):
+        results.validate(cut)
+    late = damaged(lambda p: p.update(status="diverged", diverged_at=10**9,
+                                      metrics={**p["metrics"], "test_loss": p["metrics"]["test_loss"][:-1] + [None]}))
+    with pytest.raises(results.StoreError, match="past its"):
+        results.validate(late)
+    with pytest.raises(results.StoreError, match="names experiments"):
+        results.validate(damaged(lambda p: None, folder="large_variance_wide"))  # filed in another's folder
+
 
 @pytest.mark.parametrize("name,shape", [("OnlineNorm1d", (6, 3)), ("OnlineNorm2d", (6, 3, 2, 2))])
 @pytest.mark.parametrize("layer_scaling", [False, True])

@@ -1069,7 +1069,10 @@ def test_a_sensitivity_check_is_named_in_the_verdict_and_never_changes_its_categ
     assert flipped.category == "contradicted" and not flipped.reproduced
     assert "reproduced, +0.50 [+0.20, +0.80] over 3 seeds; the verdict flips under it (contradicted in the main " \
            "setting)." in flipped.measured
+    assert claims.with_sensitivity(kept, same, "scales log-uniform in [0.01, 100]") == kept  # run twice: once
     with pytest.raises(ValueError, match="same claim"):
         claims.with_sensitivity(main, dataclasses.replace(flip, claim_id="lian-fig2"), "x")
+    with pytest.raises(ValueError, match="verdict must be a Verdict"):
+        claims.with_sensitivity([main], [same], "x")
     with pytest.raises(ValueError, match="setting must name"):
         claims.with_sensitivity(main, same, " ")

@@ -244,6 +244,10 @@ def _grid_36(p):
         raise ValueError(f"parameter lr_decay_epochs must be a finite number > 0, got {p['lr_decay_epochs']!r}")
     if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in p["batch_sizes"]):
         raise ValueError(f"batch_size must be a positive integer, got {p['batch_sizes']!r} (parameter batch_sizes)")
+    outside = [s for s in p["sensitivity_seeds"] if s not in p["seeds"]]
+    if outside and p["lr_scaling"] != "none":  # the check compares with the main runs at the largest batch size
+        raise ValueError(f"sensitivity_seeds must be among seeds {p['seeds']} (the check reads the main runs at the "
+                         f"largest batch size on the same seeds), got {outside} outside them")
     base = TrainConfig(experiment="resnet18_batch_sizes", dataset="cifar10", model=p["model"], width=p["width"],
                        epochs=p["epochs"], lr=p["lr"], momentum=p["sgd_momentum"], train_subset=p["train_subset"],
                        test_subset=p["test_subset"], eval_batch_size=500, device=p["device"])
@@ -566,11 +570,12 @@ _CHAPTER_LIST = [
             _profiles(dict(seeds=[0, 1, 2, 3, 4], batch_sizes=[8, 128], norms=["bn", "fn"], model="resnet18_cifar", width=0.125,
                            epochs=5, equal_steps=False, lr=0.1, lr_scaling="linear", sgd_momentum=0.9,
                            lr_power=1.0, lr_decay_epochs=2.0, constant_step_lr=0.05, constant_step_seeds=[0, 1, 2],
-                           sensitivity_seeds=[0, 1, 2], train_subset=None, test_subset=None, device="auto"),
+                           sensitivity_seeds=[], train_subset=None, test_subset=None, device="auto"),
                       ci=dict(seeds=[0], batch_sizes=[8, 32], epochs=1, train_subset=64, test_subset=64,
-                              constant_step_seeds=[0], sensitivity_seeds=[]),
-                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], width=1.0, epochs=30,
-                                 sensitivity_seeds=[])),
+                              constant_step_seeds=[0]),
+                      paper=dict(seeds=[0, 1, 2], batch_sizes=[2, 8, 32, 128], width=1.0, epochs=30),
+                      # the sensitivity check's 6 runs (about an hour on two cores), registered before they run
+                      next=dict(sensitivity_seeds=[0, 1, 2])),
             _grid_36,
             lambda p: (f"{_split(_resnet_name(p) + ', CIFAR-10', p, 50000, 10000)}, batch sizes {p['batch_sizes']}, "
                        f"{_epochs_text(p)}, step {p['lr']} at batch size {max(p['batch_sizes'])}"

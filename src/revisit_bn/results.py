@@ -409,6 +409,16 @@ def _check_status(path: Path, payload: dict[str, Any]) -> None:
                          "a damaged or hand-edited run; recompute it with `make results`")
     if status not in ("ok", "diverged"):
         raise StoreError(f"{path} has status {status!r}; a run's status is 'ok' or 'diverged'")
+    epochs = (payload.get("params") or {}).get("epochs")
+    lengths = {len(v) for v in (payload.get("metrics") or {}).values()}
+    if isinstance(epochs, int) and lengths and (lengths != {epochs} if status == "ok" else max(lengths) > epochs):
+        raise StoreError(f"{path} holds metrics for {sorted(lengths)} epochs of its {epochs} ("
+                         + ("a finished run has one entry per epoch" if status == "ok" else "a diverged run at most")
+                         + "): a damaged or hand-edited run; recompute it with `make results`")
+    total = payload.get("steps_total") if isinstance(payload.get("steps_total"), int) else len(losses)
+    if status == "diverged" and at >= total:
+        raise StoreError(f"{path} says it diverged at step {at}, past its {total} steps: a damaged or hand-edited "
+                         "run; recompute it with `make results`")
 
 
 def validate(path: Path) -> dict[str, Any]:
@@ -419,7 +429,8 @@ def validate(path: Path) -> dict[str, Any]:
 
     Raises:
         StoreError: the file is not strict JSON, misses a field, has a format this code does not
-            read (:data:`KNOWN_FORMATS`), a status its losses contradict, a name that is not its
+            read (:data:`KNOWN_FORMATS`), a status its losses contradict (or metrics for other than its
+            epochs, a divergence step past its steps), an experiment other than its folder's, a name that is not its
             parameters' key (a format-2 name: ``make migrate`` renames it), or a digest that does
             not match its content (a number was edited); the message names the file.
         FileNotFoundError: no file at ``path``.
@@ -438,6 +449,11 @@ def validate(path: Path) -> dict[str, Any]:
     if payload["digest"] != content_digest(payload):
         raise StoreError(f"{path} was changed after it was written: its digest does not match its content")
     _check_structure(path, payload)
+    named = {payload["experiment"], Path(path).parent.name} | (
+        {payload["params"]["experiment"]} if "experiment" in payload["params"] else set())
+    if len(named) > 1:
+        raise StoreError(f"{path} names experiments {sorted(map(str, named))} (its experiment field, its folder and "
+                         "its parameters must agree): a run filed in another experiment's folder, or hand-edited")
     key = params_key(payload["params"])
     if key != run_key(path):
         if legacy_key(payload["params"]) == run_key(path):

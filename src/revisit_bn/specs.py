@@ -207,7 +207,9 @@ def _check_type(chapter: Chapter, name: str, value: Any) -> None:
     if type(value) not in kinds or (isinstance(value, bool) and bool not in kinds):
         raise ValueError(f"parameter {name} must be {names(kinds)} (the book profile has {book!r}), got {value!r}")
     if isinstance(value, list):
-        if not value:
+        # an optional check's list (a sensitivity check's seeds or datasets) may be empty where a profile has it so
+        optional = any(isinstance(v[name], list) and not v[name] for v in chapter.profiles.values())
+        if not value and not optional:
             raise ValueError(f"parameter {name} must be a non-empty list (the book profile has {book!r}), got []")
         bad = [v for v in value if type(v) not in elements or (isinstance(v, bool) and bool not in elements)]
         if bad:

@@ -180,9 +180,14 @@ def with_sensitivity(verdict: Verdict, other: Verdict, setting: str) -> Verdict:
     Returns:
         A copy of ``verdict`` whose measured text ends with the check's category, interval and seeds.
 
+    Applied again with the same ``setting``, it replaces its earlier sentence.
+
     Raises:
-        ValueError: ``other`` is a verdict of another claim, or ``setting`` is empty.
+        ValueError: ``verdict`` is not a :class:`Verdict`, ``other`` is a verdict of another claim, or ``setting`` is
+            empty.
     """
+    if not isinstance(verdict, Verdict):
+        raise ValueError(f"verdict must be a Verdict (one claim's), got {type(verdict).__name__}")
     if not isinstance(other, Verdict) or other.claim_id != verdict.claim_id:
         raise ValueError(f"a sensitivity check reads the same claim ({verdict.claim_id!r}), got "
                          f"{getattr(other, 'claim_id', other)!r}")
@@ -192,5 +197,7 @@ def with_sensitivity(verdict: Verdict, other: Verdict, setting: str) -> Verdict:
         (f" over {other.seeds} seed{'s' if other.seeds > 1 else ''}" if other.seeds else "")
     same = ("the same category" if other.category == verdict.category else
             f"the verdict flips under it ({verdict.category} in the main setting)")
-    measured = f"{verdict.measured.rstrip().rstrip('.')}. Sensitivity check, {setting}: {found}; {same}."
+    # applied again (a notebook cell run twice) it replaces its own earlier sentence
+    before = verdict.measured.split(f". Sensitivity check, {setting}: ")[0]
+    measured = f"{before.rstrip().rstrip('.')}. Sensitivity check, {setting}: {found}; {same}."
     return dataclasses.replace(verdict, measured=measured)
