@@ -688,6 +688,12 @@ def test_settings_a_run_would_ignore_are_refused_and_a_run_file_of_ragged_metric
         results.validate(late)
     with pytest.raises(results.StoreError, match="names experiments"):
         results.validate(damaged(lambda p: None, folder="large_variance_wide"))  # filed in another's folder
+    for edit, message in [(lambda p: p.update(tables={"log": {"a": [1, 2], "b": [1]}}), "columns of unequal lengths"),
+                          (lambda p: p.update(tables={"log": 5}), "not an object of columns"),
+                          (lambda p: p.update(steps_every=3), "stored steps, where steps_every=3"),
+                          (lambda p: p.update(steps_every=2, steps_total=None), "steps_total is None")]:
+        with pytest.raises(results.StoreError, match=message):
+            results.validate(damaged(edit))
 
 
 @pytest.mark.parametrize("name,shape", [("OnlineNorm1d", (6, 3)), ("OnlineNorm2d", (6, 3, 2, 2))])

@@ -382,6 +382,20 @@ def _check_structure(path: Path, payload: dict[str, Any]) -> None:
         if len(set(lengths.values())) > 1:  # one entry per finished epoch in every metric
             problems.append("metric lists of unequal lengths (" + ", ".join(f"{k} {n}" for k, n in lengths.items())
                             + "), where each holds one entry per finished epoch")
+        for name, table in payload.get("tables", {}).items():  # each a frame: named columns of one length
+            if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
+                problems.append(f"table {name!r} is not an object of columns (lists)")
+            elif len({len(v) for v in table.values()}) > 1:
+                problems.append(f"table {name!r} has columns of unequal lengths")
+        every, total = payload.get("steps_every", 1), payload.get("steps_total")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            problems.append(f"steps_every is {every!r}, not a positive integer")
+        elif every > 1 and "train_loss" in payload["steps"]:  # a thinned run: the steps kept_steps names
+            if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+                problems.append(f"steps_total is {total!r}, not a count, in a run thinned to steps_every={every}")
+            elif len(kept_steps(total, every)) != len(payload["steps"]["train_loss"]):
+                problems.append(f"{len(payload['steps']['train_loss'])} stored steps, where steps_every={every} of "
+                                f"steps_total={total} keeps {len(kept_steps(total, every))}")
         if "train_loss" not in payload["steps"]:
             problems.append("steps has no train_loss")
     replay = payload.get("replay_steps")
