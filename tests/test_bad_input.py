@@ -1039,3 +1039,95 @@ def test_a_data_parallel_run_takes_numpy_scalars_and_keys_whole_step_sizes_as_fl
     whole, point = (DistributedConfig(experiment="unit", device="cpu", lr=v) for v in (1, 1.0))
     assert whole == point and results.params_key(whole.key_params()) == results.params_key(point.key_params())
     assert type(whole.lr) is float and type(point.key_params()["lr"]) is float
+
+
+# ------------------------------------------------------------------------------------------------
+# The second sweep (2026-12-07, 870 inputs, 96.0 % good): its numeric-module cases
+# ------------------------------------------------------------------------------------------------
+
+def test_train_config_refuses_a_rate_its_norm_ignores_and_names_a_bad_group_size():
+    from revisit_bn.train import TrainConfig
+
+    with pytest.raises(ValueError, match="norm_momentum=0.5: .*'brn'"):
+        TrainConfig(experiment="x", norm="brn", norm_momentum=0.5)
+    with pytest.raises(ValueError, match="the cosine schedule ignores it"):
+        TrainConfig(experiment="x", lr_schedule="cosine", lr_decay_steps=50)
+    with pytest.raises(ValueError, match="norm_group_size must be a positive integer"):
+        TrainConfig(experiment="x", norm_group_size="4")
+    assert TrainConfig(experiment="x", norm="fn", norm_momentum=0.5).norm_momentum == 0.5  # where it applies
+
+
+@pytest.mark.parametrize("p", [12.0, 16.0])
+def test_lp_norm_of_a_large_order_stays_finite_and_exact_in_float32(p):
+    from revisit_bn.layers import LpNorm2d
+
+    torch.manual_seed(0)
+    dead = torch.randn(8, 3, 4, 4).relu()
+    dead[:, 1] = 0.0  # a dead ReLU channel: eps^p underflowed to 0 and gave 0/0
+    out = LpNorm2d(3, p=p).train()(dead)
+    assert torch.isfinite(out).all() and (out[:, 1] == 0).all()
+    big = 300 * torch.randn(8, 3, 4, 4)  # |x|^p overflowed float32 and every output was 0
+    layer, reference = LpNorm2d(3, p=p).train(), LpNorm2d(3, p=p).double().train()
+    torch.testing.assert_close(layer(big).double(), reference(big.double()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.running_scale.double(), reference.running_scale, rtol=1e-5, atol=1e-5)
+
+
+def test_fn_and_batch_renorm_return_a_half_input_in_its_dtype_in_training_as_in_evaluation():
+    from revisit_bn.layers import BatchRenorm2d, FullNorm2d
+
+    x = torch.randn(4, 3, 2, 2).half()
+    for layer in (FullNorm2d(3, dtype=torch.float64), BatchRenorm2d(3, dtype=torch.float64)):
+        assert layer.train()(x).dtype == torch.float16 and layer.eval()(x).dtype == torch.float16
+
+
+def test_layer_arguments_of_several_values_or_a_bad_device_are_named():
+    import numpy as np
+
+    from revisit_bn.layers import FullNorm2d, LpNorm2d, NoisyBatchNorm2d
+
+    for make, name in [(lambda: LpNorm2d(3, p=torch.tensor([1.0, 2.0])), "p"),
+                       (lambda: FullNorm2d(3, momentum=torch.tensor([0.1, 0.2])), "momentum"),
+                       (lambda: FullNorm2d(3, eps=np.array([1e-5, 1e-5])), "eps")]:
+        with pytest.raises(ValueError, match=f"{name} must be one number"):
+            make()
+    for make in (lambda: FullNorm2d(3, device="gpu0"), lambda: NoisyBatchNorm2d(3, device="gpu0")):
+        with pytest.raises(ValueError, match="device must be None or a torch device"):
+            make()
+    assert NoisyBatchNorm2d(3, noise_std=torch.tensor(0.25)).noise_std == 0.25  # a 0-dim tensor is a number
+
+
+def test_micro_batch_finds_a_batch_norm_inside_a_container_before_any_statistics_change():
+    import numpy as np
+    from torch import nn
+
+    from revisit_bn.layers import MicroBatch
+
+    wrapped = MicroBatch(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()), 4).train()
+    with pytest.raises(ValueError, match="last micro-batch of 1 sample"):
+        wrapped(torch.randn(5, 3))
+    assert int(wrapped.module[0].num_batches_tracked) == 0  # no micro-batch was normalized first
+    with pytest.raises(ValueError, match="takes a torch tensor"):
+        wrapped(np.zeros((4, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("name,shape", [("OnlineNorm1d", (6, 3)), ("OnlineNorm2d", (6, 3, 2, 2))])
+def test_online_norm_backward_leaves_a_sample_that_is_not_finite_out_as_separate_calls_would(name, shape):
+    from revisit_bn import successors
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    x[2, 1] = float("nan")
+    batched, single = (getattr(successors, name)(3, layer_scaling=False).train() for _ in range(2))
+    whole = x.clone().requires_grad_()
+    out = batched(whole)
+    out[torch.isfinite(out)].sum().backward()
+    grads = []
+    for i in range(x.shape[0]):
+        part = x[i:i + 1].clone().requires_grad_()
+        y = single(part)
+        y[torch.isfinite(y)].sum().backward()
+        grads.append(part.grad)
+    calls = torch.cat(grads)
+    assert torch.equal(torch.isfinite(whole.grad), torch.isfinite(calls)) and torch.isfinite(whole.grad[3:]).all()
+    torch.testing.assert_close(whole.grad[torch.isfinite(whole.grad)], calls[torch.isfinite(calls)])
+    for buffer in ("grad_error_y", "grad_error_mean"):
+        torch.testing.assert_close(batched.get_buffer(buffer), single.get_buffer(buffer))

@@ -250,8 +250,9 @@ class _FullNorm(_NormBase):
             running_mean.copy_(mean)
             running_var.copy_(var)
         terms = (self.running_grad_mean, self.running_grad_xhat_mean) if self.backward == "decoupled" else None
-        x, weight, bias, mean, var = _kernel_operands(x, self.weight, self.bias, mean, var)
-        return _FullNormFunction.apply(x, weight, bias, mean, var, self.eps, self.backward, rate, terms)
+        wide, weight, bias, mean, var = _kernel_operands(x, self.weight, self.bias, mean, var)
+        # float16/bfloat16 in, the same dtype out, whatever the layer's (as in evaluation)
+        return _output(_FullNormFunction.apply(wide, weight, bias, mean, var, self.eps, self.backward, rate, terms), x)
 
 
 class FullNorm1d(_FullNorm):
@@ -403,8 +404,8 @@ class _BatchRenorm(_NormBase):
         scale = r if self.weight is None else self.weight * r
         shift = d if self.bias is None else self.weight * d + self.bias
         # BN's kernels at the batch's statistics, with the corrections folded into the affine map
-        x, scale, shift, mean, var = _kernel_operands(x, scale, shift, mean, var)
-        return _FullNormFunction.apply(x, scale, shift, mean, var, self.eps, "mcsgd", None, None)
+        wide, scale, shift, mean, var = _kernel_operands(x, scale, shift, mean, var)
+        return _output(_FullNormFunction.apply(wide, scale, shift, mean, var, self.eps, "mcsgd", None, None), x)
 
 
 class BatchRenorm1d(_BatchRenorm):
@@ -516,9 +517,12 @@ def _refuses_one_value(module: nn.Module) -> bool:
     """Whether ``module`` in training refuses an input with one value per channel: torch's BatchNorm (and the noisy
     BN built on it) and this module's layers that normalize with the batch's statistics (not FN with its estimates,
     nor :class:`ReferenceBatchNorm2d`, which accept a batch of one)."""
-    if isinstance(module, (nn.modules.batchnorm._BatchNorm, _BatchRenorm, _LpNorm)):
-        return True
-    return isinstance(module, _FullNorm) and not module.track_running_stats
+    def refuses(m: nn.Module) -> bool:
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, _BatchRenorm, _LpNorm)):
+            return True
+        return isinstance(m, _FullNorm) and not m.track_running_stats
+
+    return any(refuses(m) for m in module.modules())  # the layer itself, or one inside a container
 
 
 class MicroBatch(nn.Module):
@@ -552,6 +556,9 @@ class MicroBatch(nn.Module):
         self.module, self.group_size = module, group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"MicroBatch takes a torch tensor (N, C, ...), got {type(x).__name__}; convert it with "
+                             "torch.as_tensor")
         if not self.training:
             return self.module(x)
         chunks = x.split(self.group_size)

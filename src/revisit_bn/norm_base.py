@@ -83,7 +83,11 @@ def _number(value, name: str) -> float:
     if isinstance(value, bool) or (not isinstance(value, (int, float)) and not (hasattr(value, "item") and
                                                                               hasattr(value, "dtype"))):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    value = value.item() if hasattr(value, "item") else value
+    if hasattr(value, "item"):
+        count = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", 1)
+        if count != 1:  # torch's and NumPy's own errors name no argument
+            raise ValueError(f"{name} must be one number, got an array or tensor of shape {tuple(value.shape)}")
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     return float(value)
@@ -131,6 +135,22 @@ def _check_dtype(dtype) -> None:
         raise ValueError(f"dtype must be None or a floating-point torch.dtype (torch.float32, torch.float64, "
                          f"torch.float16, torch.bfloat16), got {dtype!r}; a layer's weights and statistics are real "
                          "numbers")
+
+
+def _check_device(device) -> None:
+    """A layer's ``device`` argument: ``None`` or what :class:`torch.device` takes (torch's own error names no
+    argument).
+
+    Raises:
+        ValueError: naming ``device``.
+    """
+    if device is None:
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device must be None or a torch device ('cpu', 'cuda', 'cuda:0', torch.device(...)), got "
+                         f"{device!r} ({exc})") from exc
 
 
 def _one_value_per_channel(layer, x: torch.Tensor) -> None:
@@ -222,6 +242,7 @@ class _NormBase(nn.Module):
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
         affine, track_running_stats = bool(affine), bool(track_running_stats)
         _check_dtype(dtype)
+        _check_device(device)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats

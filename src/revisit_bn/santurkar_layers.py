@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .norm_base import (_NormBase, _channel_shape, _check_dtype, _compute_dtype, _floating_input, _number,
-                        _one_value_per_channel, _output, _reduce_dims, _whole)
+from .norm_base import (_NormBase, _channel_shape, _check_device, _check_dtype, _compute_dtype, _floating_input,
+                        _number, _one_value_per_channel, _output, _reduce_dims, _whole)
 
 __all__ = ["LpNorm1d", "LpNorm2d", "LP_MAX_ORDER", "NoisyBatchNorm1d", "NoisyBatchNorm2d", "NoisyIdentity",
            "check_noise"]
@@ -59,7 +59,15 @@ class _LpNorm(_NormBase):
         dims = _reduce_dims(x)
         if self.p == float("inf"):
             return x.abs().amax(dim=dims) + self.eps
-        return (x.abs().pow(self.p).mean(dim=dims) + self.eps ** self.p).pow(1.0 / self.p)
+        if self.p <= 2:
+            return (x.abs().pow(self.p).mean(dim=dims) + self.eps ** self.p).pow(1.0 / self.p)
+        # larger p: |x|^p overflows float32 above about 255 at p = 16 and eps^p underflows to 0 (a zero channel would
+        # give 0/0): the same value as M (mean (|x|/M)^p + (eps/M)^p)^(1/p) for any constant M > 0, here the channel's
+        # largest |x| (at least eps), held constant for autograd (the expression does not depend on it)
+        big = torch.clamp(x.detach().abs().amax(dim=dims), min=self.eps)
+        shape = _channel_shape(x)
+        ratio = (x.abs() / big.view(shape)).pow(self.p).mean(dim=dims) + (self.eps / big).pow(self.p)
+        return big * ratio.pow(1.0 / self.p)
 
     def _widened(self, x: torch.Tensor) -> torch.Tensor:
         reference = self.running_scale if self.running_scale is not None else self.weight
@@ -142,15 +150,15 @@ class LpNorm2d(_LpNorm):
 
 def check_noise(noise_mean_max: float, noise_scale_max: float, noise_std: float) -> None:
     """Validate noisy BN's parameters: ``noise_mean_max >= 0``, ``noise_scale_max >= 1``, ``noise_std >= 0``, all finite
-    (Python's or NumPy's real numbers).
+    (Python's or NumPy's real numbers, or one-element tensors).
 
     Raises:
         ValueError: naming the first parameter out of range.
     """
     for name, value, low in (("noise_mean_max", noise_mean_max, 0.0), ("noise_scale_max", noise_scale_max, 1.0),
                              ("noise_std", noise_std, 0.0)):
-        if isinstance(value, (bool, np.bool_)) or not (isinstance(value, (int, float, np.integer, np.floating))
-                                                       and low <= value < float("inf")):
+        number = _number(value, name) if not isinstance(value, (bool, np.bool_, str)) else None
+        if number is None or not low <= number < float("inf"):
             raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
 
 
@@ -174,6 +182,7 @@ class _NoisyBatchNorm:
             if not 0.0 < momentum <= 1.0:
                 raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
         _check_dtype(dtype)
+        _check_device(device)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         check_noise(noise_mean_max, noise_scale_max, noise_std)
         self.noise_mean_max, self.noise_scale_max, self.noise_std = float(noise_mean_max), float(noise_scale_max), float(noise_std)

@@ -166,7 +166,9 @@ class _OnlineNormFunction(torch.autograd.Function):
     each sample (constants for autograd). The backward pass runs the two error-feedback projections sample
     by sample in batch order, starting from the accumulators ``grad_error_y`` and ``grad_error_mean`` as they
     are when backward runs, and writes their final values back once (a second backward over the same graph
-    reuses the same starting values and changes nothing).
+    reuses the same starting values and changes nothing). A sample whose gradient or output is not finite in a
+    channel is left out of that channel's feedback, as one call per sample leaves it (its own input gradient is not
+    finite; the later samples' are those of separate calls).
     """
 
     @staticmethod
@@ -192,16 +194,21 @@ class _OnlineNormFunction(torch.autograd.Function):
         # eps^(y)_t = eps^(y)_{t-1} + mu(x~'_t y_t) = (1 - (1 - a_b) mu(y_t^2)) eps^(y)_{t-1} + mu(y'_t y_t):
         # its coefficient depends on the data, so it runs as a loop over the samples (on (C,) vectors)
         decay_y = 1.0 - gain * y_sq
+        # a sample whose gradient or output is not finite in a channel is left out of that channel's feedback, as a
+        # separate call on that sample alone leaves the accumulators (checked once: the usual loop has no where)
+        bad = ~(torch.isfinite(grad_y) & torch.isfinite(decay_y))
+        skip = bool(bad.any())
         before_y = []
         for t in range(y.shape[0]):
             before_y.append(error_y)
-            error_y = torch.addcmul(grad_y[t], decay_y[t], error_y)
+            step = torch.addcmul(grad_y[t], decay_y[t], error_y)
+            error_y = torch.where(bad[t], error_y, step) if skip else step
         before_y = torch.stack(before_y)
         # x~'_t = y'_t - (1 - a_b) eps^(y)_{t-1} y_t, then divide by sigma_{t-1}
         scaled = (grad - gain * _channel_view(before_y, y) * y) / _channel_view(scale, y)
         # eps^(1)_t = eps^(1)_{t-1} + mu(x'_t) = a_b eps^(1)_{t-1} + mu(x~'_t / sigma_{t-1}): a constant decay
         scaled_mean = scaled.mean(dims) if dims else scaled
-        before_mean, error_mean = _ema_scan(scaled_mean, error_mean, ctx.alpha_bkw, 1.0)
+        before_mean, error_mean = _ema_scan(scaled_mean, error_mean, ctx.alpha_bkw, 1.0, skip_nonfinite=True)
         grad_x = scaled - gain * _channel_view(before_mean, y)
         if first:
             with torch.no_grad():  # a channel whose gradient is not finite keeps its error feedback
@@ -351,8 +358,9 @@ class OnlineNorm1d(_OnlineNorm):
     authors' code adds :math:`\epsilon` as here); initial estimates mean 0, variance 1 and accumulators 0 (as
     the authors' code); the accumulators start each backward pass from their values when it runs and are
     written once per forward pass (no ``retain_graph`` double counting); no ``track_running_stats`` (the
-    estimates are the method). A channel whose input holds a NaN or inf spreads it into the estimates, as in
-    :class:`torch.nn.BatchNorm1d`.
+    estimates are the method). A sample whose input holds a NaN or inf in a channel gets non-finite outputs
+    there and is left out of that channel's estimates and error feedback, as a call on that sample alone would
+    leave them: a batch equals its samples' separate calls, forward and backward.
 
     Args:
         num_features: ``C``, the number of channels (an int >= 1).

@@ -220,7 +220,13 @@ class TrainConfig:
             ``train_subset``, ``validation_size`` or ``norm_group_size`` that would give a normalization layer a batch
             (or micro-batch) of one sample where that is one value per channel and the layer cannot normalize it
             (:data:`ONE_VALUE_NORMS`: ``batch_size=1``, a last shuffled batch of 1 sample, a micro-batch of 1),
-            which torch's BatchNorm would refuse only at that step, after the others trained.
+            which torch's BatchNorm would refuse only at that step, after the others trained. And a setting the run
+            would ignore (the noise with a norm without it, ``norm_momentum`` with a norm that takes no rate from it,
+            ``lr_decay_steps`` at a constant or cosine step size, a micro-batch of the whole batch): two keys of the
+            same numbers otherwise. Not refused, because stored runs carry them in their keys: Batch Renorm's
+            schedule with other norms (chapters 35, 37 and 38 set it on every run of their grids) and micro-batches
+            with a norm they do not change (GroupNorm, Online Norm, FRN, EvoNorm: chapter 38 runs every method in
+            its micro-batch settings).
     """
 
     experiment: str
@@ -276,9 +282,9 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
         check_batch_order(self.batch_order, self.batch_size)
-        self._check_fit()
         for name in ("train_subset", "test_subset", "norm_group_size", "probe_every", "trace_every"):
             _positive_int(name, getattr(self, name), allow_none=True)
+        self._check_fit()
         for name, size in zip(("train_subset", "test_subset"), DATASET_SIZES[self.dataset]):
             if getattr(self, name) is not None and getattr(self, name) > size:
                 raise ValueError(f"{name}={getattr(self, name):,} is larger than {self.dataset}'s {size:,} samples; "
@@ -394,7 +400,12 @@ class TrainConfig:
         ignored = [(("noise_mean_max", "noise_scale_max", "noise_std"), self.norm not in ("noisy_bn", "noisy_none"),
                     f"the noise applies to norms 'noisy_bn' and 'noisy_none'; norm {self.norm!r} ignores it"),
                    (("lr_decay_steps",), self.lr_power == 0,
-                    "lr_decay_steps sets the polynomial decay's pace; lr_power=0 (a constant step size) ignores it")]
+                    "lr_decay_steps sets the polynomial decay's pace; " + (
+                        "the cosine schedule ignores it (it decays over the run's steps)"
+                        if self.lr_schedule == "cosine" else "lr_power=0 (a constant step size) ignores it")),
+                   (("norm_momentum",), self.norm in NO_RUNNING_RATE,
+                    f"norm_momentum is the running statistics' rate; norm {self.norm!r} has none it sets (Batch "
+                    "Renorm keeps Ioffe's 0.01; GroupNorm, Online Norm, MABN, FRN and EvoNorm their own)")]
         for names, unused, why in ignored:
             changed = [name for name in names if unused and getattr(self, name) != fields[name].default]
             if changed:
@@ -513,6 +524,8 @@ VECTOR_MODELS = ("mlp3", "logreg", "deep_linear")
 # models sized by TrainConfig.width, and the VGGs (which need 32x32 images)
 WIDTH_MODELS = ("vgg11", "vgg16", "resnet18_cifar")
 VGG_MODELS = ("vgg11", "vgg16")
+# norms whose layers take no running-statistics rate from norm_momentum (models.norm_layer passes it to none of them)
+NO_RUNNING_RATE = ("none", "brn", "gn", "noisy_none", "online", "mabn", "frn", "evonorm")
 # datasets of ten balanced labels
 TEN_LABELS = ("mnist", "cifar10", "mnist_scaled", "mnist_scaled_wide")
 # The norms that cannot normalize one value per channel in training (torch's BatchNorm and noisy BN, Batch Renorm, the
