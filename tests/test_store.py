@@ -418,6 +418,8 @@ def test_an_edge_pick_widens_the_grid_until_the_choice_is_inside_it(results_root
     stored = set(configs)
     runs, choice = E.Tuning(configs, lambda c: method[c.momentum], widen=2.0, max_widen=1).stages(results_root)
     assert {(c.momentum, c.lr) for c in runs if c not in stored} == {(0.0, 0.2), (0.9, 0.0125)}
+    one = [c for c in configs if c.lr == 0.1]  # a one-step-size grid is not widened
+    assert E.Tuning(one, lambda c: method[c.momentum], widen=2.0).stages(results_root)[0] == one
     for bad, message in ((dict(widen=1.0), "factor above 1"), (dict(widen=float("inf")), "factor above 1"),
                          (dict(widen=2.0, views=lambda c: []), "views"), (dict(max_widen=0), "positive integer")):
         with pytest.raises(ValueError, match=message):

@@ -186,6 +186,8 @@ class Tuning:
         for key, chosen in sizes.chosen.items():
             mine = [c for c in runs if self.method(c) == key]
             tried = {c.lr for c in mine}
+            if len(tried) < 2:  # a grid of one step size is a setting, not a search: nothing to widen
+                continue
             if chosen == max(tried):
                 further = chosen * self.widen
             elif chosen == min(tried):
