@@ -691,7 +691,11 @@ def test_settings_a_run_would_ignore_are_refused_and_a_run_file_of_ragged_metric
     for edit, message in [(lambda p: p.update(tables={"log": {"a": [1, 2], "b": [1]}}), "columns of unequal lengths"),
                           (lambda p: p.update(tables={"log": 5}), "not an object of columns"),
                           (lambda p: p.update(steps_every=3), "stored steps, where steps_every=3"),
-                          (lambda p: p.update(steps_every=2, steps_total=None), "steps_total is None")]:
+                          (lambda p: p.update(steps_every=2, steps_total=None), "steps_total is None"),
+                          # the third sweep's two silent cases: a finished run with its metrics gone, a key field that
+                          # contradicts the file's name and parameters
+                          (lambda p: p.update(metrics={}), "a finished run of 20 epochs with no metrics"),
+                          (lambda p: p.update(key="0123456789abcdef"), "says its key is '0123456789abcdef'")]:
         with pytest.raises(results.StoreError, match=message):
             results.validate(damaged(edit))
 

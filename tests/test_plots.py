@@ -1,5 +1,7 @@
 """Figures are labelled, one panel per batch order and metric."""
 
+import math
+
 import pytest
 import pandas as pd
 
@@ -219,3 +221,26 @@ def test_the_skew_figure_wraps_worker_counts_three_a_row_each_with_its_own_skews
     ticks = {ax.get_title(): [t.get_text() for t in ax.get_xticklabels()] for ax in visible}
     assert ticks["K = 5 workers"] == ["2", "10"] and ticks["K = 10 workers"] == ["1", "2", "5", "10"]
     plt.close(fig)
+
+
+def test_the_step_size_report_shows_each_methods_losses_and_choice():
+    import pandas as pd
+
+    from revisit_bn.specs import StepSizes
+
+    table = pd.DataFrame({"method": [("bn", "label_limited", None)] * 3 + [("gn", "shuffled", 4)] * 3,
+                          "lr": [0.025, 0.05, 0.1, 0.025, 0.05, 0.1],
+                          "val_loss": [0.9, 0.7, float("nan"), 1.2, 1.1, 1.0],
+                          "seeds": [1] * 6, "diverged": [0, 0, 1, 0, 0, 0],
+                          "chosen": [False, True, False, False, False, False]})
+    table = pd.concat([table, pd.DataFrame({"method": [("gn", "shuffled", 4)], "lr": [0.2], "val_loss": [0.8],
+                                            "seeds": [1], "diverged": [0], "chosen": [True]})], ignore_index=True)
+    params = {"lr": 0.05, "validation_size": 5000, "lr_grid": [0.025, 0.05, 0.1], "tune_seeds": [0]}
+    text, frame = plots.step_size_choice(StepSizes({}, table), params)
+    assert "5,000 held-out" in text and "widened at an edge pick to [0.2]" in text
+    assert list(frame.columns) == ["0.025", "0.05", "0.1", "0.2", "chosen"]
+    assert frame.loc["BN / at most 3 labels per batch", "chosen"] == "0.05"
+    assert frame.loc["GroupNorm / shuffled / microbatches of 4", "chosen"] == "0.2"
+    assert math.isnan(frame.loc["BN / at most 3 labels per batch", "0.1"])  # diverged: shown, never chosen
+    text, frame = plots.step_size_choice(None, params)
+    assert frame is None and "lr = 0.05" in text and "validation_size is None" in text

@@ -6,6 +6,7 @@ CPU, within the tolerant rule where it was made on other arithmetic (see :func:`
 """
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -378,6 +379,51 @@ def test_a_step_size_at_which_a_run_diverged_never_wins(results_root, monkeypatc
     assert E.Tuning(configs, lambda c: "logreg").choose(results_root, stale_ok=True)["logreg"] == 0.01
     state["now"] = "missing"
     assert E.Tuning(configs, lambda c: "logreg").choose(results_root, stale_ok=True) is None
+
+
+def test_an_edge_pick_widens_the_grid_until_the_choice_is_inside_it(results_root, monkeypatch):
+    # validation loss falls towards larger step sizes up to 0.4 for "a"; "b" is best inside the grid
+    best = {"a": 0.4, "b": 0.05}
+    configs = [TrainConfig(experiment="unit", dataset="large_variance", model="logreg", epochs=1, lr=lr, seed=s,
+                           momentum=m, validation_size=200) for m in (0.0, 0.9) for lr in (0.025, 0.05, 0.1)
+               for s in (0, 1)]
+    method = {0.0: "a", 0.9: "b"}
+    stored = set(configs)
+
+    def fake_run_state(config, root=None, report=None):
+        if config not in stored:
+            return "missing", None
+        value = abs(math.log(config.lr / best[method[config.momentum]]))
+        return "current", {"params": {}, "metrics": {"val_loss": [value]}, "provenance": {}, "steps": {},
+                           "status": "ok", "diverged_at": None}
+
+    import revisit_bn.specs as E
+
+    monkeypatch.setattr(E, "run_state", fake_run_state)
+    tuning = E.Tuning(configs, lambda c: method[c.momentum], widen=2.0)
+    runs, choice = tuning.stages(results_root)
+    added = [c for c in runs if c not in set(configs)]
+    assert choice is None and {(c.momentum, c.lr, c.seed) for c in added} == {(0.0, 0.2, 0), (0.0, 0.2, 1)}
+    stored.update(added)
+    runs, choice = tuning.stages(results_root)
+    assert choice is None and {c.lr for c in runs if c not in stored} == {0.4}  # 0.2 won again: once more
+    stored.update(runs)
+    runs, choice = tuning.stages(results_root)  # 0.4 wins, at the edge, but max_widen (2) is reached
+    assert choice["a"] == 0.4 and choice["b"] == 0.05 and set(runs) == stored
+    assert set(choice.runs) == stored and len(choice.table) == 3 + 5
+    # without widen the grid is final: the edge pick stands
+    assert E.Tuning(configs, lambda c: method[c.momentum]).choose(results_root)["a"] == 0.1
+    # a stored downward edge widens downward
+    best["b"] = 0.001
+    stored = set(configs)
+    runs, choice = E.Tuning(configs, lambda c: method[c.momentum], widen=2.0, max_widen=1).stages(results_root)
+    assert {(c.momentum, c.lr) for c in runs if c not in stored} == {(0.0, 0.2), (0.9, 0.0125)}
+    one = [c for c in configs if c.lr == 0.1]  # a one-step-size grid is not widened
+    assert E.Tuning(one, lambda c: method[c.momentum], widen=2.0).stages(results_root)[0] == one
+    for bad, message in ((dict(widen=1.0), "factor above 1"), (dict(widen=float("inf")), "factor above 1"),
+                         (dict(widen=2.0, views=lambda c: []), "views"), (dict(max_widen=0), "positive integer")):
+        with pytest.raises(ValueError, match=message):
+            E.Tuning(configs, lambda c: "x", **bad)
 
 
 def test_a_code_edit_keeps_a_tuned_chapters_chosen_runs_needed(monkeypatch):

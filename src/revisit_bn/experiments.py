@@ -280,14 +280,20 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
     params = resolve(chapter, profile, {k: namespace.get(k) for k in chapter.parameters})
     root = results_mod.results_root(profile)
     tuning = chapter.tune(params) if chapter.grid and chapter.tune else None
-    tuning_runs = _unique(tuning.runs) if tuning is not None else []
+    tuning_runs, step_sizes = [], None
     if tuning is not None:
         chapter.grid(params)  # every run built (so validated) at a stand-in step size before any tuning run trains
-    if tuning_runs and (recompute or profile == "ci"):  # the step sizes decide which runs the chapter reads
-        results_mod.check_writable(root)
-        for config in tuning_runs:
-            run(config, recompute=recompute, root=root)
-    step_sizes = tuning.choose(root) if tuning is not None else None
+        if recompute or profile == "ci":  # the step sizes decide which runs the chapter reads
+            results_mod.check_writable(root)
+        trained = set()
+        while True:  # a grid widened at an edge pick (Tuning.widen) asks for more runs once the first are stored
+            tuning_runs, step_sizes = tuning.stages(root)
+            todo = [c for c in _unique(tuning_runs) if c not in trained] if (recompute or profile == "ci") else []
+            if not todo:
+                break
+            for config in todo:
+                run(config, recompute=recompute, root=root)
+                trained.add(config)
     if tuning is not None and step_sizes is None:  # book or paper profile: tuning runs missing
         missing = [c for c in tuning_runs if lookup(c, root) is None]
         raise missing_error(chapter, profile, missing)

@@ -450,6 +450,39 @@ def step_size_sweep(last, metric: str, chosen: dict | None = None, labels: dict 
     return _finish(fig)
 
 
+def step_size_choice(step_sizes, params: dict):
+    """What a chapter that may choose each method's step size on a validation split prints about it.
+
+    Args:
+        step_sizes: the chapter's :class:`revisit_bn.specs.StepSizes`, or ``None`` for a profile that chooses none.
+        params: the chapter's parameters, with ``lr``, ``validation_size``, ``lr_grid`` and ``tune_seeds``.
+
+    Returns:
+        ``(text, table)``: one line (wrap it with :func:`wrapped`) and, where step sizes were chosen, a table of
+        the last epoch's validation loss (nats, mean over the tuning seeds) per method (rows: a method's fields
+        joined by " / ", with the book's labels) and step size tried (columns), with a last column "chosen";
+        ``None`` where none were. A step size at which a run diverged shows NaN and never wins.
+    """
+    if step_sizes is None:
+        return (f"Every method trains at the profile's step size, lr = {params['lr']:g}: this profile chooses no "
+                "step size on a validation split (validation_size is None).", None)
+    table = step_sizes.table.copy()
+    def part_label(part) -> str:  # an int in a method's key is its micro-batch size (chapter 37)
+        return f"microbatches of {part}" if isinstance(part, int) and not isinstance(part, bool) else label(part)
+
+    table["method"] = [" / ".join(part_label(p) for p in (m if isinstance(m, tuple) else (m,)) if p is not None)
+                       for m in table.method]
+    frame = table.pivot(index="method", columns="lr", values="val_loss").round(3)
+    frame.columns = [f"{lr:g}" for lr in frame.columns]
+    frame["chosen"] = table[table.chosen].set_index("method").lr.map(lambda v: f"{v:g}")
+    widened = sorted(set(table.lr) - set(params["lr_grid"]))
+    text = (f"Each method's step size chosen on {params['validation_size']:,} held-out training images: the last "
+            f"epoch's validation loss (nats), mean over seeds {params['tune_seeds']}, per method and step size of "
+            f"{params['lr_grid']}" + (f", widened at an edge pick to {[float(f'{v:g}') for v in widened]}"
+                                      if widened else "") + "; a step size where a run diverged never wins.")
+    return text, frame.rename_axis(index="method", columns="step size")
+
+
 class ZeroCheck:
     """An exact (SymPy) check that an expression simplifies to zero, shown as rendered math
     (``text/latex``: ``where  expression = 0  (holds)``) with the same line in plain text for a

@@ -425,6 +425,9 @@ def _check_status(path: Path, payload: dict[str, Any]) -> None:
         raise StoreError(f"{path} has status {status!r}; a run's status is 'ok' or 'diverged'")
     epochs = (payload.get("params") or {}).get("epochs")
     lengths = {len(v) for v in (payload.get("metrics") or {}).values()}
+    if status == "ok" and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 and not lengths:
+        raise StoreError(f"{path} is a finished run of {epochs} epochs with no metrics (a run trained by epochs "
+                         "records one entry per epoch): a damaged or hand-edited run; recompute it with `make results`")
     if isinstance(epochs, int) and lengths and (lengths != {epochs} if status == "ok" else max(lengths) > epochs):
         raise StoreError(f"{path} holds metrics for {sorted(lengths)} epochs of its {epochs} ("
                          + ("a finished run has one entry per epoch" if status == "ok" else "a diverged run at most")
@@ -444,8 +447,9 @@ def validate(path: Path) -> dict[str, Any]:
     Raises:
         StoreError: the file is not strict JSON, misses a field, has a format this code does not
             read (:data:`KNOWN_FORMATS`), a status its losses contradict (or metrics for other than its
-            epochs, a divergence step past its steps), an experiment other than its folder's, a name that is not its
-            parameters' key (a format-2 name: ``make migrate`` renames it), or a digest that does
+            epochs, no metrics for a finished run of epochs, a divergence step past its steps), an experiment other
+            than its folder's, a name that is not its parameters' key (a format-2 name: ``make migrate`` renames
+            it), a key field that is neither (nor the format-2 key a renamed file keeps), or a digest that does
             not match its content (a number was edited); the message names the file.
         FileNotFoundError: no file at ``path``.
     """
@@ -474,6 +478,9 @@ def validate(path: Path) -> dict[str, Any]:
             raise StoreError(f"{path} is named by its format-2 key (the code fingerprint included); `make migrate` "
                              f"renames it to {key}{RUN_SUFFIX}, its content unchanged")
         raise StoreError(f"{path} is filed under the wrong key: its parameters give {key}")
+    if payload["key"] not in (key, legacy_key(payload["params"])):  # a renamed format-2 file keeps its old key field
+        raise StoreError(f"{path} says its key is {payload['key']!r}, neither its name's nor its parameters' "
+                         f"({key}): a damaged or hand-edited run; recompute it with `make results`")
     _check_status(path, payload)
     return payload
 

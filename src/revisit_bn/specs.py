@@ -68,8 +68,8 @@ class Chapter:
         if tuning is None:
             return _unique(self.grid(params))
         self.grid(params)  # every run built (so validated) at a stand-in step size before any tuning run trains
-        choice = tuning.choose(root or results_mod.results_root(store_profile(profile)), stale_ok=stale_ok)
-        return _unique(tuning.runs + (self.grid(params, choice) if choice is not None else []))
+        runs, choice = tuning.stages(root or results_mod.results_root(store_profile(profile)), stale_ok=stale_ok)
+        return _unique(runs + (self.grid(params, choice) if choice is not None else []))
 
 
 def _unique(configs: Iterable[Config]) -> list[Config]:
@@ -111,13 +111,24 @@ class Tuning:
     same training set (so that a tuning run at the chosen step size is one of them). The test set is
     never read to choose.
 
+    With ``widen`` (a factor above 1), a method whose choice is at an edge of the step sizes it has tried
+    is tried one step further out (the edge times or divided by ``widen``, on the same tuning seeds), and
+    chosen again, at most ``max_widen`` times: a pick at the grid's edge says the best step size may lie
+    beyond it. The widened runs are part of the tuning (:meth:`stages`), registered with the grid.
+
     Attributes:
-        runs: the tuning runs.
+        runs: the tuning runs of the stated grid.
         method: ``config -> key``: which method a run is (e.g. its norm, batch order and schedule).
         views: optional ``config -> [(key, metric), ...]``: the methods a run stands for, each with the validation
             loss it is judged by (default ``[(method(config), "val_loss")]``). A run evaluated two ways (BN with and
             without recomputed population statistics, ``val_loss_precise``) is then two methods, each tuned on its
-            own evaluation.
+            own evaluation. Not with ``widen`` (a run standing for two methods cannot be widened for one).
+        widen: ``None`` (the grid is final) or the factor by which an edge pick is widened (> 1).
+        max_widen: how many times a method's grid may be widened (a positive integer).
+
+    Raises:
+        ValueError: ``widen`` is not a number above 1, ``max_widen`` not a positive integer, or ``widen`` is
+            given with ``views``.
 
     Source: our rule, registered before the runs (the chapter states its grid); the papers give no step sizes.
     """
@@ -125,6 +136,20 @@ class Tuning:
     runs: list
     method: Callable[[Any], Any]
     views: Callable[[Any], list] | None = None
+    widen: float | None = None
+    max_widen: int = 2
+
+    def __post_init__(self) -> None:
+        if self.widen is not None:
+            if isinstance(self.widen, bool) or not isinstance(self.widen, (int, float)) or not self.widen > 1 \
+                    or not math.isfinite(self.widen):
+                raise ValueError(f"widen must be None or a factor above 1 (e.g. 2.0), got {self.widen!r}")
+            if self.views is not None:
+                raise ValueError("widen cannot be used with views: a run that stands for several methods cannot be "
+                                 "widened for one of them; give one of the two")
+        if isinstance(self.max_widen, bool) or not isinstance(self.max_widen, int) or self.max_widen < 1:
+            raise ValueError(f"max_widen must be a positive integer (how often a grid may be widened), got "
+                             f"{self.max_widen!r}")
 
     def choose(self, root: Path, stale_ok: bool = False) -> StepSizes | None:
         """Each method's step size from the tuning runs stored under ``root``; ``None`` while any is not current
@@ -132,12 +157,52 @@ class Tuning:
 
         The rule: per method, the mean over tuning seeds of the last epoch's ``val_loss``; a step size at
         which a run diverged never wins; the lowest mean wins, the smaller step size on a tie. A method whose
-        every step size diverged takes the grid's smallest (its table rows say so).
+        every step size diverged takes the grid's smallest (its table rows say so). With ``widen``, the
+        choice after every widening the stored runs call for (:meth:`stages`).
         """
+        return self.stages(root, stale_ok)[1]
+
+    def stages(self, root: Path, stale_ok: bool = False) -> tuple[list, StepSizes | None]:
+        """The tuning runs needed so far and, once all of them are stored, the step sizes chosen on them.
+
+        Without ``widen`` the runs are :attr:`runs`. With it, each stored choice at an edge adds that method's
+        runs one factor further out, until no choice is at an edge or ``max_widen`` widenings were made; the
+        choice is ``None`` while any run so far is not current (``stale_ok`` as in :meth:`choose`).
+        """
+        runs = list(self.runs)
+        for round_ in range(self.max_widen + 1):
+            sizes = self._choose(runs, root, stale_ok)
+            if sizes is None or self.widen is None or round_ == self.max_widen:
+                return runs, sizes
+            extra = self._widened(runs, sizes)
+            if not extra:
+                return runs, sizes
+            runs += extra
+        raise AssertionError("unreachable: the loop returns at its last round")
+
+    def _widened(self, runs: list, sizes: StepSizes) -> list:
+        """The runs one ``widen`` factor beyond each method's edge pick (none where a choice is inside its grid)."""
+        extra = []
+        for key, chosen in sizes.chosen.items():
+            mine = [c for c in runs if self.method(c) == key]
+            tried = {c.lr for c in mine}
+            if len(tried) < 2:  # a grid of one step size is a setting, not a search: nothing to widen
+                continue
+            if chosen == max(tried):
+                further = chosen * self.widen
+            elif chosen == min(tried):
+                further = chosen / self.widen
+            else:
+                continue
+            further = float(f"{further:.6g}")  # 0.1 * 3 as 0.3, so that a key reads as the step size it is
+            extra += [c.replace(lr=further) for c in mine if c.lr == chosen]
+        return _unique(c for c in extra if c not in set(runs))
+
+    def _choose(self, runs: list, root: Path, stale_ok: bool) -> StepSizes | None:
         import pandas as pd
 
         rows = []
-        for config in self.runs:
+        for config in runs:
             state, payload = run_state(config, root, report=lambda message: None)
             if state == "missing" or (state == "stale" and not stale_ok):
                 return None
@@ -157,7 +222,7 @@ class Tuning:
             finite = part[part.val_loss.notna()].sort_values(["val_loss", "lr"])
             chosen[method] = float(finite.lr.iloc[0] if len(finite) else part.lr.min())
         table["chosen"] = [chosen[m] == lr for m, lr in zip(table.method, table.lr)]
-        return StepSizes(chosen, table, tuple(self.runs))
+        return StepSizes(chosen, table, tuple(runs))
 
 
 def _allowed_types(chapter: Chapter, name: str) -> tuple[set[type], set[type]]:
