@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from revisit_bn import experiments
 from revisit_bn.experiments import CHAPTERS
 from revisit_bn.train import TrainConfig
 
@@ -65,3 +66,22 @@ def test_chapter_36_decays_the_step_size_alike_per_epoch_and_checks_a_constant_o
     assert len(spec.grid({**book, "lr_power": 0.0})) == len(main)
     with pytest.raises(ValueError, match="lr_decay_epochs must be a finite number > 0"):
         spec.grid({**book, "lr_decay_epochs": 0})
+
+
+@pytest.mark.parametrize("name", ["35-cifar-batch-construction", "37-renorm-non-iid"])
+def test_the_cifar_chapters_next_scale_chooses_each_methods_step_size_on_a_validation_split(name):
+    # registered before any of its runs (issues 34 and 35): every method at every step size of the grid on seed 0,
+    # holding out 5,000 training images, at the learnable scale; the book profile chooses none
+    spec = experiments.CHAPTERS[name]
+    params = experiments.resolve(spec, "next")
+    tuning = spec.tune(params)
+    assert tuning.widen == 2.0 and tuning.max_widen == 2
+    assert all(c.validation_size == 5000 and c.augment and c.lr_schedule == "cosine" and c.epochs == 30
+               for c in tuning.runs)
+    assert {c.seed for c in tuning.runs} == set(params["tune_seeds"]) == {0}
+    assert {c.lr for c in tuning.runs} == set(params["lr_grid"]) and len(params["lr_grid"]) == 3
+    methods = {tuning.method(c) for c in spec.grid(params)}
+    assert len(tuning.runs) == len(methods) * len(params["lr_grid"]) == len(set(tuning.runs))
+    chosen = {m: params["lr_grid"][1] for m in methods}  # each method at its own step size once chosen
+    assert {c.lr for c in spec.grid(params, chosen)} == {params["lr_grid"][1]}
+    assert spec.tune(experiments.resolve(spec, "book")) is None

@@ -248,19 +248,25 @@ def _method_35(config) -> tuple:
     return (config.norm, config.batch_order)
 
 
-def _tune_35(p):
-    """With a validation split, each method's step size is chosen on it from ``lr_grid`` (on ``tune_seeds``),
-    the grid widened beyond an edge pick (:data:`_WIDEN`)."""
-    if p["validation_size"] is None:
-        return None
-    _check_tune_seeds(p)
-    tuning = [c.replace(lr=lr) for c in _grid_35_base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
-    return Tuning(tuning, _method_35, widen=_WIDEN, max_widen=_WIDEN_MAX)
+def _tuned(base, method):
+    """A chapter's ``tune`` and ``grid`` around ``base`` (``params -> runs`` at the profile's ``lr``): with a
+    validation split, each ``method(config)`` chooses its step size on it from ``lr_grid`` (on ``tune_seeds``),
+    the grid widened beyond an edge pick (:data:`_WIDEN`); the grid then trains each method at its own."""
+    def tune(p):
+        if p["validation_size"] is None:
+            return None
+        _check_tune_seeds(p)
+        runs = [c.replace(lr=lr) for c in base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
+        return Tuning(runs, method, widen=_WIDEN, max_widen=_WIDEN_MAX)
+
+    def grid(p, step_sizes=None):
+        runs = base(p)
+        return runs if step_sizes is None else [c.replace(lr=step_sizes[method(c)]) for c in runs]
+
+    return tune, grid
 
 
-def _grid_35(p, step_sizes=None):
-    runs = _grid_35_base(p)
-    return runs if step_sizes is None else [c.replace(lr=step_sizes[_method_35(c)]) for c in runs]
+_tune_35, _grid_35 = _tuned(_grid_35_base, _method_35)
 
 
 def _lr_36(p, batch_size: int, lr: float) -> float:
@@ -330,21 +336,6 @@ def _method_37(config) -> tuple:
     return (config.norm, config.batch_order, config.norm_group_size)
 
 
-def _tune_37(p):
-    """With a validation split, each method's step size is chosen on it from ``lr_grid`` (on ``tune_seeds``),
-    the grid widened beyond an edge pick (:data:`_WIDEN`)."""
-    if p["validation_size"] is None:
-        return None
-    _check_tune_seeds(p)
-    tuning = [c.replace(lr=lr) for c in _grid_37_base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
-    return Tuning(tuning, _method_37, widen=_WIDEN, max_widen=_WIDEN_MAX)
-
-
-def _grid_37(p, step_sizes=None):
-    runs = _grid_37_base(p)
-    return runs if step_sizes is None else [c.replace(lr=step_sizes[_method_37(c)]) for c in runs]
-
-
 def _grid_37_base(p):
     """Chapter 37's runs at the profile's step size ``lr`` (before any tuning)."""
     base = TrainConfig(experiment="renorm_non_iid", dataset="cifar10", model=p["model"], width=p["width"], epochs=p["epochs"],
@@ -362,6 +353,9 @@ def _grid_37_base(p):
     return ([base.replace(batch_order="shuffled", norm="bn", seed=s) for s in p["seeds"]]
             + [non_iid.replace(norm=n, seed=s) for n in non_iid_norms for s in p["seeds"]]
             + [microbatch.replace(norm=n, seed=s) for n in p["norms"] for s in p["seeds"]])
+
+
+_tune_37, _grid_37 = _tuned(_grid_37_base, _method_37)
 
 
 # --- 38: FN beside BN's successors ---
