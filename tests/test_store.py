@@ -433,3 +433,23 @@ def test_a_code_edit_keeps_a_tuned_chapters_chosen_runs_needed(monkeypatch):
     skew = [p for p in states["stale"] if p.parent.name == "distributed_label_skew"]
     assert len(skew) == len(list((BOOK / "distributed_label_skew").glob("*.json.gz"))) > 15
     assert not states["orphaned"]
+
+
+def test_status_counts_the_next_scale_per_chapter(results_root, monkeypatch):
+    import io
+
+    from revisit_bn.store import run
+
+    unit = TrainConfig(experiment="unit", dataset="large_variance", model="logreg", epochs=1, lr=0.01)
+    book, tuned, grown = unit, unit.replace(seed=1), unit.replace(seed=2)
+    needs = {"book": [("31-x", book)], "next": [("31-x", book), ("35-y", tuned), ("35-y", grown)]}
+    monkeypatch.setattr(commands, "profile_configs", lambda profile, chapters=None, stale_ok=False: needs[profile])
+    monkeypatch.setattr(commands, "kept_configs", lambda profile: needs["book"] + needs["next"])
+    for config in (book, tuned):
+        run(config, root=results_root / "book")
+    out = io.StringIO()
+    commands.status("book", out=out)
+    text = out.getvalue()
+    assert "profile 'book': 1 runs needed, 1 current" in text
+    assert "next book scale: 3 runs, 2 stored" in text and ", 1 missing" in text
+    assert "  31-x: 1 runs, 1 stored (" in text and "  35-y: 2 runs, 1 stored (" in text and "min), 1 missing" in text

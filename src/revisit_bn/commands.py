@@ -403,12 +403,18 @@ def status(profile: str = "book", out=None) -> dict[str, float]:
         print(f"  {name}: {runs[name]} runs, {m:.1f} min", file=out)
     staged = profile_configs(NEXT) if profile == BOOK else []
     if staged:
-        stored = [run_state(c, root, report=lambda m: None)[1] for _, c in staged]
-        done = [p for p in stored if p is not None]
+        stored = [(name, run_state(c, root, report=lambda m: None)[1]) for name, c in staged]
+        done = [p for _, p in stored if p is not None]
         spent = sum(p["provenance"]["seconds"] for p in done) / 60
-        print(f"next book scale ({', '.join(dict.fromkeys(name for name, _ in staged))}): {len(staged)} runs, "
-              f"{len(done)} stored ({spent:.1f} min), {len(staged) - len(done)} missing "
-              f"(`make results PROFILE={NEXT}`)", file=out)
+        print(f"next book scale: {len(staged)} runs, {len(done)} stored ({spent:.1f} min), {len(staged) - len(done)} "
+              f"missing (`make results PROFILE={NEXT}`; a chapter that tunes lists its runs at the chosen step sizes "
+              "once its tuning runs are stored)", file=out)
+        for name in dict.fromkeys(name for name, _ in staged):
+            mine = [p for n, p in stored if n == name]
+            have = [p for p in mine if p is not None]
+            print(f"  {name}: {len(mine)} runs, {len(have)} stored ("
+                  f"{sum(p['provenance']['seconds'] for p in have) / 60:.1f} min), {len(mine) - len(have)} missing",
+                  file=out)
     for state in ("stale", "orphaned", "damaged"):
         for path in states[state]:
             print(f"  {state}: {path}", file=out)
