@@ -121,6 +121,35 @@ def _grid_24(p):
 
 # --- 31-37: Lian & Liu and Ioffe ---
 
+# A chapter that chooses each method's step size on the validation split widens its grid by this factor beyond an
+# edge pick, at most _WIDEN_MAX times (chapters 35 and 37; registered with their next profiles, before any run)
+_WIDEN, _WIDEN_MAX = 2.0, 2
+
+
+def _check_tune_seeds(p):
+    if not set(p["tune_seeds"]) <= set(p["seeds"]):
+        raise ValueError(f"parameter tune_seeds must be among seeds {p['seeds']}, got {p['tune_seeds']}")
+
+
+def _tuned(base, method, widen: float | None = _WIDEN):
+    """A chapter's ``tune`` and ``grid`` around ``base`` (``params -> runs`` at the profile's ``lr``): with a
+    validation split, each ``method(config)`` chooses its step size on it from ``lr_grid`` (on ``tune_seeds``),
+    the grid widened by ``widen`` beyond an edge pick (``None``: not widened); the grid then trains each
+    method at its own."""
+    def tune(p):
+        if p["validation_size"] is None:
+            return None
+        _check_tune_seeds(p)
+        runs = [c.replace(lr=lr) for c in base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
+        return Tuning(runs, method, widen=widen, max_widen=_WIDEN_MAX)
+
+    def grid(p, step_sizes=None):
+        runs = base(p)
+        return runs if step_sizes is None else [c.replace(lr=step_sizes[method(c)]) for c in runs]
+
+    return tune, grid
+
+
 def _grid_31_base(p):
     """Chapter 31's runs at the profile's step size ``lr`` (before any tuning)."""
     base = TrainConfig(experiment="mnist_batch_construction", dataset="mnist", model="simple", batch_size=p["batch_size"],
@@ -145,18 +174,8 @@ def _method_31(config) -> tuple:
     return (config.norm, config.batch_order, "Corollary 3" if config.lr_power > 0 else "constant")
 
 
-def _tune_31(p):
-    """With a validation split, each method's step size is chosen on it from ``lr_grid`` (on ``tune_seeds``)."""
-    if p["validation_size"] is None:
-        return None
-    _check_tune_seeds(p)
-    tuning = [c.replace(lr=lr) for c in _grid_31_base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
-    return Tuning(tuning, _method_31)
-
-
-def _grid_31(p, step_sizes=None):
-    runs = _grid_31_base(p)
-    return runs if step_sizes is None else [c.replace(lr=step_sizes[_method_31(c)]) for c in runs]
+# registered without widening (its next scale's tuning runs began before Tuning.widen existed)
+_tune_31, _grid_31 = _tuned(_grid_31_base, _method_31, widen=None)
 
 
 def _grid_32(p):
@@ -208,16 +227,6 @@ def _epochs_text(p) -> str:
             + ", ".join(str(_equal_steps_epochs(p, b)) for b in sorted(p["batch_sizes"])[1:]) + " epochs)")
 
 
-# A chapter that chooses each method's step size on the validation split widens its grid by this factor beyond an
-# edge pick, at most _WIDEN_MAX times (chapters 35 and 37; registered with their next profiles, before any run)
-_WIDEN, _WIDEN_MAX = 2.0, 2
-
-
-def _check_tune_seeds(p):
-    if not set(p["tune_seeds"]) <= set(p["seeds"]):
-        raise ValueError(f"parameter tune_seeds must be among seeds {p['seeds']}, got {p['tune_seeds']}")
-
-
 def _tuning_text(p) -> str:
     """The scale line's words on how the step sizes were chosen ("" for a profile that chooses none)."""
     if p["validation_size"] is None:
@@ -246,24 +255,6 @@ def _grid_35_base(p):
 def _method_35(config) -> tuple:
     """What a chapter-35 run's step size is chosen for: its norm and batch order."""
     return (config.norm, config.batch_order)
-
-
-def _tuned(base, method):
-    """A chapter's ``tune`` and ``grid`` around ``base`` (``params -> runs`` at the profile's ``lr``): with a
-    validation split, each ``method(config)`` chooses its step size on it from ``lr_grid`` (on ``tune_seeds``),
-    the grid widened beyond an edge pick (:data:`_WIDEN`); the grid then trains each method at its own."""
-    def tune(p):
-        if p["validation_size"] is None:
-            return None
-        _check_tune_seeds(p)
-        runs = [c.replace(lr=lr) for c in base(p) if c.seed in p["tune_seeds"] for lr in p["lr_grid"]]
-        return Tuning(runs, method, widen=_WIDEN, max_widen=_WIDEN_MAX)
-
-    def grid(p, step_sizes=None):
-        runs = base(p)
-        return runs if step_sizes is None else [c.replace(lr=step_sizes[method(c)]) for c in runs]
-
-    return tune, grid
 
 
 _tune_35, _grid_35 = _tuned(_grid_35_base, _method_35)
