@@ -28,10 +28,8 @@ book: setup  ## render the stored, executed notebooks to _build/html (no re-exec
 
 # Unit tests, the -W book build, the replay of a sample of stored runs, and nbval over every
 # notebook against the committed results store (no training: a missing run stops its notebook).
-# TEST_WORKERS processes (pytest-xdist), a test file (or a notebook's cells) in one of them
-TEST_WORKERS ?= 2
 test: setup  ## every test
-	$(RUN) pytest $(PYTEST_NBVAL) -n $(TEST_WORKERS) --dist loadfile tests notebooks
+	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
 
 results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store, or only EXPERIMENT's; resumable
 	$(RUN) python -m revisit_bn.commands results --profile $(PROFILE) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
