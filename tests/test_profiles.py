@@ -36,7 +36,14 @@ def test_chapter_36_scales_the_step_size_with_the_batch_size_at_equal_epochs():
     configs = spec.configs("book")
     largest = max(book["batch_sizes"])
     assert {c.batch_size for c in configs} == set(book["batch_sizes"])
+    # the sensitivity check (registered before its runs): the smaller batch at the largest batch's step size
+    unscaled = [c for c in configs if c.batch_size < largest and c.lr == book["lr"]]
+    assert book["sensitivity_seeds"] == [0, 1, 2]
+    assert sorted((c.norm, c.seed) for c in unscaled) == sorted(
+        (n, s) for n in book["norms"] for s in book["sensitivity_seeds"])
     for c in configs:  # the same sum of step sizes per epoch at every batch size (Goyal et al. 2017)
+        if c in unscaled:
+            continue
         lr = book["lr"] if c.lr_power > 0 else book["constant_step_lr"]  # the schedule check's constant step
         assert c.lr == pytest.approx(lr * c.batch_size / largest) and c.epochs == book["epochs"]
     assert configs[0].batch_size == largest and configs[0].norm == "bn"  # the gate's reference is computed first
@@ -50,9 +57,13 @@ def test_chapter_36_decays_the_step_size_alike_per_epoch_and_checks_a_constant_o
     spec = CHAPTERS["36-resnet18-batch-sizes"]
     book = spec.profiles["book"]
     configs = spec.configs("book")
-    main = [c for c in configs if c.lr_power == book["lr_power"]]
+    largest = max(book["batch_sizes"])
+    decaying = [c for c in configs if c.lr_power == book["lr_power"]]
+    unscaled = [c for c in decaying if c.batch_size < largest and c.lr == book["lr"]]  # the sensitivity check
+    main = [c for c in decaying if c not in unscaled]
     assert len(main) == len(book["seeds"]) * len(book["batch_sizes"]) * len(book["norms"])
-    for c in main:  # one epoch of each batch size's own steps: the step size falls alike per epoch
+    assert len(unscaled) == len(book["sensitivity_seeds"]) * (len(book["batch_sizes"]) - 1) * len(book["norms"])
+    for c in decaying:  # one epoch of each batch size's own steps: the step size falls alike per epoch
         assert c.lr_decay_steps == round(book["lr_decay_epochs"] * math.ceil(50_000 / c.batch_size))
     # the schedule check: constant step size at the smallest and largest batch size, its own seeds
     check = [c for c in configs if c.lr_power == 0]
@@ -63,7 +74,7 @@ def test_chapter_36_decays_the_step_size_alike_per_epoch_and_checks_a_constant_o
     equal = [c for c in spec.grid({**book, "equal_steps": True}) if c.lr_power > 0]  # counted at the smallest size
     assert {c.lr_decay_steps for c in equal} == {round(book["lr_decay_epochs"] * 50_000 / min(book["batch_sizes"]))}
     assert all(c.lr_power == 0 for c in spec.grid({**book, "lr_power": 0.0}))  # a constant main grid has no check
-    assert len(spec.grid({**book, "lr_power": 0.0})) == len(main)
+    assert len(spec.grid({**book, "lr_power": 0.0})) == len(main) + len(unscaled)
     with pytest.raises(ValueError, match="lr_decay_epochs must be a finite number > 0"):
         spec.grid({**book, "lr_decay_epochs": 0})
 
