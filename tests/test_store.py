@@ -20,14 +20,21 @@ BOOK = results.results_root("book")
 SAMPLE = commands.sample_runs("book", size=24, seed=0)
 
 
-def test_every_run_of_the_book_profile_is_in_the_store():
-    missing = [c.label() for _, c in experiments.profile_configs("book") if lookup(c, BOOK) is None]
+@pytest.fixture(scope="module")
+def book_states():
+    """Every stored file of the book profile by state (one pass over the store: each file read and checked)."""
+    return commands.run_states("book")
+
+
+def test_every_run_of_the_book_profile_is_in_the_store(book_states):
+    current = set(book_states["current"])
+    missing = [c.label() for _, c in experiments.profile_configs("book") if store_path(c, BOOK) not in current]
     assert not missing, (f"{len(missing)} runs of the book profile are not in {BOOK} (or are damaged): "
                          f"{missing[:10]}; run `make results`")
 
 
-def test_no_stored_run_is_stale_or_damaged():
-    stale = commands.stale_runs("book")
+def test_no_stored_run_is_stale_or_damaged(book_states):
+    stale = sorted(book_states["stale"] + book_states["orphaned"] + book_states["damaged"])
     assert not stale, (f"{len(stale)} stored runs are stale, orphaned or damaged (not current under this code, or needed by "
                        f"no chapter): {[str(p) for p in stale[:10]]}; run `make migrate`, `make results`, or delete them")
     for path in results.stored_runs(BOOK):
