@@ -25,7 +25,8 @@ from revisit_bn.distributed import (
 )
 from revisit_bn.layers import FullNorm2d
 from revisit_bn.models import SimpleNet
-from revisit_bn.store import config_from_params, replay, run
+from revisit_bn.distributed_batch import compute_many
+from revisit_bn.store import config_from_params, replay, run, run_many
 
 WORLD = 2
 TOL = {"rtol": 1e-10, "atol": 1e-10}
@@ -271,11 +272,21 @@ def test_a_run_through_torchrun_is_stored_and_replays_with_its_workers(tmp_path)
     assert run(config, root=tmp_path).cached
 
 
-def test_local_bn_through_torchrun_records_both_evaluations():
-    """The "bn" path: the pooled statistics' collective inside training, and one value of each metric an epoch."""
+def test_runs_sharing_a_launch_are_the_runs_of_their_own_launches(tmp_path):
+    """A notebook's ci runs share torchrun launches (store.run_many); each run's numbers are its own launch's.
+    Also the "bn" path: the pooled statistics' collective inside training, one value of each metric an epoch."""
     config = DistributedConfig("dp_test", method="bn", workers=2, labels_per_worker=5, train_size=200,
                                batch_size=20, epochs=2, test_subset=200, validation_size=500, lr=0.02)
-    out = config.compute()
+    gn = config.replace(method="gn")
+    shared = run_many([config, gn, config], root=tmp_path)  # one launch for both runs
+    assert [r.cached for r in shared] == [False, False, False] and shared[0] is shared[2]
+    assert shared[0].provenance["seconds"] > 0
+    out = config.compute()  # a launch of its own
+    assert shared[0].steps["train_loss"] == out["steps"]["train_loss"] and shared[0].metrics == out["metrics"]
+    stored, replayed, match = replay(results_mod.validate(shared[1].path))  # gn, replayed in a launch of its own
+    assert match and stored == replayed[: len(stored)]
+    with pytest.raises(ValueError, match="share workers, backend and threads"):
+        compute_many([config, config.replace(workers=5, labels_per_worker=2, batch_size=24)])
     metrics = out["metrics"]
     assert set(metrics) == {"epoch", "train_loss", "test_loss", "test_acc", "val_loss", "val_acc", "test_loss_pooled",
                             "test_acc_pooled", "val_loss_pooled", "val_acc_pooled"}

@@ -8,6 +8,8 @@ import pytest
 
 from revisit_bn import experiments
 from revisit_bn.experiments import CHAPTERS
+from revisit_bn.distributed import DistributedConfig
+from revisit_bn.distributed_batch import compute_many, group_by_launch
 from revisit_bn.train import TrainConfig
 
 TRAINING = [name for name, spec in CHAPTERS.items() if spec.grid is not None]
@@ -22,12 +24,15 @@ _PROBED: set = set()  # (experiment, model) pairs whose probes ran at this scale
 
 @pytest.mark.parametrize("name", TRAINING)
 def test_paper_profile_builds_every_model_and_takes_one_step(name):
-    steps = {}
+    steps, parallel = {}, {}
     for config in CHAPTERS[name].configs("paper"):
         if isinstance(config, TrainConfig):  # seeds only change the draws
             key = (config.dataset, config.model, config.norm, config.batch_size, config.batch_order, config.norm_group_size)
         else:  # an MCSGD run by its method; chapter 13's bound checks take their first batch size
             key = (type(config).__name__, getattr(config, "method", None))
+        if isinstance(config, DistributedConfig):  # one step of each method, all in one torchrun launch a K
+            parallel.setdefault(key, config)
+            continue
         if key not in steps:
             config = config.replace(device="cpu")
             if getattr(config, "probe_every", None) is not None:
@@ -38,6 +43,9 @@ def test_paper_profile_builds_every_model_and_takes_one_step(name):
                     config = config.replace(probe_every=None)
                 _PROBED.add((config.experiment, config.model))
             steps[key] = config.compute(max_steps=1)["steps"]["train_loss"][0]
+    for group in group_by_launch(list(parallel.values())):
+        for config, out in zip(group, compute_many(group, max_steps=1)):
+            steps[config.method] = out["steps"]["train_loss"][0]
     assert steps and all(math.isfinite(v) for v in steps.values()), steps
 
 

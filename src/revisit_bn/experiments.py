@@ -29,7 +29,7 @@ from .chapters import (CHAPTERS, GROUPING_FREE, SETTINGS_38, SUCCESSOR_METHODS, 
 from .distributed import DistributedConfig
 from .specs import (BOOK, CI, NEXT, PAPER, PROFILES, STAGED_PROFILES, Chapter, StepSizes, Tuning, resolve,
                     _plain, _unique, store_profile)
-from .store import Config, RunResult, lookup, run, run_state, store_path
+from .store import Config, RunResult, lookup, run_many, run_state, store_path
 from .train import McsgdConfig, TrainConfig
 
 __all__ = ["BOOK", "CHAPTERS", "CI", "GROUPING_FREE", "NEXT", "PAPER", "PROFILES", "SETTINGS_38", "STAGED_PROFILES",
@@ -83,15 +83,16 @@ class ChapterRun:
     def results(self, configs: list[Config] | None = None) -> list[RunResult]:
         """Every run of ``configs`` (default: the chapter's), from the store or, for ``ci`` or ``recompute``, computed."""
         out = []
-        for config in configs if configs is not None else self.configs:
+        configs = configs if configs is not None else self.configs
+        if self.recompute or self.profile == "ci":  # computed now (data-parallel runs share torchrun launches)
+            todo = [c for c in configs if c not in self._loaded]
+            self._loaded.update(zip(todo, run_many(todo, recompute=self.recompute, root=self.root)))
+        for config in configs:
             if config not in self._loaded:
-                if self.recompute or self.profile == "ci":
-                    self._loaded[config] = run(config, recompute=self.recompute, root=self.root)
-                else:
-                    stored = lookup(config, self.root)
-                    if stored is None:
-                        raise missing_error(self.chapter, self.profile, [config])
-                    self._loaded[config] = stored
+                stored = lookup(config, self.root)
+                if stored is None:
+                    raise missing_error(self.chapter, self.profile, [config])
+                self._loaded[config] = stored
             out.append(self._loaded[config])
         return out
 
@@ -291,9 +292,8 @@ def setup(name: str, namespace: dict[str, Any], where: dict[str, Any] | None = N
             todo = [c for c in _unique(tuning_runs) if c not in trained] if (recompute or profile == "ci") else []
             if not todo:
                 break
-            for config in todo:
-                run(config, recompute=recompute, root=root)
-                trained.add(config)
+            run_many(todo, recompute=recompute, root=root)  # data-parallel runs share torchrun launches
+            trained.update(todo)
     if tuning is not None and step_sizes is None:  # book or paper profile: tuning runs missing
         missing = [c for c in tuning_runs if lookup(c, root) is None]
         raise missing_error(chapter, profile, missing)

@@ -92,16 +92,21 @@ def _first_nonfinite(values: list) -> int | None:
 
 def compute(config: Config, progress: bool = False) -> dict[str, Any]:
     """Compute ``config`` now and return its payload (status, provenance; not yet written or digested)."""
-    params = config.key_params()
     start = time.perf_counter()
     out = config.compute(progress=progress)
+    return _payload(config, out, time.perf_counter() - start)
+
+
+def _payload(config: Config, out: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The payload of ``config``'s computed ``out`` (``{"metrics", "steps", "tables"}``), ``seconds`` its wall time."""
+    params = config.key_params()
     losses = out["steps"]["train_loss"]
     diverged_at = _first_nonfinite(losses)
     nonfinite_metric = any(v is None or not math.isfinite(v) for vals in out["metrics"].values() for v in vals)
     if diverged_at is None and nonfinite_metric:
         diverged_at = len(losses)  # the losses were finite, the evaluation after the last step was not
     device = config.run_device if isinstance(config, DistributedConfig) else str(resolve_device(config.device))
-    prov = results_mod.provenance(device, time.perf_counter() - start, config.threads)
+    prov = results_mod.provenance(device, seconds, config.threads)
     return results_mod.compact_steps(results_mod.finite_or_none({
         "format": results_mod.FORMAT, "key": results_mod.params_key(params), "experiment": config.experiment,
         "params": params, "status": "ok" if diverged_at is None else "diverged", "diverged_at": diverged_at,
@@ -156,15 +161,43 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
         if stored is not None:
             return stored
     path = store_path(config, root)
+    _check_target(path)
+    payload = compute(config, progress=progress)
+    results_mod.write_json_atomic(path, payload, digest=True)
+    return RunResult.from_payload(payload, cached=False, path=path)
+
+
+def run_many(configs: list[Config], recompute: bool = False, root=None) -> list[RunResult]:
+    """:func:`run` for each of ``configs``, in order; the data-parallel runs to compute share ``torchrun``
+    launches (:func:`revisit_bn.distributed_batch.compute_many`: one per worker count), each run stored as
+    :func:`run` stores it, with its own training time in the provenance (the launch left out).
+
+    Raises: as :func:`run`, every check before any training.
+    """
+    parallel = [c for c in dict.fromkeys(configs)
+                if isinstance(c, DistributedConfig) and (recompute or lookup(c, root) is None)]
+    computed: dict[Config, RunResult] = {}
+    if len(parallel) > 1:
+        from .distributed_batch import compute_many, group_by_launch
+
+        for c in parallel:
+            _check_target(store_path(c, root))
+        for group in group_by_launch(parallel):
+            for config, out in zip(group, compute_many(group)):
+                path = store_path(config, root)
+                payload = _payload(config, out, out.pop("seconds"))
+                results_mod.write_json_atomic(path, payload, digest=True)
+                computed[config] = RunResult.from_payload(payload, cached=False, path=path)
+    return [computed[c] if c in computed else run(c, recompute=recompute, root=root) for c in configs]
+
+
+def _check_target(path) -> None:
     results_mod.check_writable(path.parent.parent)  # before training, not after it
     if path.is_dir() or path.parent.exists() and not path.parent.is_dir():
         blocked = path if path.is_dir() else path.parent
         raise results_mod.StoreError(f"{blocked} is in the way of the run file {path.name}: a "
                                      f"{'folder' if blocked.is_dir() else 'file'} where the store writes; move it "
                                      "away (nothing was trained)")
-    payload = compute(config, progress=progress)
-    results_mod.write_json_atomic(path, payload, digest=True)
-    return RunResult.from_payload(payload, cached=False, path=path)
 
 
 def config_from_params(params: dict[str, Any], device: str = "cpu") -> Config:
