@@ -168,11 +168,12 @@ def run(config: Config, recompute: bool = False, progress: bool = False, root=No
 
 
 def run_many(configs: list[Config], recompute: bool = False, root=None) -> list[RunResult]:
-    """:func:`run` for each of ``configs``, in order; the data-parallel runs to compute share ``torchrun``
-    launches (:func:`revisit_bn.distributed_batch.compute_many`: one per worker count), each run stored as
-    :func:`run` stores it, with its own training time in the provenance (the launch left out).
+    """:func:`run` for each of ``configs``, in order (a run listed twice is computed once); the
+    data-parallel runs to compute share ``torchrun`` launches
+    (:func:`revisit_bn.distributed_batch.compute_many`: one per worker count), each stored as :func:`run`
+    stores it, with its own training time in the provenance (the launch left out).
 
-    Raises: as :func:`run`, every check before any training.
+    Raises: as :func:`run`; the data-parallel runs' targets are all checked before their launch.
     """
     parallel = [c for c in dict.fromkeys(configs)
                 if isinstance(c, DistributedConfig) and (recompute or lookup(c, root) is None)]
@@ -188,7 +189,10 @@ def run_many(configs: list[Config], recompute: bool = False, root=None) -> list[
                 payload = _payload(config, out, out.pop("seconds"))
                 results_mod.write_json_atomic(path, payload, digest=True)
                 computed[config] = RunResult.from_payload(payload, cached=False, path=path)
-    return [computed[c] if c in computed else run(c, recompute=recompute, root=root) for c in configs]
+    for c in dict.fromkeys(configs):  # each run once, however often it is listed
+        if c not in computed:
+            computed[c] = run(c, recompute=recompute, root=root)
+    return [computed[c] for c in configs]
 
 
 def _check_target(path) -> None:
