@@ -29,7 +29,7 @@ book: setup  ## render the stored, executed notebooks to _build/html (no re-exec
 # Unit tests, the -W book build, the replay of a sample of stored runs, and nbval over every
 # notebook against the committed results store (no training: a missing run stops its notebook).
 test: setup  ## every test
-	$(RUN) pytest $(PYTEST_NBVAL) tests notebooks
+	$(RUN) pytest -n auto --maxprocesses 8 $(PYTEST_NBVAL) tests notebooks
 
 results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a book scale computed across sessions) missing from the store, or only EXPERIMENT's; resumable
 	$(RUN) python -m revisit_bn.commands results --profile $(PROFILE) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))

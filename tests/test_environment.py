@@ -1,5 +1,7 @@
 """The pins of pyproject.toml, environment.yml and uv.lock agree."""
 
+import importlib.util
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -32,3 +34,16 @@ def test_lock_file_resolves_every_pin_to_its_version():
     locked = {p["name"]: p["version"] for p in lock["package"]}
     for name, version in _pyproject_pins().items():
         assert locked[name.lower().replace("_", "-")] == version, name
+
+
+def test_make_test_keeps_a_notebooks_cells_on_one_worker_and_spreads_every_other_test():
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    cells = [f"notebooks/31-mnist-batch-construction.ipynb::Cell {i}" for i in (0, 7, 12)]
+    assert {root_conftest.scope_of(c) for c in cells} == {"notebooks/31-mnist-batch-construction.ipynb"}
+    others = ["tests/test_store.py::test_a", "tests/test_store.py::test_b[x-y]",
+              "tests/test_notebooks.py::test_ci_profile_runs_end_to_end[31-mnist-batch-construction]"]
+    assert [root_conftest.scope_of(t) for t in others] == others  # one test, one unit
+    # every process this suite starts (workers, kernels, torchrun) inherits the sleeping wait policy
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
