@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +48,15 @@ def test_make_test_keeps_a_notebooks_cells_on_one_worker_and_spreads_every_other
     assert [root_conftest.scope_of(t) for t in others] == others  # one test, one unit
     # every process this suite starts (workers, kernels, torchrun) inherits the sleeping wait policy
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_the_tracked_tree_stays_under_48_mib_so_a_dataset_travels_beside_it():
+    # a GPU machine takes a 64 MiB copy of the tree; CIFAR-10's training batches need the rest
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no tracked tree to measure")
+    files = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    size = sum(path.stat().st_size for path in files if path.is_file())
+    assert len(files) > 1000 and size < 48 * 2**20, f"{size / 2**20:.1f} MiB tracked"

@@ -203,6 +203,22 @@ CODE_WIDTH = 88  # characters: a code cell's line fits the book's column at 1280
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_figures_are_256_colour_pngs(nb):
+    # plots.figure_png: a third of a full-colour PNG's bytes, so the working tree stays small
+    import base64
+    import io
+
+    from PIL import Image
+
+    for cell in nbformat.read(nb, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            for mime in ("image/png", "application/papermill.record/image/png"):
+                if mime in output.get("data", {}):
+                    image = Image.open(io.BytesIO(base64.b64decode(output["data"][mime])))
+                    assert image.mode == "P", f"{nb.name}: a figure stored in {image.mode}; re-execute it"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_code_lines_fit_the_column(nb):
     # 126 of 145 visible code cells scrolled sideways, with lines up to 144 characters
     wide = [(i, line) for i, cell in enumerate(nbformat.read(nb, as_version=4).cells) if cell.cell_type == "code"

@@ -244,3 +244,28 @@ def test_the_step_size_report_shows_each_methods_losses_and_choice():
     assert math.isnan(frame.loc["BN / at most 3 labels per batch", "0.1"])  # diverged: shown, never chosen
     text, frame = plots.step_size_choice(None, params)
     assert frame is None and "lr = 0.05" in text and "validation_size is None" in text
+
+
+def test_a_figure_is_stored_as_a_256_colour_png_of_the_size_and_look_the_inline_backend_draws():
+    import io
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from IPython.core.pylabtools import print_figure
+    from PIL import Image
+
+    plots.set_theme()  # outside a kernel: the theme only, no formatter to replace
+    fig, ax = plt.subplots(figsize=(3, 2))
+    for i, norm in enumerate(("none", "bn", "fn")):
+        ax.plot([0, 1, 2], [i, i + 1, i * i], color=plots.NORM_COLORS[norm], marker="o")
+    full = Image.open(io.BytesIO(print_figure(fig, "png", bbox_inches="tight", base64=False))).convert("RGB")
+    stored = Image.open(io.BytesIO(plots.figure_png(fig)))
+    plt.close(fig)
+    assert stored.format == "PNG" and stored.mode == "P" and len(stored.getcolors()) <= 256
+    assert stored.size == full.size
+    diff = np.abs(np.asarray(full, dtype=int) - np.asarray(stored.convert("RGB"), dtype=int))
+    assert diff.mean() < 0.5  # anti-aliased edge pixels may move a little
+    pixels = np.asarray(stored.convert("RGB"), dtype=int).reshape(-1, 3)
+    for norm in ("none", "bn", "fn"):  # each line keeps its colour, within 2 of 255 in every channel
+        colour = np.round(np.array(plots.NORM_COLORS[norm]) * 255)
+        assert (np.abs(pixels - colour).max(axis=1) <= 2).any(), norm

@@ -56,10 +56,46 @@ def results_table(frame, digits: int = 3, significant: bool = False):
 COLUMN_WIDTH_IN, DPI = 7.2, 150
 
 
+def figure_png(figure) -> bytes:
+    """``figure`` as the PNG a notebook stores: drawn as Jupyter's inline backend draws it (``bbox_inches
+    ="tight"``, the figure's dpi), then reduced to 256 colours (Pillow's median cut, no dithering).
+
+    The book's figures hold a dozen palette colours and their anti-aliased blends, so 256 colours
+    change no visible pixel (on the book's 34 figures: mean channel difference at most 0.23 of 255)
+    while the PNG is about a third the size (the stored figures: 5.6 MB -> 1.9 MB), which keeps the
+    repository's working tree small enough to travel with a dataset to a GPU machine.
+    """
+    import io
+
+    from IPython.core.pylabtools import print_figure
+    from PIL import Image
+
+    drawn = Image.open(io.BytesIO(print_figure(figure, "png", bbox_inches="tight", base64=False)))
+    reduced = drawn.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    reduced.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
 def set_theme() -> None:
-    """The book's seaborn theme: colorblind palette, fonts sized for 3 panels across a 700-px column."""
+    """The book's seaborn theme: colorblind palette, fonts sized for 3 panels across a 700-px column.
+
+    In a Jupyter kernel with the inline backend it also makes :func:`figure_png` the figures' PNG
+    form (what ``display`` and myst-nb's ``glue`` store); elsewhere figures are left alone.
+    """
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.75,
                   rc={"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": "medium"})
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or "inline" not in plt.get_backend():
+        return
+    # importing the inline backend registers its own PNG formatter (once per kernel): do it first,
+    # so that ours replaces it and is not replaced when pyplot loads the backend later
+    import matplotlib_inline.backend_inline  # noqa: F401
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
 
 
 def _figure(nrows: int, ncols: int, row_height: float = 2.3, **kwargs):
