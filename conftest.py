@@ -4,7 +4,8 @@ nbval executes a notebook's cells one after another in one kernel, so the cells 
 must reach one worker whole and in order (nbval's README, "Parallel execution", asks for
 ``--dist loadscope``). ``loadscope`` would also bind every test of a module to one worker, and
 ``tests/test_notebooks.py`` holds the suite's longest tests (every chapter's ci run). So the
-scheduler here is xdist's ``LoadScopeScheduling`` with one scope per notebook and one per test elsewhere.
+scheduler here is xdist's ``LoadScopeScheduling`` with one scope per notebook and one per test
+elsewhere.
 (``--dist loadgroup`` with an ``xdist_group`` mark would say the same, but pytest-xdist 3.8.0
 renames node ids through an attribute pytest 9 no longer reads, so its groups are ignored.)
 
