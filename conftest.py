@@ -14,7 +14,8 @@ default) on the same cores. With OpenMP's default wait policy a waiting thread s
 ci run took 95 s beside another worker against 16 s alone, and the suite 42 minutes against 20
 serially. ``OMP_WAIT_POLICY=PASSIVE`` (set here, before any worker, kernel or torchrun process
 starts; they inherit it) makes a waiting thread sleep: 16 s, and the suite 16 minutes. It changes
-when threads wait, never what they compute.
+when threads wait, never what they compute (``benchmarks/omp_wait_policy.py`` measures both
+policies, alone and two processes at once).
 """
 
 import os
