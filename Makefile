@@ -37,7 +37,7 @@ results: setup  ## compute every run of PROFILE (book, paper, ci, or next: a boo
 verify: setup  ## replay the first SGD steps of every stored run of PROFILE and compare
 	$(RUN) python -m revisit_bn.commands verify --profile $(PROFILE)
 
-status: setup  ## how many runs of PROFILE are current, stale or missing, and each chapter's compute
+status: setup  ## how many runs of PROFILE are current, stale or missing; each chapter's compute, and the rest projected
 	$(RUN) python -m revisit_bn.commands status --profile $(PROFILE)
 
 migrate: setup  ## after a code edit: replay PROFILE's stale runs and record those that match (no run file changes)

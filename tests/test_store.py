@@ -460,3 +460,47 @@ def test_status_counts_the_next_scale_per_chapter(results_root, monkeypatch):
     assert "profile 'book': 1 runs needed, 1 current" in text
     assert "next book scale: 3 runs, 2 stored" in text and ", 1 missing" in text
     assert "  31-x: 1 runs, 1 stored (" in text and "  35-y: 2 runs, 1 stored (" in text and "min), 1 missing" in text
+    # the missing run is projected from the stored runs of its kind (the same network, data and length)
+    assert "min), 1 missing; the rest projected at " in text and "projected compute left: " in text and "for 1 runs" in text
+
+
+_CIFAR = TrainConfig(experiment="cifar_batch_construction", dataset="cifar10", model="vgg11", width=0.25, batch_size=128,
+                     epochs=30, norm="bn", validation_size=5000)
+
+
+def _payload(seconds: float, **changes) -> dict:
+    return {"params": _CIFAR.replace(**changes).key_params(), "provenance": {"seconds": seconds}}
+
+
+def test_a_missing_runs_cost_is_projected_from_stored_runs_of_its_kind():
+    costs = commands._RunCosts([_payload(600.0), _payload(1800.0, norm="gn"), _payload(6000.0, seed=1), None,
+                                _payload(120.0, batch_size=32, epochs=3)])
+    cifar = _CIFAR.replace(norm="fn")
+    # any norm of the kind: the fastest run (idle cores) and the median, whole runs
+    assert costs.minutes(cifar) == ((10.0, 30.0), False)
+    # another length: per training image and epoch (45,000 images held in, validation out), from the same batch size
+    (fastest, median), scaled = costs.minutes(cifar.replace(epochs=60))
+    assert (fastest, median, scaled) == (pytest.approx(20.0), pytest.approx(60.0), True)
+    # another batch size: the batch-32 run, its 3 epochs scaled to 30
+    assert costs.minutes(cifar.replace(batch_size=32))[0] == (pytest.approx(20.0), pytest.approx(20.0))
+    # a batch size never stored, on 22,500 training images: every batch size's runs per image and epoch
+    # (fastest 600 s / (45,000 x 30), median of 600/1,350,000, 1800/1,350,000, 6000/1,350,000, 120/135,000)
+    assert costs.minutes(cifar.replace(batch_size=64, train_subset=27500))[0] == (
+        pytest.approx(600 / 1.35e6 * 22500 * 30 / 60), pytest.approx((1800 / 1.35e6 + 120 / 1.35e5) / 2 * 22500 * 30 / 60))
+    # no stored run of its kind: not estimated, and counted apart
+    mnist = TrainConfig(experiment="x", dataset="mnist", model="simple", epochs=1)
+    assert costs.minutes(mnist) == (None, False)
+    assert costs.projection([cifar, cifar, mnist]) == (pytest.approx(20.0), pytest.approx(60.0), 0, 1)
+
+
+def test_a_tuned_chapters_later_runs_are_projected_before_its_step_sizes_are_chosen(results_root):
+    # chapter 31 at the ci profile chooses on seed 0: in an empty store, its runs on seed 1 are still to come
+    later = commands._after_tuning("31-mnist-batch-construction", "ci", results_root / "ci")
+    spec = chapters.chapter("31-mnist-batch-construction")
+    params = experiments.resolve(spec, "ci")
+    assert later and {c.seed for c in later} == {1}
+    assert len(later) == len([c for c in spec.grid(params) if c.seed == 1])
+    assert not set(later) & set(spec.tune(params).runs)
+    # a chapter that does not tune, or an unknown one, adds none
+    assert commands._after_tuning("33-large-variance", "ci", results_root / "ci") == []
+    assert commands._after_tuning("35-y", "ci", results_root / "ci") == []

@@ -12,7 +12,8 @@ A stored run is *current*, *stale* (computed under other code and not yet replay
 *orphaned* (no chapter's spec needs it): see :mod:`revisit_bn.results`. ``results`` computes every run
 of a profile that is not current; ``migrate`` replays the stale ones and records those that match in
 the profile's validation index, renaming and rewriting no run file; ``verify`` replays stored runs
-and reports; ``status`` counts them and prints each chapter's compute.
+and reports; ``status`` counts them, prints each chapter's compute and projects what the missing runs
+will take (:class:`_RunCosts`).
 
 Several processes may fill one store at once, on one machine or many that share it (a Slurm job
 array): each claims a run with a lock file (``<key>.lock``, created exclusively) before computing
@@ -34,8 +35,8 @@ from pathlib import Path
 from typing import Iterable
 
 from . import results as results_mod
-from .data import DatasetNotFoundError
-from .experiments import BOOK, CHAPTERS, NEXT, STAGED_PROFILES, Config, store_profile, profile_configs
+from .data import DATASET_SIZES, DatasetNotFoundError
+from .experiments import BOOK, CHAPTERS, NEXT, STAGED_PROFILES, Config, resolve, store_profile, profile_configs
 from .ledger import claims_dir
 from .store import replay, replay_rule, run, run_state, store_path
 
@@ -382,7 +383,9 @@ def verify(profile: str = "book", sample: int | None = None, seed: int = 0, out=
 def status(profile: str = "book", out=None) -> dict[str, float]:
     """Print how many runs ``profile`` needs, has current, stale and missing, and each chapter's compute
     (minutes, summed from the stored runs' provenance, each run counted under the first chapter that
-    reads it); return the minutes by chapter."""
+    reads it) with the hours its missing runs are projected to take, those a tuned chapter will add at
+    its chosen step sizes included (:class:`_RunCosts`, :func:`_after_tuning`); return the minutes by
+    chapter."""
     out = out or sys.stdout
     root = results_mod.results_root(store_profile(profile))
     todo = profile_configs(profile)
@@ -398,12 +401,17 @@ def status(profile: str = "book", out=None) -> dict[str, float]:
         minutes[name] = minutes.get(name, 0.0) + (payload["provenance"]["seconds"] / 60 if payload else 0.0)
         runs[name] = runs.get(name, 0) + (payload is not None)
     total = sum(minutes.values())
+    staged = profile_configs(NEXT) if profile == BOOK else []
+    stored = [(name, run_state(c, root, report=lambda m: None)[1]) for name, c in staged]
+    # every run the store keeps informs the projection (for `--profile next`, the book's runs too)
+    read = {c: payload for c, (_, payload) in found.items()} | {c: p for (_, c), (_, p) in zip(staged, stored)}
+    costs = _RunCosts(read[c] if c in read else run_state(c, root, report=lambda m: None)[1]
+                      for _, c in kept_configs(profile))
     print(f"compute of the stored runs (provenance seconds): {total:.1f} min ({total / 60:.1f} h)", file=out)
     for name, m in minutes.items():
-        print(f"  {name}: {runs[name]} runs, {m:.1f} min", file=out)
-    staged = profile_configs(NEXT) if profile == BOOK else []
+        left = [c for n, c in todo if n == name and found[c][1] is None]
+        print(f"  {name}: {runs[name]} runs, {m:.1f} min" + _projected(costs, name, profile, left, root), file=out)
     if staged:
-        stored = [(name, run_state(c, root, report=lambda m: None)[1]) for name, c in staged]
         done = [p for _, p in stored if p is not None]
         spent = sum(p["provenance"]["seconds"] for p in done) / 60
         print(f"next book scale: {len(staged)} runs, {len(done)} stored ({spent:.1f} min), {len(staged) - len(done)} "
@@ -412,13 +420,128 @@ def status(profile: str = "book", out=None) -> dict[str, float]:
         for name in dict.fromkeys(name for name, _ in staged):
             mine = [p for n, p in stored if n == name]
             have = [p for p in mine if p is not None]
+            left = [c for (n, c), (_, p) in zip(staged, stored) if n == name and p is None]
             print(f"  {name}: {len(mine)} runs, {len(have)} stored ("
-                  f"{sum(p['provenance']['seconds'] for p in have) / 60:.1f} min), {len(mine) - len(have)} missing",
-                  file=out)
+                  f"{sum(p['provenance']['seconds'] for p in have) / 60:.1f} min), {len(mine) - len(have)} missing"
+                  + _projected(costs, name, NEXT, left, root), file=out)
+    projected_runs = [c for n, c in todo if found[c][1] is None] + [c for (_, c), (_, p) in zip(staged, stored) if p is None]
+    projected_runs += [c for name in dict.fromkeys(n for n, _ in todo) for c in _after_tuning(name, profile, root)]
+    projected_runs += [c for name in dict.fromkeys(n for n, _ in staged) for c in _after_tuning(name, NEXT, root)]
+    if projected_runs:
+        fastest, median, scaled, unknown = costs.projection(projected_runs)
+        print(f"projected compute left: {fastest / 60:.1f} h at the fastest stored run of each kind (idle cores), "
+              f"{median / 60:.1f} h at their median, for {len(projected_runs)} runs (the missing ones and those a tuned "
+              f"chapter adds at its chosen step sizes; {_projection_note(scaled, unknown)})", file=out)
     for state in ("stale", "orphaned", "damaged"):
         for path in states[state]:
             print(f"  {state}: {path}", file=out)
     return minutes
+
+
+class _RunCosts:
+    """What a run is likely to take, from the provenance seconds of stored runs of its kind.
+
+    A run's kind, most specific first: the same network, width, data, batch size and length, whatever its norm
+    and experiment (FN's, Batch Renorm's and GroupNorm's steps are within about 1.1 times BN's, the l_p norms'
+    and the successors' up to 1.9 times: ``benchmarks/norm_step_ratios_cpu.txt``); the same network, width,
+    dataset and batch size at another length or training-set size, scaled per training image and epoch; the same
+    at any batch size. The estimates are the fastest and the median of the stored runs of the first kind that has
+    any. Provenance seconds are wall time, so a run that shared the cores counts long: the fastest run of a kind
+    is the cost on idle cores, the median what the runs took as they were computed.
+    """
+
+    def __init__(self, payloads) -> None:
+        self._seconds: dict[tuple, list[float]] = {}
+        for payload in payloads:
+            if payload is None:
+                continue
+            params = payload.get("params", {})
+            seconds = payload.get("provenance", {}).get("seconds")
+            if not isinstance(seconds, (int, float)) or seconds <= 0:
+                continue
+            for key, per_image_epoch in self.kinds(params):
+                self._seconds.setdefault(key, []).append(seconds / per_image_epoch if per_image_epoch else seconds)
+
+    @staticmethod
+    def kinds(params) -> list[tuple[tuple, int | None]]:
+        """The keys of a run's kinds (:class:`_RunCosts`), most specific first, each with the training images
+        times epochs its seconds are divided by (``None``: whole runs). ``params``: a run's stored ``params``
+        or a config's ``key_params()``."""
+        g = params.get
+        data = (g("dataset"), g("model"), g("width"), g("train_subset"), g("test_subset"), g("validation_size"),
+                g("augment"), g("probe_every"), g("threads"))
+        kinds = [(("run", *data, g("batch_size"), g("norm_group_size"), g("epochs"), g("workers")), None)]
+        sizes = DATASET_SIZES.get(g("dataset"))
+        if isinstance(g("epochs"), int) and g("epochs") > 0 and sizes and g("workers") is None:
+            images = (g("train_subset") or sizes[0]) - (g("validation_size") or 0)
+            if images > 0:
+                kinds += [(("per image", g("dataset"), g("model"), g("width"), g("batch_size"), g("norm_group_size")),
+                           images * g("epochs")),
+                          (("per image, any batch size", g("dataset"), g("model"), g("width")), images * g("epochs"))]
+        return kinds
+
+    def minutes(self, config) -> tuple[tuple[float, float] | None, bool]:
+        """``((fastest, median), scaled)``: the estimates for ``config`` in minutes, from the fastest stored run
+        of its kind (a run on idle cores) and from their median (``None``: no stored run of any of its kinds),
+        and whether they were scaled from runs of another length, training-set size or batch size."""
+        import statistics
+
+        for key, per_image_epoch in self.kinds(config.key_params()):
+            seconds = self._seconds.get(key)
+            if seconds:
+                factor = (per_image_epoch or 1) / 60
+                return (min(seconds) * factor, statistics.median(seconds) * factor), per_image_epoch is not None
+        return None, False
+
+    def projection(self, configs) -> tuple[float, float, int, int]:
+        """``(fastest, median, scaled, unknown)`` over ``configs``: the summed estimates in minutes (see
+        :meth:`minutes`), how many were scaled from runs of another length, size or batch size, and how many
+        have no estimate (not in the minutes)."""
+        estimates = [self.minutes(c) for c in configs]
+        known = [(m, s) for m, s in estimates if m is not None]
+        return (sum(m[0] for m, _ in known), sum(m[1] for m, _ in known), sum(s for _, s in known),
+                len(estimates) - len(known))
+
+
+def _projection_note(scaled: int, unknown: int) -> str:
+    notes = [f"{scaled} scaled per training image and epoch from runs of another length, size or batch size" if scaled else
+             "each from runs of the same length and batch size"]
+    if unknown:
+        notes.append(f"{unknown} with no stored run of their kind, not counted")
+    return "; ".join(notes)
+
+
+def _after_tuning(name: str, profile: str, root: Path) -> list:
+    """The runs chapter ``name`` will add at its chosen step sizes, while its tuning runs are not all stored
+    (its grid's runs that no tuning run stands for; a widened grid's extra tuning runs are not foreseen)."""
+    spec = CHAPTERS.get(name)
+    if spec is None or spec.tune is None or not spec.grid or profile not in spec.profiles:
+        return []
+    params = resolve(spec, profile)
+    tuning = spec.tune(params)
+    if tuning is None:
+        return []
+    _, choice = tuning.stages(root, stale_ok=True)
+    if choice is not None:
+        return []
+    def without_lr(config):  # a tuning run at the chosen step size is one of the chapter's runs
+        return tuple(sorted((k, repr(v)) for k, v in config.key_params().items() if k != "lr"))
+    tuned = {without_lr(c) for c in tuning.runs}
+    return [c for c in spec.grid(params) if without_lr(c) not in tuned]
+
+
+def _projected(costs: _RunCosts, name: str, profile: str, left: list, root: Path) -> str:
+    """``"; projected for the rest: ..."`` for a status line (empty when nothing is left)."""
+    later = _after_tuning(name, profile, root)
+    if not left and not later:
+        return ""
+    fastest, median, _, unknown = costs.projection(left + later)
+    text = f"; the rest projected at {fastest / 60:.1f}-{median / 60:.1f} h"
+    if later:
+        text += f" (with the {len(later)} runs its chosen step sizes add)"
+    if unknown:
+        text += f", {unknown} runs not estimated"
+    return text
 
 
 def _arithmetic(provenance: dict) -> str:
