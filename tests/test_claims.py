@@ -62,7 +62,9 @@ def test_fig4_reproduced_when_every_seed_shows_the_gap():
 def test_fig4_contradicted_when_the_interval_lies_below_the_threshold():
     frame = _seeded({("bn", "label_sorted"): [(0.05, 0.21), (0.05, 0.22), (0.05, 0.20), (0.05, 0.21)],
                      ("fn", "label_sorted"): [(0.08, 0.20), (0.08, 0.21), (0.08, 0.22), (0.08, 0.19)]})
-    assert claims.check_fig4_estimator(frame, "unit", "lian-fig4").category == "contradicted"
+    verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
+    # the gap part is contradicted; the training objectives (0.05 vs 0.08) are comparable: the claim is mixed
+    assert [p.category for p in verdict.parts] == ["contradicted", "reproduced"] and verdict.category == "mixed"
 
 
 def test_fig4_inconclusive_when_one_seed_would_flip_it():
@@ -70,12 +72,27 @@ def test_fig4_inconclusive_when_one_seed_would_flip_it():
     frame = _seeded({("bn", "label_sorted"): [(0.05, 0.219), (0.05, 0.235), (0.05, 0.265)],
                      ("fn", "label_sorted"): [(0.08, 0.221), (0.08, 0.104), (0.08, 0.118)]})
     verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
-    assert verdict.category == "inconclusive" and not verdict.reproduced
+    # the gap is undecided; the training objectives (0.05 vs 0.08) are comparable: reproduced in part, not reproduced
+    assert [p.category for p in verdict.parts] == ["inconclusive", "reproduced"]
+    assert verdict.category == "reproduced in part" and not verdict.reproduced
 
 
-def test_fig4_in_part_when_training_losses_differ_and_inconclusive_below_the_gate():
+def test_fig4_mixed_when_training_losses_differ_and_inconclusive_below_the_gate():
+    # the gap is reproduced and the training objectives are not comparable in any seed: a contradicted part (issue 34)
     values = {("bn", "label_sorted"): [(0.01, 1.5), (0.01, 1.4), (0.01, 1.6)],
-              ("fn", "label_sorted"): [(0.5, 0.2), (0.5, 0.25), (0.5, 0.22)]}
+              ("fn", "label_sorted"): [(0.5, 0.2), (0.49, 0.25), (0.51, 0.22)]}
+    verdict = claims.check_fig4_estimator(_seeded(values), "unit", "x")
+    assert verdict.category == "mixed"
+    assert [(p.name, p.category) for p in verdict.parts] == [("BN's test loss far above FN's", "reproduced"),
+                                                              ("training objectives comparable", "contradicted")]
+    assert "97.5% (95% over the claim's 2 parts) t-intervals" in verdict.measured
+    # no gap and training objectives apart in every seed: both parts contradicted
+    values = {("bn", "label_sorted"): [(0.01, 0.21), (0.01, 0.22), (0.01, 0.20), (0.01, 0.21)],
+              ("fn", "label_sorted"): [(0.5, 0.20), (0.49, 0.21), (0.51, 0.22), (0.5, 0.19)]}
+    assert claims.check_fig4_estimator(_seeded(values), "unit", "x").category == "contradicted"
+    # training losses apart on the mean but within the band in a seed's interval: undecided, the gap alone decides
+    values = {("bn", "label_sorted"): [(0.01, 1.5), (0.01, 1.4), (0.01, 1.6)],
+              ("fn", "label_sorted"): [(0.02, 0.2), (0.3, 0.25), (0.05, 0.22)]}
     assert claims.check_fig4_estimator(_seeded(values), "unit", "x").category == "reproduced in part"
     verdict = claims.check_fig4_estimator(_seeded(values, shuffled_acc=0.9), "unit", "x")
     assert verdict.category == "inconclusive" and "gate" in verdict.measured
@@ -88,8 +105,8 @@ def test_fig7_match_needs_the_interval_inside_the_band(fn_losses, category):
     assert claims.check_fig7_match(frame, "unit").category == category
 
 
-@pytest.mark.parametrize("sorted_eval,shuffled_eval,expected", [(0.3, 0.06, "reproduced"), (0.08, 0.06, "contradicted"),
-                                                                  (0.3, 0.5, "reproduced in part")])
+@pytest.mark.parametrize("sorted_eval,shuffled_eval,expected", [(0.3, 0.06, "reproduced"), (0.08, 0.06, "mixed"),
+                                                                  (0.3, 0.5, "mixed"), (0.08, 0.5, "contradicted")])
 def test_bn_mode_gap_needs_a_gap_only_under_label_sorted_batches(sorted_eval, shuffled_eval, expected):
     frame = _seeded({("bn", "label_sorted"): [(0.05, 0.3)] * 3})
     last = frame.epoch == 2
@@ -314,12 +331,12 @@ def test_a_reproduced_fig4_needs_comparable_training_losses_that_one_more_seed_w
     frame = _seeded({("bn", "label_sorted"): [(0.05, 1.5), (0.05, 1.4), (0.05, 1.6), (0.05, 1.5), (0.05, 1.45)],
                      ("fn", "label_sorted"): fn})
     verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
-    assert verdict.category == "reproduced in part" and "(comparable on the mean, not with one more seed)" in verdict.measured
+    assert verdict.category == "reproduced in part" and "(comparable on the mean, not with one more seed; difference" in verdict.measured
     fn[4] = (0.07, 0.23)
     frame = _seeded({("bn", "label_sorted"): [(0.05, 1.5), (0.05, 1.4), (0.05, 1.6), (0.05, 1.5), (0.05, 1.45)],
                      ("fn", "label_sorted"): fn})
     verdict = claims.check_fig4_estimator(frame, "unit", "lian-fig4")
-    assert verdict.category == "reproduced" and "(comparable);" in verdict.measured
+    assert verdict.category == "reproduced" and "(comparable; difference" in verdict.measured
 
 
 def test_holds_on_means_adds_each_observed_seed_in_turn():
@@ -1076,3 +1093,18 @@ def test_a_sensitivity_check_is_named_in_the_verdict_and_never_changes_its_categ
         claims.with_sensitivity([main], [same], "x")
     with pytest.raises(ValueError, match="setting must name"):
         claims.with_sensitivity(main, same, " ")
+
+
+def test_comparable_part_is_a_part_of_its_own_on_either_side():
+    from revisit_bn.verdicts import comparable_part
+
+    bn = pd.Series([0.01, 0.012, 0.011, 0.010])
+    # comparable on the mean and with one more seed (within 0.05 nats)
+    assert comparable_part(bn, pd.Series([0.03, 0.04, 0.035, 0.03]))[0] == "reproduced"
+    # apart in every seed, by more than 0.05 nats and more than twice: contradicted, with the difference's interval
+    category, text = comparable_part(bn, pd.Series([0.09, 0.08, 0.085, 0.088]), parts=2)
+    assert category == "contradicted" and text.startswith("-0.07") and "[" in text
+    # apart on the mean, but one seed within the band: undecided
+    assert comparable_part(bn, pd.Series([0.02, 0.30, 0.05, 0.25]))[0] == "inconclusive"
+    with pytest.raises(ValueError, match="share no seed"):
+        comparable_part(bn, pd.Series([0.1], index=[9]))

@@ -63,6 +63,7 @@ from .verdicts import (  # noqa: F401 (re-exported: chapters read them as claims
     CIFAR_GATE,
     cifar_gate,
     combine,
+    comparable_part,
     comparable,
     COMPARABLE_NATS,
     CONFIDENCE,
@@ -97,25 +98,28 @@ def check_bn_mode_gap(frame, scale: str) -> Verdict:
     statistics differ from every batch's, so on the *same training images* its evaluation-mode
     loss is far above its training-mode loss; with shuffled batches the two agree.
 
-    Effect per seed: evaluation-mode minus training-mode final loss of BN under single-label
-    batches, with its t-interval against :data:`FAR_NATS` (see :func:`threshold_category`); a
-    reproduced effect whose shuffled losses are not comparable (:func:`holds_on_means`) is
-    "reproduced in part".
+    Two parts (:class:`Part`, intervals at the family-wise level): under single-label batches, the
+    per-seed evaluation-mode minus training-mode final loss of BN against :data:`FAR_NATS` (see
+    :func:`threshold_category`); under shuffled batches, the two losses comparable
+    (:func:`comparable_part`). The claim's category merges them (:func:`combine`).
     """
     get = lambda metric, order: final_per_seed(frame, metric, norm="bn", batch_order=order)  # noqa: E731
     gap = get("train_eval_loss", "label_sorted") - get("train_loss", "label_sorted")
-    mean, low, high, _, category = effect(gap, FAR_NATS)
-    shuffled_ok = holds_on_means(comparable, get("train_eval_loss", "shuffled"), get("train_loss", "shuffled"))
-    if category == "reproduced" and not shuffled_ok:
-        category = "reproduced in part"
+    mean, low, high, _, category = effect(gap, FAR_NATS, parts=2)
+    shuffled_eval, shuffled_train = get("train_eval_loss", "shuffled"), get("train_loss", "shuffled")
+    shuffled_ok = holds_on_means(comparable, shuffled_eval, shuffled_train)
+    agree, agree_interval = comparable_part(shuffled_eval, shuffled_train, parts=2)
+    found = [Part("single-label: evaluation-mode loss far above training-mode", category,
+                  _interval_text(mean, low, high), len(gap)),
+             Part("shuffled: the two comparable", agree, agree_interval, len(shuffled_eval))]
     return Verdict.of(
         "lian-fig4-mechanism",
         f"BN training-set loss, eval vs train mode: single-label {get('train_eval_loss', 'label_sorted').mean():.3f} vs "
         f"{get('train_loss', 'label_sorted').mean():.3f} nats, difference {_interval_text(mean, low, high)} "
-        f"({len(gap)} seeds); shuffled {get('train_eval_loss', 'shuffled').mean():.3f} vs "
-        f"{get('train_loss', 'shuffled').mean():.3f} nats "
-        f"({_comparable_text(shuffled_ok, get('train_eval_loss', 'shuffled'), get('train_loss', 'shuffled'))})",
-        scale, category, len(gap), _interval_text(mean, low, high))
+        f"({len(gap)} seeds); shuffled {shuffled_eval.mean():.3f} vs {shuffled_train.mean():.3f} nats "
+        f"({_comparable_text(shuffled_ok, shuffled_eval, shuffled_train)}; difference {agree_interval}); "
+        f"{_level(2)} t-intervals",
+        scale, merged(found), len(gap), _interval_text(mean, low, high), found)
 
 
 FN_LABELS = {n: NORM_LABELS[n] for n in ("fn", "fn_decoupled", "fn_exact", "fn_const")}  # the book's one label each
@@ -128,13 +132,14 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     training loss is its own objective: BN's (9) in training mode, FN's (10), the evaluation-mode
     loss on the training set.
 
-    The effect is the per-seed difference BN - FN of the final test loss (runs paired by seed),
-    with its t-interval: above ``FAR_NATS`` reproduced, below contradicted, straddling it
-    inconclusive. Training losses not comparable (or BN's test loss under twice FN's), judged on
-    the seed means by :func:`holds_on_means`, make a reproduced effect "reproduced in part".
-    Inconclusive whatever the effect when BN with shuffled batches misses :data:`MNIST_GATE`
-    (:func:`gate`). ``schedule`` selects FN's runs with Corollary 3's decaying rates (BN's runs
-    keep their constant step size).
+    Two parts (:class:`Part`, intervals at the family-wise level): the per-seed difference BN - FN of the final
+    test loss (runs paired by seed) against ``FAR_NATS``: above it reproduced, below contradicted, straddling it
+    inconclusive, and a reproduced one whose BN test loss is under twice FN's (judged on the seed means by
+    :func:`holds_on_means`) inconclusive; and the training objectives comparable (:func:`comparable_part`).
+    The claim's category merges them (:func:`combine`): a gap with training losses that are not comparable is
+    *mixed*. Inconclusive whatever the parts when BN with shuffled batches misses :data:`MNIST_GATE`
+    (:func:`gate`). ``schedule`` selects FN's runs with Corollary 3's decaying rates (BN's runs keep their
+    constant step size).
     """
     fn_rows = frame[(frame.lr_power > 0) if schedule else (frame.lr_power == 0)]
     bn_test = final_per_seed(frame, "test_loss", norm="bn", batch_order=order, lr_power=0.0)
@@ -143,28 +148,29 @@ def check_fig4_estimator(frame, scale: str, claim_id: str, fn_norm: str = "fn", 
     fn_train = final_per_seed(fn_rows, "train_eval_loss", norm=fn_norm, batch_order=order)
     seeds = bn_test.index.intersection(fn_test.index)
     diff = bn_test[seeds] - fn_test[seeds]
-    mean, low, high, _, category = effect(diff, FAR_NATS)
+    mean, low, high, _, far = effect(diff, FAR_NATS, parts=2)
     agree = sum(far_above(bn_test[s], fn_test[s]) for s in seeds)
     passed = mnist_gate(frame)
     train_ok = holds_on_means(comparable, bn_train[seeds], fn_train[seeds])
+    train_part, train_interval = comparable_part(bn_train[seeds], fn_train[seeds], parts=2)
     ratio_ok = holds_on_means(lambda bn, fn: bn >= FAR_RATIO * fn, bn_test[seeds], fn_test[seeds])
     demoted = ""
-    if category == "reproduced" and not (train_ok and ratio_ok):
-        category = "reproduced in part"
-        demoted = "" if ratio_ok else f"; BN's test loss under x{FAR_RATIO:g} FN's (on the mean, or with one more seed)"
-    if not passed.ok:
-        category = "inconclusive"
+    if far == "reproduced" and not ratio_ok:
+        far = "inconclusive"
+        demoted = f"; BN's test loss under x{FAR_RATIO:g} FN's (on the mean, or with one more seed)"
+    found = [Part("BN's test loss far above FN's", far, _interval_text(mean, low, high), len(seeds)),
+             Part("training objectives comparable", train_part, train_interval, len(seeds))]
     label = FN_LABELS.get(fn_norm, fn_norm)
     return Verdict.of(
         claim_id,
         f"final test loss BN {bn_test[seeds].mean():.3f} vs {label} {fn_test[seeds].mean():.3f} nats, "
-        f"BN - FN {_interval_text(mean, low, high)} ({int(CONFIDENCE * 100)}% t-interval, {len(seeds)} seeds), "
+        f"BN - FN {_interval_text(mean, low, high)} ({len(seeds)} seeds), "
         f"far above (> {FAR_NATS} nats and x{FAR_RATIO:g}) in {agree} of {len(seeds)} seeds; training objective BN (9) "
         f"{bn_train[seeds].mean():.3f} vs FN (10) {fn_train[seeds].mean():.3f} "
-        f"({_comparable_text(train_ok, bn_train[seeds], fn_train[seeds])}){demoted}; "
-        f"gate: BN shuffled test accuracy {passed.value:.4f} ({'>=' if passed.on_mean else '<'} {MNIST_GATE}"
-        f"{_narrow(passed, 4)})",
-        scale, category, len(seeds), _interval_text(mean, low, high))
+        f"({_comparable_text(train_ok, bn_train[seeds], fn_train[seeds])}; difference {train_interval}){demoted}; "
+        f"{_level(2)} t-intervals; gate: BN shuffled test accuracy {passed.value:.4f} "
+        f"({'>=' if passed.on_mean else '<'} {MNIST_GATE}{_narrow(passed, 4)})",
+        scale, _gate(passed.ok, merged(found)), len(seeds), _interval_text(mean, low, high), found)
 
 
 def check_fn_against_plain(frame, scale: str, fn_norms=("fn", "fn_decoupled")) -> Verdict:

@@ -778,33 +778,63 @@ def cifar_gate(frame, **where) -> Gate:
     return gate(final_per_seed(frame, "test_acc", norm="bn", **where), CIFAR_GATE)
 
 
-def match_effect(values, parts: int = 1) -> tuple[float, float, float, str]:
+def match_effect(values, parts: int = 1, bound: float = MATCH_NATS) -> tuple[float, float, float, str]:
     """Mean, t-interval and :func:`_match_category` of per-seed differences, where a decided
     category must survive one more seed equal to the observed one least favourable to it (the
     farthest from zero for a match, the nearest for a mismatch), as in :func:`one_more_seed`;
-    ``parts`` as for :func:`effect`."""
+    ``parts`` as for :func:`effect`; ``bound``: the band's half-width (default :data:`MATCH_NATS`)."""
     import numpy as np
 
     values = per_seed(values, "match_effect's per-seed differences")
+    bound = _finite_number(bound, "match_effect's bound")
     confidence = family_confidence(parts)
     mean, low, high = seed_interval(values, confidence)
-    category = _match_category(low, high)
+    category = _match_category(low, high, bound)
     if category != "inconclusive":
         extra = values[np.argmax(np.abs(values))] if category == "reproduced" else values[np.argmin(np.abs(values))]
-        if _match_category(*seed_interval(np.append(values, extra), confidence)[1:]) != category:
+        if _match_category(*seed_interval(np.append(values, extra), confidence)[1:], bound) != category:
             category = "inconclusive"
     return mean, low, high, category
 
 
-def _match_category(low: float, high: float) -> str:
-    """Reproduced if the interval lies inside +-:data:`MATCH_NATS`, contradicted if wholly outside, else inconclusive."""
+def _match_category(low: float, high: float, bound: float = MATCH_NATS) -> str:
+    """Reproduced if the interval lies inside +-``bound``, contradicted if wholly outside, else inconclusive."""
     if low != low:
         return "inconclusive"
-    if -MATCH_NATS <= low and high <= MATCH_NATS:
+    if -bound <= low and high <= bound:
         return "reproduced"
-    if high < -MATCH_NATS or low > MATCH_NATS:
+    if high < -bound or low > bound:
         return "contradicted"
     return "inconclusive"
+
+
+def comparable_part(a, b, parts: int = 1) -> tuple[str, str]:
+    """The part "losses ``a`` and ``b`` are comparable" (:func:`comparable`) of a claim that states it beside its
+    effect (Lian & Liu's Figure 4: comparable training losses), from per-seed series indexed by seed: its
+    category and its interval text (the per-seed difference ``a - b``, at the level of ``parts`` as in
+    :func:`effect`).
+
+    *Reproduced* where the losses are comparable on the seed means and with one more seed like any observed one
+    (:func:`holds_on_means`); *contradicted* where they are comparable by neither reading, robustly: the
+    interval of ``a - b`` lies wholly outside +-:data:`COMPARABLE_NATS` (and stays so with one more seed, as in
+    :func:`match_effect`), and the losses are not comparable on the means nor with one more seed; otherwise
+    *inconclusive*. A part like any other (:func:`combine`): contradicted beside a reproduced effect, the claim
+    is *mixed*.
+
+    Raises:
+        ValueError: the series share no seed, or hold a non-finite loss.
+    """
+    seeds = a.index.intersection(b.index)
+    if len(seeds) == 0:
+        raise ValueError("comparable_part: the per-seed series share no seed; pass runs of the same seeds")
+    a, b = a[seeds], b[seeds]
+    mean, low, high, band = match_effect(a - b, parts, COMPARABLE_NATS)
+    text = _interval_text(mean, low, high)
+    if holds_on_means(comparable, a, b):
+        return "reproduced", text
+    if band == "contradicted" and holds_on_means(lambda x, y: not comparable(x, y), a, b):
+        return "contradicted", text
+    return "inconclusive", text
 
 
 def verdict_rules() -> str:
@@ -820,8 +850,9 @@ def verdict_rules() -> str:
         "claim's side, *reproduced*; wholly on the other side, *contradicted*; straddling it, or from one seed, "
         "*inconclusive*. For a claim that two methods match, the claim's side is inside plus or minus the threshold. "
         "A decided category must survive one more seed equal to the observed seed least favourable to it, or it is "
-        "inconclusive; the conditions a reproduced verdict also needs (such as comparable training losses) must hold "
-        "on the seeds' means and with one more seed like any observed one, or the verdict is *reproduced in part*. "
+        "inconclusive. A condition a claim states beside its effect (such as comparable training losses) is a part of "
+        "its own: holding on the seeds' means and with one more seed like any observed one, *reproduced*; failing there "
+        "and with its interval wholly outside the band, *contradicted*; otherwise *inconclusive*. "
         "A gate printed in a verdict line must pass for the verdict to count: the seeds' mean must clear its bound, "
         "and still clear it with one more seed like the worst. A verdict read at the end of training (final losses "
         "and accuracies) must keep its category when every run is cut one epoch short, the whole check recomputed "
