@@ -948,6 +948,31 @@ def test_reproduced_at_one_length_and_in_part_at_the_other_is_in_part_and_a_fail
         assert ruled.measured.endswith("part of it, reproduced in part" if expected != "inconclusive" else "it, inconclusive")
 
 
+def test_a_claim_of_several_parts_is_ruled_one_epoch_short_part_by_part():
+    from revisit_bn.verdicts import Part
+
+    def verdict(parts, category=None):
+        found = [Part(name, c, "+0.1 [+0.0, +0.2]", 5) for name, c in parts]
+        return claims.Verdict.of("x", "m", "unit", category or claims.merged(found), 5, "+0.3 [+0.2, +0.4]", found)
+
+    frame = _curves({("bn",): {"test_loss": [2.0, 1.0, 0.5]}}, ["norm"])
+    # mixed at the end (gap reproduced, training losses contradicted), the second part undecided one epoch short:
+    # that part turns inconclusive and the claim is reproduced in part, not inconclusive as a whole
+    end, short = [("gap", "reproduced"), ("comparable", "contradicted")], [("gap", "reproduced"), ("comparable", "inconclusive")]
+    ruled = claims.on_training_length(lambda f: verdict(end if f.epoch.max() == 3 else short), frame)
+    assert ruled.category == "reproduced in part" and [p.category for p in ruled.parts] == ["reproduced", "inconclusive"]
+    assert ruled.measured.endswith("the training length decides the part 'comparable' (inconclusive), reproduced in part")
+    # swapped sides: contradicted in part
+    swap = {"reproduced": "contradicted", "contradicted": "reproduced", "inconclusive": "inconclusive"}
+    ruled = claims.on_training_length(lambda f: verdict([(n, swap[c]) for n, c in (end if f.epoch.max() == 3 else short)]),
+                                      frame)
+    assert ruled.category == "contradicted in part"
+    # a gate that fails one epoch short (the parts unchanged) still makes the whole verdict inconclusive
+    ruled = claims.on_training_length(
+        lambda f: verdict(end, None if f.epoch.max() == 3 else "inconclusive"), frame)
+    assert ruled.category == "inconclusive" and ruled.measured.endswith("the training length decides it, inconclusive")
+
+
 def test_a_decided_verdict_after_a_single_epoch_is_inconclusive_and_has_no_recomputation():
     frame = _curves({("bn", 1): {"test_loss": [0.6]}, ("bn", 16): {"test_loss": [0.3]},
                      ("fn", 1): {"test_loss": [0.6]}, ("fn", 16): {"test_loss": [0.6]}}, ["norm", "batch_size"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .verdicts import SUPPORTING, Verdict
+from .verdicts import SUPPORTING, Verdict, merged
 
 # The columns of an epochs frame that are measured, not configured (:meth:`revisit_bn.store.RunResult.to_frame`).
 EPOCH_MEASURES = ("epoch", "status", "test_acc", "test_loss", "train_eval_acc", "train_eval_loss", "train_loss")
@@ -152,20 +152,39 @@ def one_epoch_short_verdicts(verdicts_of, frame) -> list[Verdict]:
 
 
 def _one_epoch_short_rule(verdict: Verdict, short: Verdict, where: str) -> Verdict:
-    """``verdict`` after :func:`on_training_length`'s rule, given its recomputation ``short`` at ``where``."""
+    """``verdict`` after :func:`on_training_length`'s rule, given its recomputation ``short`` at ``where``.
+
+    A claim of several parts, ungated at both lengths (its category is its parts' :func:`merged`), is ruled part by
+    part: a part whose category differs one epoch short is inconclusive, and the claim merges the parts again (so a
+    part that is contradicted at the end and undecided one epoch short leaves the claim in part on the others, not
+    inconclusive as a whole). Otherwise (one part, or a gate that decides one length) the whole verdict is compared:
+    reproduced (or contradicted) at one length and in part at the other is in part, any other difference
+    inconclusive."""
     if verdict.category in ("inconclusive", short.category):
         return verdict
-    # reproduced (or contradicted) at one length, in part at the other: what differs is one part (inconclusive), the
-    # rest holds at both
-    pair = {verdict.category, short.category}
-    in_part = next((f"{side} in part" for side in ("reproduced", "contradicted") if pair == {side, f"{side} in part"}), None)
-    category = in_part or "inconclusive"
     gates = "".join(f"; {g}" for g in re.findall(r"gate: [^()]*\([^()]*failed\)", short.measured))
+    by_parts = (len(verdict.parts) > 1 and [p.name for p in verdict.parts] == [p.name for p in short.parts]
+                and merged(verdict.parts) == verdict.category and merged(short.parts) == short.category)
+    parts = verdict.parts
+    if by_parts:
+        parts = tuple(p if p.category == q.category else dataclasses.replace(p, category="inconclusive")
+                      for p, q in zip(verdict.parts, short.parts))
+        category = merged(parts)
+        differ = [p.name for p, q in zip(verdict.parts, short.parts) if p.category != q.category]
+        decides = (f"the part{'s' if len(differ) > 1 else ''} " + ", ".join(f"'{name}'" for name in differ)
+                   + f" (inconclusive), {category}")
+    else:
+        # reproduced (or contradicted) at one length, in part at the other: what differs is one part (inconclusive),
+        # the rest holds at both
+        pair = {verdict.category, short.category}
+        in_part = next((f"{side} in part" for side in ("reproduced", "contradicted")
+                        if pair == {side, f"{side} in part"}), None)
+        category = in_part or "inconclusive"
+        decides = f"part of it, {in_part}" if in_part else "it, inconclusive"
     return dataclasses.replace(
-        verdict, category=category, reproduced=category in SUPPORTING,
+        verdict, category=category, reproduced=category in SUPPORTING, parts=parts,
         measured=f"{verdict.measured}; {verdict.category} at the end but {short.category} one epoch short ({where}"
-                 f"{': ' + short.interval if short.interval else ''}{gates}): the training length decides "
-                 + (f"part of it, {in_part}" if in_part else "it, inconclusive"))
+                 f"{': ' + short.interval if short.interval else ''}{gates}): the training length decides {decides}")
 
 
 def with_sensitivity(verdict: Verdict, other: Verdict, setting: str) -> Verdict:
