@@ -21,13 +21,13 @@ beside this file, ``profile_cost_cpu.txt``, one block per command.
 
 import argparse
 import ast
-import dataclasses
 import math
 from types import SimpleNamespace
 
 import torch
 
 from norm_step_ratios import interleaved_medians  # the benchmarks' shared timer (this script's folder is on sys.path)
+from revisit_bn.commands import without_lr
 from revisit_bn.data import DATASET_SIZES
 from revisit_bn.experiments import CHAPTERS, resolve, store_profile
 from revisit_bn.models import build_model
@@ -56,10 +56,6 @@ def profile_runs(name: str, profile: str, overrides: dict) -> list:
     spec = CHAPTERS[name]
     runs = spec.configs(profile, **overrides)
     params = resolve(spec, profile, overrides)
-
-    def without_lr(config):
-        return tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(config).items() if k not in ("lr", "device")))
-
     listed = {without_lr(c) for c in runs}
     return runs + [c for c in spec.grid(params) if without_lr(c) not in listed]
 

@@ -524,10 +524,16 @@ def _after_tuning(name: str, profile: str, root: Path) -> list:
     _, choice = tuning.stages(root, stale_ok=True)
     if choice is not None:
         return []
-    def without_lr(config):  # a tuning run at the chosen step size is one of the chapter's runs
-        return tuple(sorted((k, repr(v)) for k, v in config.key_params().items() if k != "lr"))
-    tuned = {without_lr(c) for c in tuning.runs}
+    tuned = {without_lr(c) for c in tuning.runs}  # a tuning run at the chosen step size is one of the chapter's runs
     return [c for c in spec.grid(params) if without_lr(c) not in tuned]
+
+
+def without_lr(config) -> tuple:
+    """A run's fields but its step size (and device), hashable: the runs a chapter lists at a stand-in step size
+    and the same runs at their chosen ones compare equal (what a run costs does not depend on its step size)."""
+    import dataclasses
+
+    return tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(config).items() if k not in ("lr", "device")))
 
 
 def _projected(costs: _RunCosts, name: str, profile: str, left: list, root: Path) -> str:
