@@ -21,14 +21,14 @@ beside this file, ``profile_cost_cpu.txt``, one block per command.
 
 import argparse
 import ast
+import dataclasses
 import math
 from types import SimpleNamespace
 
 import torch
 
 from norm_step_ratios import interleaved_medians  # the benchmarks' shared timer (this script's folder is on sys.path)
-from revisit_bn.commands import without_lr
-from revisit_bn.data import DATASET_SIZES
+from revisit_bn.commands import training_images, without_lr
 from revisit_bn.experiments import CHAPTERS, resolve, store_profile
 from revisit_bn.models import build_model
 from revisit_bn.results import cpu_arithmetic, results_root
@@ -74,7 +74,7 @@ def steps_of(config) -> int:
     """SGD steps of ``config``: its training images (after the validation split) over its batch, times epochs."""
     if hasattr(config, "workers"):
         return math.ceil(config.train_size / (config.batch_size * config.workers)) * config.epochs
-    images = config.train_subset or DATASET_SIZES[config.dataset][0] - (config.validation_size or 0)
+    images = training_images(dataclasses.asdict(config))
     return math.ceil(images / config.batch_size) * config.epochs
 
 

@@ -483,10 +483,12 @@ def test_a_missing_runs_cost_is_projected_from_stored_runs_of_its_kind():
     assert (fastest, median, scaled) == (pytest.approx(20.0), pytest.approx(60.0), True)
     # another batch size: the batch-32 run, its 3 epochs scaled to 30
     assert costs.minutes(cifar.replace(batch_size=32))[0] == (pytest.approx(20.0), pytest.approx(20.0))
-    # a batch size never stored, on 22,500 training images: every batch size's runs per image and epoch
-    # (fastest 600 s / (45,000 x 30), median of 600/1,350,000, 1800/1,350,000, 6000/1,350,000, 120/135,000)
-    assert costs.minutes(cifar.replace(batch_size=64, train_subset=27500))[0] == (
+    # a batch size never stored, on 22,500 training images (train_subset counts them after the validation split):
+    # every batch size's runs per image and epoch (fastest 600 s / (45,000 x 30), median of 600/1,350,000,
+    # 1800/1,350,000, 6000/1,350,000, 120/135,000)
+    assert costs.minutes(cifar.replace(batch_size=64, train_subset=22500))[0] == (
         pytest.approx(600 / 1.35e6 * 22500 * 30 / 60), pytest.approx((1800 / 1.35e6 + 120 / 1.35e5) / 2 * 22500 * 30 / 60))
+    assert commands.training_images({"dataset": "cifar10", "validation_size": 5000, "train_subset": 50000}) == 45000
     # no stored run of its kind: not estimated, and counted apart
     mnist = TrainConfig(experiment="x", dataset="mnist", model="simple", epochs=1)
     assert costs.minutes(mnist) == (None, False)

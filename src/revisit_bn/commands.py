@@ -471,13 +471,11 @@ class _RunCosts:
         data = (g("dataset"), g("model"), g("width"), g("train_subset"), g("test_subset"), g("validation_size"),
                 g("augment"), g("probe_every"), g("threads"))
         kinds = [(("run", *data, g("batch_size"), g("norm_group_size"), g("epochs"), g("workers")), None)]
-        sizes = DATASET_SIZES.get(g("dataset"))
-        if isinstance(g("epochs"), int) and g("epochs") > 0 and sizes and g("workers") is None:
-            images = (g("train_subset") or sizes[0]) - (g("validation_size") or 0)
-            if images > 0:
-                kinds += [(("per image", g("dataset"), g("model"), g("width"), g("batch_size"), g("norm_group_size")),
-                           images * g("epochs")),
-                          (("per image, any batch size", g("dataset"), g("model"), g("width")), images * g("epochs"))]
+        images = training_images(params)
+        if isinstance(g("epochs"), int) and g("epochs") > 0 and images and images > 0 and g("workers") is None:
+            kinds += [(("per image", g("dataset"), g("model"), g("width"), g("batch_size"), g("norm_group_size")),
+                       images * g("epochs")),
+                      (("per image, any batch size", g("dataset"), g("model"), g("width")), images * g("epochs"))]
         return kinds
 
     def minutes(self, config) -> tuple[tuple[float, float] | None, bool]:
@@ -526,6 +524,17 @@ def _after_tuning(name: str, profile: str, root: Path) -> list:
         return []
     tuned = {without_lr(c) for c in tuning.runs}  # a tuning run at the chosen step size is one of the chapter's runs
     return [c for c in spec.grid(params) if without_lr(c) not in tuned]
+
+
+def training_images(params) -> int | None:
+    """The images a run trains on per epoch, from its ``params`` (a dict): the dataset's training set less the
+    validation split, cut to ``train_subset`` (as :class:`revisit_bn.train.TrainConfig` draws them); ``None`` for a
+    dataset without a fixed size."""
+    sizes = DATASET_SIZES.get(params.get("dataset"))
+    if not sizes:
+        return None
+    total = sizes[0] - (params.get("validation_size") or 0)
+    return total if params.get("train_subset") is None else min(params["train_subset"], total)
 
 
 def without_lr(config) -> tuple:
